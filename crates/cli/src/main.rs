@@ -1,0 +1,2 @@
+//! pubhook binary
+fn main() {}

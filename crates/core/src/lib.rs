@@ -1,0 +1,27 @@
+//! pubhook-core: everything the API and the worker share, and nothing that speaks HTTP to clients.
+//!
+//! | module      | owns                                                                    |
+//! |-------------|-------------------------------------------------------------------------|
+//! | `domain`    | parsed newtypes (`Username`, `EndpointUrl`, `EventName`, typed ids, keys) |
+//! | `hashing`   | Werkzeug-format PBKDF2 hashing and constant-time verification of API keys |
+//! | `signing`   | delivery signatures (`pywebhooks-signature`, Standard Webhooks)           |
+//! | `pyjson`    | byte-exact Python `json.dumps` serialisation of payloads                  |
+//! | `settings`  | typed, layered configuration (defaults, TOML, `PUBHOOK_*`, flags)          |
+//! | `keys`      | every Redis key name, under the configured prefix                         |
+//! | `store`     | records in Redis: accounts, registrations, subscriptions, triggered        |
+//! | `queue`     | the job contract between the API and the worker                           |
+//! | `outbound`  | the one HTTP client for calls to account endpoints, with its SSRF policy  |
+//! | `telemetry` | `tracing` set-up                                                          |
+//!
+//! Nothing here knows about actix-web; the API maps these errors to HTTP responses.
+
+pub mod domain;
+pub mod hashing;
+pub mod keys;
+pub mod outbound;
+pub mod pyjson;
+pub mod queue;
+pub mod settings;
+pub mod signing;
+pub mod store;
+pub mod telemetry;
