@@ -1,1 +1,27 @@
-//! TODO
+//! Parsed domain values. Raw strings from a request or from Redis become one of these once, at
+//! the edge; below that line no function takes a bare `String` for a username, an endpoint, an
+//! event name, a key or an id.
+
+mod ids;
+mod keys;
+mod names;
+
+pub use ids::{AccountId, RegistrationId, SubscriptionId, TriggeredId};
+pub use keys::{ApiKey, SecretKey};
+pub use names::{Description, EndpointUrl, EventName, InvalidField, Username};
+
+/// Microseconds since the Unix epoch: the creation time of every record and its sort score.
+pub type Micros = i64;
+
+/// The current time in microseconds since the Unix epoch.
+pub fn now_micros() -> Micros {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The contract's `epoch` field: Unix seconds as a float, e.g. `1441164550.515677`.
+pub fn epoch_seconds(micros: Micros) -> f64 {
+    micros as f64 / 1_000_000.0
+}

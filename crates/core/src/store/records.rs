@@ -1,0 +1,203 @@
+//! The stored records and how they are read back from Redis hashes.
+
+use std::collections::HashMap;
+
+use anyhow::anyhow;
+use serde::Serialize;
+
+use super::StoreError;
+use crate::domain::{AccountId, Micros, RegistrationId, SecretKey, SubscriptionId, TriggeredId};
+
+/// An account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Its id.
+    pub id: AccountId,
+    /// Its username, unique.
+    pub username: String,
+    /// Where echo challenges, key resets and deliveries go; `""` for the bootstrap admin.
+    pub endpoint: String,
+    /// Whether it has admin rights.
+    pub is_admin: bool,
+    /// Failed delivery attempts since the last success.
+    pub failed_count: i64,
+    /// Werkzeug-format hash of the API key.
+    pub api_key_hash: String,
+    /// The key deliveries are signed with.
+    pub secret_key: SecretKey,
+    /// Creation time.
+    pub created: Micros,
+}
+
+/// A registration: a named event with a stored payload.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Its id.
+    pub id: RegistrationId,
+    /// The owner, the only account that may trigger it.
+    pub account_id: AccountId,
+    /// The event name, sent as the `event` header.
+    pub event: String,
+    /// Free text.
+    pub description: String,
+    /// The payload as JSON text, exactly as stored (key order and number text kept).
+    pub event_data: String,
+    /// Creation time.
+    pub created: Micros,
+}
+
+/// One subscription row. Duplicates are allowed, as in PyWebhooks.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// Its id.
+    pub id: SubscriptionId,
+    /// The subscriber.
+    pub account_id: AccountId,
+    /// What it subscribes to.
+    pub registration_id: RegistrationId,
+    /// Creation time.
+    pub created: Micros,
+}
+
+/// The record of one trigger.
+#[derive(Debug, Clone)]
+pub struct Triggered {
+    /// Its id; deliveries carry it as `webhook-id`.
+    pub id: TriggeredId,
+    /// The registration that was triggered.
+    pub registration_id: RegistrationId,
+    /// Creation time.
+    pub created: Micros,
+}
+
+/// A RethinkDB-style write result, the body of PyWebhooks' update and delete responses. Fields
+/// are in the order `jsonify` printed them (sorted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WriteResult {
+    /// Records deleted.
+    pub deleted: u64,
+    /// Always 0: failures are errors, not counts.
+    pub errors: u64,
+    /// Records inserted.
+    pub inserted: u64,
+    /// Records changed.
+    pub replaced: u64,
+    /// Records that did not exist.
+    pub skipped: u64,
+    /// Records an update left as they were.
+    pub unchanged: u64,
+}
+
+impl WriteResult {
+    /// `deleted: n`, or `skipped: 1` when nothing was there, as RethinkDB's `get(id).delete()`.
+    pub fn deleted_one(found: bool) -> Self {
+        if found {
+            Self::deleted(1)
+        } else {
+            Self::skipped(1)
+        }
+    }
+
+    pub(super) fn deleted(n: u64) -> Self {
+        Self {
+            deleted: n,
+            ..Self::default()
+        }
+    }
+
+    pub(super) fn replaced(n: u64) -> Self {
+        Self {
+            replaced: n,
+            ..Self::default()
+        }
+    }
+
+    pub(super) fn unchanged(n: u64) -> Self {
+        Self {
+            unchanged: n,
+            ..Self::default()
+        }
+    }
+
+    pub(super) fn skipped(n: u64) -> Self {
+        Self {
+            skipped: n,
+            ..Self::default()
+        }
+    }
+}
+
+/// The fields of one hash, read back from Redis.
+pub(crate) struct Fields(HashMap<String, String>);
+
+impl Fields {
+    pub(crate) fn new(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs.into_iter().collect())
+    }
+
+    pub(crate) fn take(&mut self, name: &str) -> Result<String, StoreError> {
+        self.0
+            .remove(name)
+            .ok_or_else(|| StoreError::Internal(anyhow!("stored record lacks field {name}")))
+    }
+
+    pub(crate) fn int(&mut self, name: &str) -> Result<i64, StoreError> {
+        let raw = self.take(name)?;
+        raw.parse()
+            .map_err(|_| StoreError::Internal(anyhow!("stored field {name} is not an integer")))
+    }
+
+    pub(crate) fn id<T>(&mut self, name: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
+        let raw = self.take(name)?;
+        parse(&raw).ok_or_else(|| StoreError::Internal(anyhow!("stored field {name} is not an id")))
+    }
+}
+
+impl Account {
+    pub(crate) fn from_fields(mut f: Fields) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: f.id("id", AccountId::parse)?,
+            username: f.take("username")?,
+            endpoint: f.take("endpoint")?,
+            is_admin: f.take("is_admin")? == "1",
+            failed_count: f.int("failed_count")?,
+            api_key_hash: f.take("api_key")?,
+            secret_key: SecretKey::from_stored(f.take("secret_key")?),
+            created: f.int("created")?,
+        })
+    }
+}
+
+impl Registration {
+    pub(crate) fn from_fields(mut f: Fields) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: f.id("id", RegistrationId::parse)?,
+            account_id: f.id("account_id", AccountId::parse)?,
+            event: f.take("event")?,
+            description: f.take("description")?,
+            event_data: f.take("event_data")?,
+            created: f.int("created")?,
+        })
+    }
+}
+
+impl Subscription {
+    pub(crate) fn from_fields(mut f: Fields) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: f.id("id", SubscriptionId::parse)?,
+            account_id: f.id("account_id", AccountId::parse)?,
+            registration_id: f.id("registration_id", RegistrationId::parse)?,
+            created: f.int("created")?,
+        })
+    }
+}
+
+impl Triggered {
+    pub(crate) fn from_fields(mut f: Fields) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: f.id("id", TriggeredId::parse)?,
+            registration_id: f.id("registration_id", RegistrationId::parse)?,
+            created: f.int("created")?,
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! Registrations: a named event with its stored payload, owned by one account.
+
+use tracing::instrument;
+
+use super::records::{Registration, WriteResult};
+use super::{scripts, Page, Store, StoreError};
+use crate::domain::{now_micros, AccountId, Description, EventName, RegistrationId};
+use crate::keys::RecordKind;
+
+impl Store {
+    /// Creates a registration owned by `owner`. `event_data` is the payload's JSON text, kept
+    /// byte for byte. `None` if the owner was deleted meanwhile.
+    #[instrument(skip_all)]
+    pub async fn create_registration(
+        &self,
+        owner: AccountId,
+        event: &EventName,
+        description: &Description,
+        event_data: String,
+    ) -> Result<Option<Registration>, StoreError> {
+        let registration = Registration {
+            id: RegistrationId::generate(),
+            account_id: owner,
+            event: event.as_str().to_owned(),
+            description: description.as_str().to_owned(),
+            event_data,
+            created: now_micros(),
+        };
+        let id = registration.id.to_string();
+        let mut conn = self.connection().await?;
+        let created: i64 = scripts::CREATE_REGISTRATION
+            .key(self.keys.account(owner))
+            .key(self.keys.registration(registration.id))
+            .key(self.keys.registrations())
+            .key(self.keys.account_registrations(owner))
+            .arg(&id)
+            .arg(registration.created)
+            .arg("id")
+            .arg(&id)
+            .arg("account_id")
+            .arg(owner.to_string())
+            .arg("event")
+            .arg(&registration.event)
+            .arg("description")
+            .arg(&registration.description)
+            .arg("event_data")
+            .arg(&registration.event_data)
+            .arg("created")
+            .arg(registration.created)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((created == 1).then_some(registration))
+    }
+
+    /// The registration with this id.
+    #[instrument(skip_all)]
+    pub async fn registration(
+        &self,
+        id: RegistrationId,
+    ) -> Result<Option<Registration>, StoreError> {
+        self.read_record(self.keys.registration(id), Registration::from_fields)
+            .await
+    }
+
+    /// A page of one account's registrations, oldest first.
+    #[instrument(skip_all)]
+    pub async fn registrations_of(
+        &self,
+        owner: AccountId,
+        start: u64,
+        limit: u64,
+    ) -> Result<Page<Registration>, StoreError> {
+        self.page(
+            self.keys.account_registrations(owner),
+            RecordKind::Registration,
+            start,
+            limit,
+            Registration::from_fields,
+        )
+        .await
+    }
+
+    /// A page of all registrations, oldest first.
+    #[instrument(skip_all)]
+    pub async fn registrations_page(
+        &self,
+        start: u64,
+        limit: u64,
+    ) -> Result<Page<Registration>, StoreError> {
+        self.page(
+            self.keys.registrations(),
+            RecordKind::Registration,
+            start,
+            limit,
+            Registration::from_fields,
+        )
+        .await
+    }
+
+    /// Replaces a registration's description, the only field PyWebhooks lets a PATCH change.
+    #[instrument(skip_all)]
+    pub async fn update_description(
+        &self,
+        id: RegistrationId,
+        description: &Description,
+    ) -> Result<WriteResult, StoreError> {
+        self.update_fields(
+            self.keys.registration(id),
+            &[("description", description.as_str())],
+        )
+        .await
+    }
+
+    /// Deletes a registration and every subscription to it.
+    #[instrument(skip_all)]
+    pub async fn delete_registration(&self, id: RegistrationId) -> Result<WriteResult, StoreError> {
+        let found = self
+            .delete_one(RecordKind::Registration, &id.to_string())
+            .await?;
+        Ok(WriteResult::deleted_one(found == 1))
+    }
+
+    /// Deletes every registration, each with the subscriptions to it.
+    #[instrument(skip_all)]
+    pub async fn delete_all_registrations(&self) -> Result<WriteResult, StoreError> {
+        self.delete_all(RecordKind::Registration).await
+    }
+}

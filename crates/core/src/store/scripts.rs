@@ -1,0 +1,31 @@
+//! The store's Lua scripts, compiled once. `redis::Script` runs them by SHA and reloads them when
+//! Redis answers NOSCRIPT, so a Redis that restarted empty needs nothing from us.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+const LIB: &str = include_str!("scripts/lib.lua");
+
+fn with_lib(body: &str) -> Script {
+    Script::new(&format!("{LIB}\n{body}"))
+}
+
+pub(super) static PAGE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/page.lua")));
+pub(super) static CREATE_ACCOUNT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/create_account.lua")));
+pub(super) static ACCOUNT_BY_USERNAME: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/account_by_username.lua")));
+pub(super) static UPDATE_FIELDS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/update_fields.lua")));
+pub(super) static CREATE_REGISTRATION: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/create_registration.lua")));
+pub(super) static SUBSCRIBE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/subscribe.lua")));
+pub(super) static TRIGGER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/trigger.lua")));
+pub(super) static DELETE_ONE: LazyLock<Script> =
+    LazyLock::new(|| with_lib(include_str!("scripts/delete_one.lua")));
+pub(super) static DELETE_BATCH: LazyLock<Script> =
+    LazyLock::new(|| with_lib(include_str!("scripts/delete_batch.lua")));
