@@ -1,1 +1,4 @@
-//! End-to-end suite.
+//! End-to-end suite: the built `pubhook` binary against a real Redis (private unless
+//! `PUBHOOK_TEST_REDIS_URL` is set) and real endpoint receivers on loopback.
+
+mod binary;

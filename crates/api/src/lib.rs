@@ -1,1 +1,27 @@
-//! placeholder
+//! pubhook-api: the PyWebhooks-compatible REST API.
+//!
+//! | module         | owns                                                                  |
+//! |----------------|-----------------------------------------------------------------------|
+//! | `startup`      | [`Application`]: build (bind, connect) then run until stopped          |
+//! | `routes`       | one module per resource of the contract, plus health checks            |
+//! | `auth`         | the `api-key`/`username` check and the cache of verified keys          |
+//! | `content_type` | the 415 gate                                                          |
+//! | `body`         | size-limited JSON bodies                                              |
+//! | `paging`       | `start`/`limit`, `next_start` and 204                                  |
+//! | `error`        | [`ApiError`]: every HTTP failure and its `{"Error": ...}` body         |
+//! | `state`        | what handlers share                                                   |
+//!
+//! The API never delivers webhooks: a trigger writes a job for the worker (see
+//! `pubhook_core::queue`). It depends on `pubhook-core` only, never on the worker.
+
+pub mod auth;
+pub mod body;
+pub mod content_type;
+pub mod error;
+pub mod paging;
+pub mod routes;
+pub mod startup;
+pub mod state;
+
+pub use error::ApiError;
+pub use startup::Application;

@@ -1,2 +1,21 @@
-//! pubhook binary
-fn main() {}
+//! The `pubhook` binary: parses the command line, sets up telemetry and settings, and hands over
+//! to the command. Everything else lives in the library crates.
+
+mod cli;
+mod commands;
+mod redis_child;
+
+use clap::Parser as _;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    pubhook_core::telemetry::init_telemetry("info,actix_server=warn");
+    match commands::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pubhook: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The one error type of the API. Every variant is an HTTP outcome; its doc comment gives the
+//! status and body. All bodies have the contract's shape, `{"Error": "..."}`.
+
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use pubhook_core::store::StoreError;
+use serde_json::json;
+
+/// An error answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `{"Error": <message>}`: the request is malformed or a field is invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401 `{"Error": <message>}`: missing or wrong credentials, or not allowed.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 404 `{"Error": <message>}`.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 405 `{"Error": "The method is not allowed for the requested URL."}`.
+    #[error("The method is not allowed for the requested URL.")]
+    MethodNotAllowed,
+    /// 409 `{"Error": <message>}`: the request conflicts with what is stored.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// 413 `{"Error": "Request body is larger than N bytes"}`.
+    #[error("Request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 415 `{"Error": "Unsupported Media Type"}`: a body that is not `application/json`.
+    #[error("Unsupported Media Type")]
+    UnsupportedMediaType,
+    /// 429 `{"Error": <message>}` with `Retry-After` in whole seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What was limited.
+        message: &'static str,
+        /// How long until it is allowed again.
+        retry_after: Duration,
+    },
+    /// 503 `{"Error": "Storage unavailable"}`: Redis cannot be reached.
+    #[error("Storage unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// 500 `{"Error": "Internal server error"}`: a bug. The cause is logged, never shown.
+    #[error("Internal server error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(cause) => Self::Unavailable(cause),
+            StoreError::UsernameTaken => Self::Conflict("Username already exists"),
+            StoreError::LastAdmin => Self::Conflict("The last admin account cannot be deleted"),
+            StoreError::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // Logged once, here at the edge, with the whole cause chain.
+        match self {
+            Self::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
+            Self::Unavailable(cause) => tracing::warn!(error = %cause, "storage unavailable"),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let Self::TooManyRequests { retry_after, .. } = self {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.insert_header((header::RETRY_AFTER, seconds.max(1).to_string()));
+        }
+        response.json(json!({ "Error": self.to_string() }))
+    }
+}

@@ -1,0 +1,254 @@
+//! `/v1/account`, `/v1/account/{id}`, `/v1/accounts` and the two key resets.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use pubhook_core::domain::{epoch_seconds, AccountId, ApiKey, EndpointUrl, SecretKey, Username};
+use pubhook_core::hashing::hash_api_key;
+use pubhook_core::outbound::KeyKind;
+use pubhook_core::store::{Account, NewAccount};
+use serde::Serialize;
+use serde_json::json;
+use tracing::instrument;
+
+use super::endpoint::{check_echo, send_key};
+use super::{missing_id, resource};
+use crate::auth::{authenticate, Need};
+use crate::body::{json_object, string_field};
+use crate::error::ApiError;
+use crate::paging::{page_response, PageQuery};
+use crate::state::AppState;
+
+/// Mounts the account routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/v1/account")
+            .route(web::post().to(create_account))
+            .route(web::patch().to(update_endpoint))
+            .route(web::get().to(missing_id("Missing account_id")))
+            .route(web::delete().to(missing_id("Missing account_id"))),
+    )
+    .service(resource("/v1/account/reset/apikey").route(web::post().to(reset_api_key)))
+    .service(resource("/v1/account/reset/secretkey").route(web::post().to(reset_secret_key)))
+    .service(
+        resource("/v1/account/{account_id}")
+            .route(web::get().to(get_account))
+            .route(web::delete().to(delete_account)),
+    )
+    .service(
+        resource("/v1/accounts")
+            .route(web::get().to(list_accounts))
+            .route(web::delete().to(delete_all_accounts)),
+    );
+}
+
+/// An account as the API shows it. Fields in the order PyWebhooks' `jsonify` sorted them.
+#[derive(Serialize)]
+struct AccountOut {
+    /// The plaintext key on creation; the stored hash afterwards, as in PyWebhooks.
+    api_key: String,
+    endpoint: String,
+    epoch: f64,
+    failed_count: i64,
+    id: AccountId,
+    is_admin: bool,
+    /// Only shown to the account itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_key: Option<String>,
+    username: String,
+}
+
+impl AccountOut {
+    fn new(account: Account, show_secret: bool) -> Self {
+        Self {
+            api_key: account.api_key_hash,
+            endpoint: account.endpoint,
+            epoch: epoch_seconds(account.created),
+            failed_count: account.failed_count,
+            id: account.id,
+            is_admin: account.is_admin,
+            secret_key: show_secret.then(|| account.secret_key.expose().to_owned()),
+            username: account.username,
+        }
+    }
+}
+
+/// `POST /v1/account`: public. Validates the fields, refuses a taken username before calling
+/// out, runs the echo challenge, then creates the account atomically. 201 with the plaintext
+/// keys, shown this once.
+#[instrument(skip_all)]
+async fn create_account(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = json_object(payload, state.limits.max_body_bytes).await?;
+    let username = string_field(&body, "username", "Missing username field")?;
+    let username = Username::parse(username).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let endpoint = string_field(&body, "endpoint", "Missing endpoint field")?;
+    let endpoint = EndpointUrl::parse(endpoint).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+
+    // PyWebhooks called the endpoint before noticing the name was taken; asking first spares
+    // the endpoint a request. The create below stays the real, atomic check.
+    if state
+        .store
+        .account_by_username(username.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::Conflict("Username already exists"));
+    }
+    check_echo(&state, &endpoint).await?;
+
+    let api_key = ApiKey::generate();
+    let api_key_hash = hash_blocking(&api_key, state.limits.pbkdf2_iterations).await?;
+    let account = state
+        .store
+        .create_account(NewAccount {
+            username: &username,
+            endpoint: Some(&endpoint),
+            is_admin: false,
+            api_key_hash,
+            secret_key: SecretKey::generate(),
+        })
+        .await?;
+    let mut out = AccountOut::new(account, true);
+    out.api_key = api_key.expose().to_owned();
+    Ok(HttpResponse::Created().json(out))
+}
+
+/// `GET /v1/account/{id}`: the caller's own account only, admins included.
+#[instrument(skip_all)]
+async fn get_account(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    if AccountId::parse(&path) != Some(caller.id) {
+        return Err(ApiError::Unauthorized("Not authorized"));
+    }
+    Ok(HttpResponse::Ok().json(AccountOut::new(caller, true)))
+}
+
+/// `PATCH /v1/account`: a new endpoint for the caller, after it passes the echo challenge (the
+/// README promised this; PyWebhooks never did it). Resets `failed_count` to 0.
+#[instrument(skip_all)]
+async fn update_endpoint(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let body = json_object(payload, state.limits.max_body_bytes).await?;
+    let endpoint = string_field(&body, "endpoint", "Missing endpoint field")?;
+    let endpoint = EndpointUrl::parse(endpoint).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    check_echo(&state, &endpoint).await?;
+    let result = state.store.update_endpoint(caller.id, &endpoint).await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+/// `DELETE /v1/account/{id}`: the caller's own account, or any account for an admin; cascades
+/// to the account's subscriptions, registrations and the subscriptions to those.
+#[instrument(skip_all)]
+async fn delete_account(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let target = AccountId::parse(&path);
+    if !caller.is_admin && target != Some(caller.id) {
+        return Err(ApiError::Unauthorized("Not authorized"));
+    }
+    let result = match target {
+        Some(id) => state.store.delete_account(id).await?,
+        None => pubhook_core::store::WriteResult::deleted_one(false),
+    };
+    Ok(HttpResponse::Ok().json(result))
+}
+
+/// `GET /v1/accounts`: admin only, paged. Other accounts' secret keys are not shown.
+#[instrument(skip_all)]
+async fn list_accounts(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Admin).await?;
+    let page = PageQuery::from_request(&req)?;
+    let accounts = state.store.accounts_page(page.start, page.limit).await?;
+    page_response("accounts", accounts, |account| {
+        let own = account.id == caller.id;
+        AccountOut::new(account, own)
+    })
+}
+
+/// `DELETE /v1/accounts`: admin only; deletes every non-admin account with its cascade.
+#[instrument(skip_all)]
+async fn delete_all_accounts(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authenticate(&req, &state, Need::Admin).await?;
+    let result = state.store.delete_non_admin_accounts().await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+/// `POST /v1/account/reset/apikey`: needs only the `username` header, as in PyWebhooks: the new
+/// key goes to the account's endpoint, never to the caller. Limited to one per username per
+/// `key_reset_interval`, so nobody can keep another user's key changing.
+#[instrument(skip_all)]
+async fn reset_api_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let username = req
+        .headers()
+        .get("username")
+        .ok_or_else(|| ApiError::BadRequest("Missing the username header value".into()))?
+        .to_str()
+        .map_err(|_| ApiError::NotFound("Username not found"))?;
+    let account = state
+        .store
+        .account_by_username(username)
+        .await?
+        .ok_or(ApiError::NotFound("Username not found"))?;
+    let endpoint =
+        EndpointUrl::from_stored(&account.endpoint).ok_or(ApiError::NotFound("Endpoint not found"))?;
+    if let Some(retry_after) = state
+        .store
+        .start_key_reset_cooldown(username, state.limits.key_reset_interval)
+        .await?
+    {
+        return Err(ApiError::TooManyRequests {
+            message: "An API key reset for this username was requested too recently",
+            retry_after,
+        });
+    }
+    let api_key = ApiKey::generate();
+    let hash = hash_blocking(&api_key, state.limits.pbkdf2_iterations).await?;
+    send_key(&state, &endpoint, KeyKind::ApiKey, api_key.expose()).await?;
+    state.store.replace_api_key_hash(account.id, &hash).await?;
+    Ok(HttpResponse::Ok().json(json!({ "Message": "New key sent to endpoint" })))
+}
+
+/// `POST /v1/account/reset/secretkey`: authenticated; the new secret goes to the endpoint and
+/// signs every delivery from then on.
+#[instrument(skip_all)]
+async fn reset_secret_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let endpoint =
+        EndpointUrl::from_stored(&caller.endpoint).ok_or(ApiError::NotFound("Endpoint not found"))?;
+    let secret = SecretKey::generate();
+    send_key(&state, &endpoint, KeyKind::SecretKey, secret.expose()).await?;
+    state.store.replace_secret_key(caller.id, &secret).await?;
+    Ok(HttpResponse::Ok().json(json!({ "Message": "New key sent to endpoint" })))
+}
+
+/// PBKDF2 on a blocking thread, so the server's event loop keeps serving.
+async fn hash_blocking(key: &ApiKey, iterations: u32) -> Result<String, ApiError> {
+    let key = key.clone();
+    web::block(move || hash_api_key(key.expose(), iterations))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing failed: {e}")))
+}

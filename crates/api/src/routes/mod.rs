@@ -1,0 +1,47 @@
+//! One module per resource of the contract, each with a `configure` that mounts its routes.
+//!
+//! Each handler runs the contract's checks in the contract's order (a missing id before
+//! authentication, authentication before ownership, ownership before the body), so the first
+//! failing check decides the answer exactly as in PyWebhooks.
+
+pub mod accounts;
+pub mod health;
+pub mod registrations;
+pub mod subscriptions;
+pub mod triggered;
+
+mod endpoint;
+
+use actix_web::{web, HttpResponse, Route};
+
+use crate::error::ApiError;
+
+/// Mounts every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    accounts::configure(cfg);
+    registrations::configure(cfg);
+    subscriptions::configure(cfg);
+    triggered::configure(cfg);
+    health::configure(cfg);
+}
+
+/// A route answering `400 {"Error": message}`: the contract's answer to a route that needs an
+/// id when none is given (e.g. `GET /v1/account`).
+fn missing_id(message: &'static str) -> Route {
+    web::to(move || async move { Err::<HttpResponse, _>(ApiError::BadRequest(message.to_owned())) })
+}
+
+/// The default of every resource: 405 for a method it does not implement.
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// The default of the whole app: 404 for an unknown path.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("Not found"))
+}
+
+/// A resource whose unimplemented methods get 405.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}

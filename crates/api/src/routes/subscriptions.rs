@@ -1,0 +1,135 @@
+//! `/v1/webhook/subscription[/{id}]` and `/v1/webhook/subscriptions`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use pubhook_core::domain::{epoch_seconds, AccountId, RegistrationId, SubscriptionId};
+use pubhook_core::store::{SubscribeRefusal, Subscription, WriteResult};
+use serde::Serialize;
+use tracing::instrument;
+
+use super::{missing_id, resource};
+use crate::auth::{authenticate, Need};
+use crate::error::ApiError;
+use crate::paging::{page_response, PageQuery};
+use crate::state::AppState;
+
+/// Mounts the subscription routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/v1/webhook/subscription")
+            .route(web::get().to(list_own))
+            .route(web::post().to(missing_id("Missing subscription_id")))
+            .route(web::delete().to(missing_id("Missing subscription_id"))),
+    )
+    .service(
+        // The contract names the parameter `subscription_id` although a POST takes a
+        // registration id; both meanings are kept.
+        resource("/v1/webhook/subscription/{id}")
+            .route(web::post().to(subscribe))
+            .route(web::delete().to(delete_subscription)),
+    )
+    .service(
+        resource("/v1/webhook/subscriptions")
+            .route(web::get().to(list_all))
+            .route(web::delete().to(delete_all)),
+    );
+}
+
+/// A subscription as the API shows it.
+#[derive(Serialize)]
+struct SubscriptionOut {
+    account_id: AccountId,
+    epoch: f64,
+    id: SubscriptionId,
+    registration_id: RegistrationId,
+}
+
+impl From<Subscription> for SubscriptionOut {
+    fn from(s: Subscription) -> Self {
+        Self {
+            account_id: s.account_id,
+            epoch: epoch_seconds(s.created),
+            id: s.id,
+            registration_id: s.registration_id,
+        }
+    }
+}
+
+/// `POST /v1/webhook/subscription/{registration_id}`: any account subscribes to any
+/// registration. Every call adds a row, as in PyWebhooks.
+#[instrument(skip_all)]
+async fn subscribe(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let registration = RegistrationId::parse(&path)
+        .ok_or(ApiError::NotFound("The registration id does not exist"))?;
+    match state.store.subscribe(caller.id, registration).await? {
+        Ok(subscription) => Ok(HttpResponse::Created().json(SubscriptionOut::from(subscription))),
+        Err(SubscribeRefusal::NoSuchRegistration) => {
+            Err(ApiError::NotFound("The registration id does not exist"))
+        }
+        Err(SubscribeRefusal::NoSuchAccount) => {
+            Err(ApiError::Unauthorized("Invalid API key or Username"))
+        }
+    }
+}
+
+/// `GET /v1/webhook/subscription`: the caller's own subscriptions, paged.
+#[instrument(skip_all)]
+async fn list_own(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let page = PageQuery::from_request(&req)?;
+    let subscriptions = state
+        .store
+        .subscriptions_of(caller.id, page.start, page.limit)
+        .await?;
+    page_response("subscriptions", subscriptions, SubscriptionOut::from)
+}
+
+/// `GET /v1/webhook/subscriptions`: every subscription, paged. Paging is checked before
+/// authentication here, as in PyWebhooks.
+#[instrument(skip_all)]
+async fn list_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let page = PageQuery::from_request(&req)?;
+    authenticate(&req, &state, Need::Account).await?;
+    let subscriptions = state
+        .store
+        .subscriptions_page(page.start, page.limit)
+        .await?;
+    page_response("subscriptions", subscriptions, SubscriptionOut::from)
+}
+
+/// `DELETE /v1/webhook/subscription/{id}`: the subscriber or an admin.
+#[instrument(skip_all)]
+async fn delete_subscription(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let id = SubscriptionId::parse(&path);
+    if !caller.is_admin {
+        let subscription = match id {
+            Some(id) => state.store.subscription(id).await?,
+            None => None,
+        };
+        if subscription.is_none_or(|s| s.account_id != caller.id) {
+            return Err(ApiError::Unauthorized("Not authorized"));
+        }
+    }
+    let result = match id {
+        Some(id) => state.store.delete_subscription(id).await?,
+        None => WriteResult::deleted_one(false),
+    };
+    Ok(HttpResponse::Ok().json(result))
+}
+
+/// `DELETE /v1/webhook/subscriptions`: admin only.
+#[instrument(skip_all)]
+async fn delete_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authenticate(&req, &state, Need::Admin).await?;
+    let result = state.store.delete_all_subscriptions().await?;
+    Ok(HttpResponse::Ok().json(result))
+}

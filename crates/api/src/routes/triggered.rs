@@ -1,0 +1,115 @@
+//! `/v1/webhook/triggered[/{id}]`: triggering a registration and reading what was triggered.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use pubhook_core::domain::{epoch_seconds, RegistrationId, TriggeredId};
+use pubhook_core::store::Triggered;
+use serde::Serialize;
+use tracing::instrument;
+
+use super::{missing_id, resource};
+use crate::auth::{authenticate, Need};
+use crate::error::ApiError;
+use crate::paging::{page_response, PageQuery};
+use crate::state::AppState;
+
+/// Mounts the triggered routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/v1/webhook/triggered")
+            .route(web::get().to(list_all))
+            .route(web::post().to(missing_id("Missing registration_id"))),
+    )
+    .service(
+        resource("/v1/webhook/triggered/{id}")
+            .route(web::post().to(trigger))
+            .route(web::get().to(get_triggered)),
+    );
+}
+
+/// A triggered record as the API shows it.
+#[derive(Serialize)]
+struct TriggeredOut {
+    epoch: f64,
+    id: TriggeredId,
+    registration_id: RegistrationId,
+}
+
+impl From<Triggered> for TriggeredOut {
+    fn from(t: Triggered) -> Self {
+        Self {
+            epoch: epoch_seconds(t.created),
+            id: t.id,
+            registration_id: t.registration_id,
+        }
+    }
+}
+
+const NOT_YOURS: &str = "You don't have access to this registration record or it no longer exists";
+
+/// `POST /v1/webhook/triggered/{registration_id}`: the owner (only) triggers; the triggered
+/// record and its fan-out job are written in one atomic step, and delivery happens later.
+#[instrument(skip_all, fields(registration = %path))]
+async fn trigger(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    const NOT_FOUND: &str = "Registration id not found";
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let id = RegistrationId::parse(&path).ok_or(ApiError::NotFound(NOT_FOUND))?;
+    let registration = state
+        .store
+        .registration(id)
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    if registration.account_id != caller.id {
+        return Err(ApiError::Unauthorized(NOT_YOURS));
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    tracing::info!(request_id = %request_id, "trigger");
+    let triggered = state
+        .store
+        .trigger(id, Some(request_id))
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    Ok(HttpResponse::Created().json(TriggeredOut::from(triggered)))
+}
+
+/// `GET /v1/webhook/triggered/{id}`: one triggered record, for the registration's owner or an
+/// admin.
+#[instrument(skip_all)]
+async fn get_triggered(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    const NOT_FOUND: &str = "Triggered id not found";
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let id = TriggeredId::parse(&path).ok_or(ApiError::NotFound(NOT_FOUND))?;
+    let triggered = state
+        .store
+        .triggered(id)
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    if !caller.is_admin {
+        let owner = state
+            .store
+            .registration(triggered.registration_id)
+            .await?
+            .map(|r| r.account_id);
+        if owner != Some(caller.id) {
+            return Err(ApiError::Unauthorized(NOT_YOURS));
+        }
+    }
+    Ok(HttpResponse::Ok().json(TriggeredOut::from(triggered)))
+}
+
+/// `GET /v1/webhook/triggered`: every triggered record, paged. Paging is checked before
+/// authentication, as in PyWebhooks.
+#[instrument(skip_all)]
+async fn list_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let page = PageQuery::from_request(&req)?;
+    authenticate(&req, &state, Need::Account).await?;
+    let triggered = state.store.triggered_page(page.start, page.limit).await?;
+    page_response("triggered_webhooks", triggered, TriggeredOut::from)
+}

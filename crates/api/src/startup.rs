@@ -1,0 +1,90 @@
+//! Building and running the HTTP server: `Application::build` binds the listener (port 0 in
+//! tests) and connects the store; `run_until_stopped` serves until the stop signal.
+
+use std::future::Future;
+use std::net::TcpListener;
+
+use actix_web::middleware::{from_fn, NormalizePath, TrailingSlash};
+use actix_web::{dev::Server, web, App, HttpServer};
+use anyhow::Context as _;
+use pubhook_core::outbound::{DestinationPolicy, OutboundClient, OutboundConfig};
+use pubhook_core::settings::Settings;
+use pubhook_core::store::Store;
+
+use crate::auth::KeyCache;
+use crate::content_type::require_json;
+use crate::routes;
+use crate::state::{AppState, Limits};
+
+/// The API server, bound and ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds `settings.listen` and prepares the server on `store`. Redis need not be up: the
+    /// store connects lazily and requests answer 503 until it is.
+    pub fn build(settings: &Settings, store: Store) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("could not listen on {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let outbound = OutboundClient::new(OutboundConfig {
+            timeout: settings.request_timeout,
+            max_response_bytes: settings.max_response_bytes,
+            policy: DestinationPolicy::new(settings.allowed_networks.clone()),
+            user_agent: format!("pubhook/{}", env!("CARGO_PKG_VERSION")),
+        })
+        .context("could not build the outbound HTTP client")?;
+        let state = web::Data::new(AppState {
+            store,
+            outbound,
+            key_cache: KeyCache::new(settings.api_key_cache_ttl, settings.api_key_cache_capacity),
+            limits: Limits {
+                max_body_bytes: settings.max_body_bytes,
+                key_reset_interval: settings.key_reset_interval,
+                pbkdf2_iterations: settings.pbkdf2_iterations,
+            },
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(from_fn(require_json))
+                .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .wrap(access_log())
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .disable_signals()
+        .run();
+        Ok(Self { port, server })
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` completes, then stops gracefully: no new connections, and
+    /// requests in flight get up to 10 s to finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result,
+            () = shutdown => {
+                handle.stop(true).await;
+                server.await
+            }
+        }
+    }
+}
+
+/// Request logging without payloads, keys or query strings.
+fn access_log() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new(r#"%{r}a "%r" %s %b %Dms"#)
+        .exclude("/health/live")
+}

@@ -1,0 +1,205 @@
+//! `spawn_app` and typed calls on the running app.
+
+use std::time::Duration;
+
+use pubhook_api::Application;
+use pubhook_core::domain::{ApiKey, SecretKey, Username};
+use pubhook_core::hashing::hash_api_key;
+use pubhook_core::settings::Settings;
+use pubhook_core::store::{NewAccount, Store};
+use pubhook_testkit::{random_prefix, shared_redis, Receiver};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+
+/// A running API with its own key prefix and an endpoint receiver.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub receiver: Receiver,
+}
+
+/// The credentials of an account created in a test.
+#[derive(Debug, Clone)]
+pub struct Creds {
+    pub id: String,
+    pub username: String,
+    pub api_key: String,
+    pub secret_key: String,
+}
+
+/// Settings for tests: port 0, a random prefix, loopback endpoints allowed, cheap hashing.
+pub fn test_settings(redis_url: &str) -> Settings {
+    let mut settings = Settings::default();
+    settings.listen = "127.0.0.1:0".parse().expect("valid address");
+    settings.redis_url = Some(redis_url.to_owned().into());
+    settings.key_prefix = random_prefix();
+    settings.allowed_networks = vec!["127.0.0.0/8".parse().expect("valid network")];
+    settings.pbkdf2_iterations = 1000;
+    settings.request_timeout = Duration::from_secs(2);
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    let redis = shared_redis().await;
+    spawn_app_with(test_settings(redis.url())).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    pubhook_core::telemetry::init_test_telemetry();
+    let redis_url = {
+        use secrecy::ExposeSecret as _;
+        settings
+            .redis_url
+            .as_ref()
+            .expect("tests set a redis url")
+            .expose_secret()
+            .to_owned()
+    };
+    let store = Store::connect(&redis_url, &settings.key_prefix, 8).expect("store");
+    let app = Application::build(&settings, store.clone()).expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        store,
+        receiver: Receiver::start().await,
+    }
+}
+
+impl TestApp {
+    /// A request with the JSON content type PyWebhooks clients always send.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{}", self.address, path))
+            .header("Content-Type", "application/json")
+    }
+
+    /// The same, authenticated as `creds`.
+    pub fn as_user(&self, method: Method, path: &str, creds: &Creds) -> RequestBuilder {
+        self.request(method, path)
+            .header("username", &creds.username)
+            .header("api-key", &creds.api_key)
+    }
+
+    /// Creates an account through the API, its endpoint on the test receiver.
+    pub async fn create_account(&self, username: &str) -> Creds {
+        let response = self
+            .request(Method::POST, "/v1/account")
+            .json(&json!({"username": username, "endpoint": self.receiver.url()}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::CREATED, "creating {username}");
+        let body: Value = response.json().await.expect("json");
+        Creds {
+            id: body["id"].as_str().expect("id").to_owned(),
+            username: username.to_owned(),
+            api_key: body["api_key"].as_str().expect("api_key").to_owned(),
+            secret_key: body["secret_key"].as_str().expect("secret_key").to_owned(),
+        }
+    }
+
+    /// Creates an admin directly in the store, as `pubhook init` does.
+    pub async fn create_admin(&self, username: &str) -> Creds {
+        let api_key = ApiKey::generate();
+        let secret_key = SecretKey::generate();
+        let account = self
+            .store
+            .create_account(NewAccount {
+                username: &Username::parse(username).expect("valid username"),
+                endpoint: None,
+                is_admin: true,
+                api_key_hash: hash_api_key(api_key.expose(), 1000),
+                secret_key: secret_key.clone(),
+            })
+            .await
+            .expect("admin created");
+        Creds {
+            id: account.id.to_string(),
+            username: username.to_owned(),
+            api_key: api_key.expose().to_owned(),
+            secret_key: secret_key.expose().to_owned(),
+        }
+    }
+
+    /// Registers a webhook owned by `owner`; returns its id.
+    pub async fn register(&self, owner: &Creds, event: &str) -> String {
+        let response = self
+            .as_user(Method::POST, "/v1/webhook/registration", owner)
+            .json(&json!({"event": event, "description": "d", "event_data": {"a": 1}}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Subscribes `subscriber` to a registration; returns the subscription's id.
+    pub async fn subscribe(&self, subscriber: &Creds, registration: &str) -> String {
+        let response = self
+            .as_user(
+                Method::POST,
+                &format!("/v1/webhook/subscription/{registration}"),
+                subscriber,
+            )
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// GETs a paged list and returns (status, body or Null).
+    pub async fn list(&self, path: &str, creds: &Creds, start: u64, limit: u64) -> (StatusCode, Value) {
+        let response = self
+            .as_user(Method::GET, &format!("{path}?start={start}&limit={limit}"), creds)
+            .send()
+            .await
+            .expect("request");
+        status_and_json(response).await
+    }
+
+    /// How many records a paged list holds in all, read page by page.
+    pub async fn count(&self, path: &str, key: &str, creds: &Creds) -> usize {
+        let mut start = 0;
+        let mut total = 0;
+        loop {
+            let (status, body) = self.list(path, creds, start, 100).await;
+            if status == StatusCode::NO_CONTENT {
+                return total;
+            }
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+            total += body[key].as_array().expect("list").len();
+            match body["next_start"].as_u64() {
+                Some(next) => start = next,
+                None => return total,
+            }
+        }
+    }
+}
+
+/// The status and the JSON body (Null when there is none).
+pub async fn status_and_json(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!("status {status}: body is not JSON: {}", String::from_utf8_lossy(&bytes))
+        })
+    };
+    (status, body)
+}
+
+/// The `{"Error": message}` body.
+pub fn error(message: &str) -> Value {
+    json!({ "Error": message })
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the API: the real actix-web app on a loopback port, a real Redis (a
+//! private `redis-server` unless `PUBHOOK_TEST_REDIS_URL` is set) under a random key prefix per
+//! test, and real endpoint receivers on loopback.
+
+mod accounts;
+mod helpers;
+mod outage;
+mod paging;
+mod registrations;
+mod subscriptions;
+mod triggered;

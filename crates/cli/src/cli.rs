@@ -1,0 +1,61 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// pubhook: a pub/sub webhook service, compatible with PyWebhooks clients and endpoints.
+#[derive(Debug, Parser)]
+#[command(name = "pubhook", version, about)]
+pub struct Cli {
+    /// Settings file (TOML). Default: $PUBHOOK_CONFIG, else ./pubhook.toml if it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub overrides: Overrides,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings that can be given as flags; they win over the file and the environment.
+#[derive(Debug, Args)]
+pub struct Overrides {
+    /// Address to listen on, e.g. 127.0.0.1:8081 (PUBHOOK_LISTEN).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Redis URL, e.g. redis://127.0.0.1:6379/0 (PUBHOOK_REDIS_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (PUBHOOK_KEY_PREFIX).
+    #[arg(long, global = true, value_name = "PREFIX")]
+    pub key_prefix: Option<String>,
+}
+
+impl Overrides {
+    /// The flags given, as (settings key, value) pairs.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        [
+            ("listen", &self.listen),
+            ("redis_url", &self.redis_url),
+            ("key_prefix", &self.key_prefix),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.clone().map(|v| (key, v)))
+        .collect()
+    }
+}
+
+/// What to run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the REST API.
+    Serve,
+    /// Create the admin account and print its keys once, as JSON on stdout.
+    Init {
+        /// Give the existing admin new keys instead of refusing.
+        #[arg(long)]
+        rotate_keys: bool,
+    },
+}

@@ -1,0 +1,118 @@
+//! The commands of the binary.
+
+use anyhow::{bail, Context as _};
+use pubhook_api::Application;
+use pubhook_core::domain::{ApiKey, SecretKey, Username};
+use pubhook_core::hashing::hash_api_key;
+use pubhook_core::settings::Settings;
+use pubhook_core::store::{NewAccount, Store, StoreError};
+use secrecy::ExposeSecret as _;
+use serde_json::json;
+
+use crate::cli::{Cli, Command};
+use crate::redis_child::{resolve_redis, RedisChild};
+
+/// The username `pubhook init` gives the admin, as PyWebhooks did.
+const ADMIN_USERNAME: &str = "admin";
+
+/// Runs the command the command line names.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::from_process_env(cli.config.as_deref(), cli.overrides.pairs())
+        .context("invalid settings")?;
+    let configured = settings.redis_url.as_ref().map(|u| u.expose_secret().to_owned());
+    let (redis_url, redis_child) = resolve_redis(configured.as_deref()).await?;
+    let store = Store::connect(&redis_url, &settings.key_prefix, settings.redis_pool_size)?;
+    let outcome = match cli.command {
+        Command::Serve => serve(&settings, store).await,
+        Command::Init { rotate_keys } => init(&settings, &store, rotate_keys).await,
+    };
+    stop_redis(redis_child).await;
+    outcome
+}
+
+async fn serve(settings: &Settings, store: Store) -> anyhow::Result<()> {
+    let app = Application::build(settings, store)?;
+    tracing::info!(listen = %settings.listen, port = app.port(), "pubhook API listening");
+    app.run_until_stopped(shutdown_signal()).await?;
+    tracing::info!("pubhook API stopped");
+    Ok(())
+}
+
+/// Creates the admin, or with `rotate_keys` gives it new keys; prints
+/// `{"username","api_key","secret_key"}` on stdout.
+async fn init(settings: &Settings, store: &Store, rotate_keys: bool) -> anyhow::Result<()> {
+    let api_key = ApiKey::generate();
+    let secret_key = SecretKey::generate();
+    let api_key_hash = hash_api_key(api_key.expose(), settings.pbkdf2_iterations);
+    let existing = store.account_by_username(ADMIN_USERNAME).await?;
+    match existing {
+        Some(admin) if admin.is_admin && rotate_keys => {
+            store.replace_api_key_hash(admin.id, &api_key_hash).await?;
+            store.replace_secret_key(admin.id, &secret_key).await?;
+        }
+        Some(admin) if admin.is_admin => {
+            bail!("an admin account already exists; use `pubhook init --rotate-keys` to give it new keys")
+        }
+        Some(_) => bail!("the username {ADMIN_USERNAME:?} belongs to an account that is not an admin"),
+        None if store.admin_count().await? > 0 && !rotate_keys => {
+            bail!("an admin account already exists")
+        }
+        None => {
+            let username = Username::parse(ADMIN_USERNAME)?;
+            let created = store
+                .create_account(NewAccount {
+                    username: &username,
+                    endpoint: None,
+                    is_admin: true,
+                    api_key_hash,
+                    secret_key: secret_key.clone(),
+                })
+                .await;
+            match created {
+                Ok(_) => {}
+                Err(StoreError::UsernameTaken) => bail!("another process created the admin first"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    println!(
+        "{}",
+        json!({
+            "username": ADMIN_USERNAME,
+            "api_key": api_key.expose(),
+            "secret_key": secret_key.expose(),
+        })
+    );
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+async fn stop_redis(child: Option<RedisChild>) {
+    if let Some(child) = child {
+        child.shutdown().await;
+    }
+}

@@ -1,0 +1,184 @@
+//! `pubhook init` and `pubhook serve` as a new user runs them.
+
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use pubhook_testkit::{random_prefix, shared_redis, Receiver};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_pubhook");
+
+/// A command with a clean pubhook environment on the test Redis, under `prefix`.
+fn pubhook(redis_url: &str, prefix: &str) -> Command {
+    let mut command = Command::new(BINARY);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PUBHOOK_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("PUBHOOK_REDIS_URL", redis_url)
+        .env("PUBHOOK_KEY_PREFIX", prefix)
+        .env("PUBHOOK_PBKDF2_ITERATIONS", "1000")
+        .env("PUBHOOK_LOG", "warn");
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("pubhook runs")
+}
+
+fn stdout_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "pubhook failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is one JSON object")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test]
+async fn init_prints_the_admin_keys_once_and_rotates_them_on_request() {
+    let redis = shared_redis().await;
+    let prefix = random_prefix();
+    let first = stdout_json(&run(pubhook(redis.url(), &prefix).arg("init")));
+    assert_eq!(first["username"], "admin");
+    for field in ["api_key", "secret_key"] {
+        let key = first[field].as_str().expect(field);
+        assert_eq!(key.len(), 40, "{field}");
+    }
+
+    let again = run(pubhook(redis.url(), &prefix).arg("init"));
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("--rotate-keys"), "{stderr}");
+    assert!(again.stdout.is_empty(), "no keys printed on refusal");
+
+    let rotated = stdout_json(&run(pubhook(redis.url(), &prefix).args(["init", "--rotate-keys"])));
+    assert_ne!(rotated["api_key"], first["api_key"]);
+    assert_ne!(rotated["secret_key"], first["secret_key"]);
+}
+
+#[tokio::test]
+async fn a_bad_setting_is_refused_at_start_naming_its_key() {
+    let redis = shared_redis().await;
+    let output = run(pubhook(redis.url(), &random_prefix())
+        .env("PUBHOOK_REQUEST_TIMEOUT", "5x")
+        .arg("serve"));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("request_timeout"), "{stderr}");
+    assert!(stderr.contains("PUBHOOK_REQUEST_TIMEOUT"), "{stderr}");
+}
+
+/// Kills the server if a test fails before stopping it.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_takes_a_pywebhooks_client_from_account_to_trigger_and_stops_on_sigterm() {
+    let redis = shared_redis().await;
+    let prefix = random_prefix();
+    let admin = stdout_json(&run(pubhook(redis.url(), &prefix).arg("init")));
+    let port = free_port();
+    let mut server = Server(
+        pubhook(redis.url(), &prefix)
+            .env("PUBHOOK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PUBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+            .arg("serve")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("pubhook serve starts"),
+    );
+    let api = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{api}/health/live")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "pubhook serve did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let receiver = Receiver::start().await;
+    let call = |method: reqwest::Method, path: &str, user: Option<(&str, &str)>| {
+        let mut request = client
+            .request(method, format!("{api}{path}"))
+            .header("Content-Type", "application/json");
+        if let Some((username, key)) = user {
+            request = request.header("username", username).header("api-key", key);
+        }
+        request
+    };
+    let mut keys = Vec::new();
+    for name in ["jane", "john"] {
+        let response = call(reqwest::Method::POST, "/v1/account", None)
+            .json(&json!({"username": name, "endpoint": receiver.url()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{name}");
+        let body: Value = response.json().await.unwrap();
+        keys.push(body["api_key"].as_str().unwrap().to_owned());
+    }
+    let jane = Some(("jane", keys[0].as_str()));
+    let john = Some(("john", keys[1].as_str()));
+
+    let admin_key = admin["api_key"].as_str().unwrap();
+    let response = call(reqwest::Method::GET, "/v1/accounts?start=0&limit=10", Some(("admin", admin_key)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["accounts"].as_array().unwrap().len(), 3);
+
+    let response = call(reqwest::Method::POST, "/v1/webhook/registration", jane)
+        .json(&json!({"event": "jane.release", "description": "d", "event_data": {"v": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let registration: Value = response.json().await.unwrap();
+    let reg = registration["id"].as_str().unwrap();
+
+    let response = call(reqwest::Method::POST, &format!("/v1/webhook/subscription/{reg}"), john)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = call(reqwest::Method::POST, &format!("/v1/webhook/triggered/{reg}"), jane)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let triggered: Value = response.json().await.unwrap();
+    assert_eq!(triggered["registration_id"], reg);
+
+    // SIGTERM: a graceful stop with exit status 0.
+    let pid = server.0.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "pubhook serve did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
