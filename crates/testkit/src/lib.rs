@@ -1,1 +1,18 @@
-//! placeholder
+//! Test support shared by the core, api, worker and end-to-end test suites.
+//!
+//! - [`redis`]: the Redis tests run against. [`shared_redis`] is one server per test process
+//!   (`PUBHOOK_TEST_REDIS_URL`, or a private `redis-server` stopped at exit); [`random_prefix`]
+//!   keeps each test's keys apart; [`PrivateRedis`] is a server of one test's own, to stop and
+//!   restart in tests of Redis failures. It never flushes a Redis it did not start.
+//! - [`receiver`]: [`Receiver`], a real HTTP/1.1 endpoint on loopback that answers like a
+//!   PyWebhooks subscriber (echo challenge, key resets, deliveries), records every request as
+//!   [`RecordedRequest`], and can be told to fail ([`EchoMode`], scripted [`Reply`]s, delays).
+//!
+//! Everything here panics with a message saying what is missing rather than returning errors:
+//! it runs only in tests, where a panic is the report.
+
+pub mod receiver;
+pub mod redis;
+
+pub use receiver::{EchoMode, KeysReceived, Receiver, RecordedRequest, Reply};
+pub use redis::{random_prefix, shared_redis, PrivateRedis, TestRedis};
