@@ -63,7 +63,9 @@ async fn init_prints_the_admin_keys_once_and_rotates_them_on_request() {
     assert!(stderr.contains("--rotate-keys"), "{stderr}");
     assert!(again.stdout.is_empty(), "no keys printed on refusal");
 
-    let rotated = stdout_json(&run(pubhook(redis.url(), &prefix).args(["init", "--rotate-keys"])));
+    let rotated = stdout_json(&run(
+        pubhook(redis.url(), &prefix).args(["init", "--rotate-keys"])
+    ));
     assert_ne!(rotated["api_key"], first["api_key"]);
     assert_ne!(rotated["secret_key"], first["secret_key"]);
 }
@@ -108,7 +110,12 @@ async fn serve_takes_a_pywebhooks_client_from_account_to_trigger_and_stops_on_si
     let api = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{api}/health/live")).send().await.is_err() {
+    while client
+        .get(format!("{api}/health/live"))
+        .send()
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "pubhook serve did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -138,10 +145,14 @@ async fn serve_takes_a_pywebhooks_client_from_account_to_trigger_and_stops_on_si
     let john = Some(("john", keys[1].as_str()));
 
     let admin_key = admin["api_key"].as_str().unwrap();
-    let response = call(reqwest::Method::GET, "/v1/accounts?start=0&limit=10", Some(("admin", admin_key)))
-        .send()
-        .await
-        .unwrap();
+    let response = call(
+        reqwest::Method::GET,
+        "/v1/accounts?start=0&limit=10",
+        Some(("admin", admin_key)),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["accounts"].as_array().unwrap().len(), 3);
@@ -155,22 +166,33 @@ async fn serve_takes_a_pywebhooks_client_from_account_to_trigger_and_stops_on_si
     let registration: Value = response.json().await.unwrap();
     let reg = registration["id"].as_str().unwrap();
 
-    let response = call(reqwest::Method::POST, &format!("/v1/webhook/subscription/{reg}"), john)
-        .send()
-        .await
-        .unwrap();
+    let response = call(
+        reqwest::Method::POST,
+        &format!("/v1/webhook/subscription/{reg}"),
+        john,
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
-    let response = call(reqwest::Method::POST, &format!("/v1/webhook/triggered/{reg}"), jane)
-        .send()
-        .await
-        .unwrap();
+    let response = call(
+        reqwest::Method::POST,
+        &format!("/v1/webhook/triggered/{reg}"),
+        jane,
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let triggered: Value = response.json().await.unwrap();
     assert_eq!(triggered["registration_id"], reg);
 
     // SIGTERM: a graceful stop with exit status 0.
     let pid = server.0.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -178,7 +200,10 @@ async fn serve_takes_a_pywebhooks_client_from_account_to_trigger_and_stops_on_si
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(Instant::now() < deadline, "pubhook serve did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "pubhook serve did not stop on SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

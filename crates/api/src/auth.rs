@@ -54,7 +54,11 @@ pub async fn authenticate(
         .await?
         .ok_or(ApiError::Unauthorized("Invalid API key or Username"))?;
     let api_key = api_key.to_str().unwrap_or("");
-    if !state.key_cache.verify(&account.api_key_hash, api_key).await? {
+    if !state
+        .key_cache
+        .verify(&account.api_key_hash, api_key)
+        .await?
+    {
         return Err(ApiError::Unauthorized("Invalid API key"));
     }
     if need == Need::Admin && !account.is_admin {
@@ -101,7 +105,9 @@ impl KeyCache {
 
     fn is_fresh(&self, digest: &[u8; 32]) -> bool {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(digest).is_some_and(|expiry| *expiry > Instant::now())
+        entries
+            .get(digest)
+            .is_some_and(|expiry| *expiry > Instant::now())
     }
 
     fn remember(&self, digest: [u8; 32]) {

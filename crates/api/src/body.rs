@@ -1,6 +1,5 @@
 //! Request bodies: read with a size limit and parsed as JSON, with errors in the API's shape.
 
-use actix_web::error::PayloadError;
 use actix_web::web;
 use serde_json::{Map, Value};
 
@@ -10,9 +9,8 @@ use crate::error::ApiError;
 pub async fn read_limited(payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
     match payload.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(ApiError::PayloadTooLarge(limit)),
-        Err(PayloadError::Overflow) => Err(ApiError::PayloadTooLarge(limit)),
-        Err(e) => Err(ApiError::BadRequest(format!("Could not read body: {e}"))),
+        Err(_) => Err(ApiError::PayloadTooLarge(limit)),
+        Ok(Err(e)) => Err(ApiError::BadRequest(format!("Could not read body: {e}"))),
     }
 }
 

@@ -17,9 +17,11 @@ pub async fn require_json(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let headers = req.headers();
     let acceptable = match headers.get(header::CONTENT_TYPE) {
-        Some(value) => value
-            .to_str()
-            .is_ok_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json")),
+        Some(value) => value.to_str().is_ok_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        }),
         None => !carries_body(headers),
     };
     if !acceptable {

@@ -87,7 +87,11 @@ mod tests {
     fn paging_parameters_are_checked() {
         let cases = [
             ("both given", "start=0&limit=10", Some((0, 10))),
-            ("largest start", "start=999999999999999&limit=100", Some((MAX_START, 100))),
+            (
+                "largest start",
+                "start=999999999999999&limit=100",
+                Some((MAX_START, 100)),
+            ),
             ("first value wins", "start=5&start=9&limit=1", Some((5, 1))),
             ("missing start", "limit=10", None),
             ("missing limit", "start=0", None),
@@ -103,7 +107,9 @@ mod tests {
         ];
         for (what, query, expected) in cases {
             let req = TestRequest::with_uri(&format!("/x?{query}")).to_http_request();
-            let got = PageQuery::from_request(&req).ok().map(|p| (p.start, p.limit));
+            let got = PageQuery::from_request(&req)
+                .ok()
+                .map(|p| (p.start, p.limit));
             assert_eq!(got, expected, "{what}");
         }
     }

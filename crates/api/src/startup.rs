@@ -69,15 +69,22 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops gracefully: no new connections, and
     /// requests in flight get up to 10 s to finish.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let handle = self.server.handle();
         let server = self.server;
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => result,
             () = shutdown => {
-                handle.stop(true).await;
-                server.await
+                // `stop` sends its command at once, but the server only acts on it while it is
+                // polled: await the server, not the stop, or the two wait for each other.
+                let stopped = handle.stop(true);
+                let result = server.await;
+                stopped.await;
+                result
             }
         }
     }
@@ -85,6 +92,5 @@ impl Application {
 
 /// Request logging without payloads, keys or query strings.
 fn access_log() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new(r#"%{r}a "%r" %s %b %Dms"#)
-        .exclude("/health/live")
+    actix_web::middleware::Logger::new(r#"%{r}a "%r" %s %b %Dms"#).exclude("/health/live")
 }

@@ -19,7 +19,10 @@ const ADMIN_USERNAME: &str = "admin";
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::from_process_env(cli.config.as_deref(), cli.overrides.pairs())
         .context("invalid settings")?;
-    let configured = settings.redis_url.as_ref().map(|u| u.expose_secret().to_owned());
+    let configured = settings
+        .redis_url
+        .as_ref()
+        .map(|u| u.expose_secret().to_owned());
     let (redis_url, redis_child) = resolve_redis(configured.as_deref()).await?;
     let store = Store::connect(&redis_url, &settings.key_prefix, settings.redis_pool_size)?;
     let outcome = match cli.command {
@@ -53,7 +56,9 @@ async fn init(settings: &Settings, store: &Store, rotate_keys: bool) -> anyhow::
         Some(admin) if admin.is_admin => {
             bail!("an admin account already exists; use `pubhook init --rotate-keys` to give it new keys")
         }
-        Some(_) => bail!("the username {ADMIN_USERNAME:?} belongs to an account that is not an admin"),
+        Some(_) => {
+            bail!("the username {ADMIN_USERNAME:?} belongs to an account that is not an admin")
+        }
         None if store.admin_count().await? > 0 && !rotate_keys => {
             bail!("an admin account already exists")
         }

@@ -113,8 +113,14 @@ mod tests {
         assert_eq!(method, "pbkdf2:sha256:1000");
         assert_eq!(salt.len(), 16);
         assert_eq!(digest.len(), 64);
-        assert!(verify_api_key(&hash, "2de2aa6bd5a5b3a4d1bd8b8a8d7d52b5f1e5a3c0"));
-        assert!(!verify_api_key(&hash, "2de2aa6bd5a5b3a4d1bd8b8a8d7d52b5f1e5a3c1"));
+        assert!(verify_api_key(
+            &hash,
+            "2de2aa6bd5a5b3a4d1bd8b8a8d7d52b5f1e5a3c0"
+        ));
+        assert!(!verify_api_key(
+            &hash,
+            "2de2aa6bd5a5b3a4d1bd8b8a8d7d52b5f1e5a3c1"
+        ));
         assert!(!verify_api_key(&hash, ""));
     }
 

@@ -17,7 +17,10 @@
 //! | `{p}triggered:{id}`                         | hash   | one triggered record                       |
 //! | `{p}triggered`                              | zset   | every triggered record                     |
 //! | `{p}key-reset:{username}`                   | string | present while an API-key reset is cooling down |
+//! | `{p}triggered:{id}:deliveries`              | zset   | the delivery attempts of a trigger, by time |
 //! | `{p}jobs`                                   | stream | the job queue (see `queue`)                |
+//! | `{p}delayed`                                | zset   | retries waiting, scored by due time (ms)   |
+//! | `{p}dead`                                   | list   | jobs set aside after crashing workers      |
 //!
 //! Sorted sets are scored by creation time in microseconds; Redis orders equal scores by member,
 //! which is the record id, so "ties broken by id" needs nothing more. A page is a `ZRANGE` by
@@ -129,9 +132,24 @@ impl Keys {
         self.join(format_args!("key-reset:{username}"))
     }
 
+    /// `{p}triggered:{id}:deliveries`
+    pub fn deliveries(&self, id: TriggeredId) -> String {
+        self.join(format_args!("triggered:{id}:deliveries"))
+    }
+
     /// `{p}jobs`
     pub fn jobs(&self) -> String {
         self.join(format_args!("jobs"))
+    }
+
+    /// `{p}delayed`
+    pub fn delayed(&self) -> String {
+        self.join(format_args!("delayed"))
+    }
+
+    /// `{p}dead`
+    pub fn dead_letters(&self) -> String {
+        self.join(format_args!("dead"))
     }
 
     /// The prefix of one kind of record hash (`{p}account:`), for scripts that page a sorted set

@@ -19,17 +19,19 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{RegistrationId, TriggeredId};
+use crate::domain::{AccountId, RegistrationId, SubscriptionId, TriggeredId};
 
 /// The name of the stream field that holds a job's JSON.
 pub const JOB_FIELD: &str = "job";
+/// The consumer group every worker reads the stream with.
+pub const CONSUMER_GROUP: &str = "workers";
 
 /// One unit of work on the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Job {
-    /// Expand a trigger into one delivery per subscription row of its registration, in bounded
-    /// pages, and deliver them.
+    /// Expand a trigger into batches of deliveries, one page of subscription rows at a time.
+    /// The trigger writes the first page's job; each page's job writes the next one.
     #[serde(rename = "fan_out.v1")]
     FanOutV1 {
         /// The triggered record; deliveries carry it as `webhook-id`.
@@ -38,7 +40,57 @@ pub enum Job {
         registration_id: RegistrationId,
         /// The id of the API request that triggered it, for log correlation.
         request_id: Option<String>,
+        /// Where the previous page ended; `None` for the first page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<FanOutCursor>,
     },
+    /// First attempts for one page of subscription rows. Written by the fan-out script, so its
+    /// JSON is produced in Lua as well as here.
+    #[serde(rename = "deliver_batch.v1")]
+    DeliverBatchV1 {
+        /// The triggered record.
+        triggered_id: TriggeredId,
+        /// The registration triggered.
+        registration_id: RegistrationId,
+        /// The triggering request, for logs.
+        request_id: Option<String>,
+        /// Who receives it.
+        targets: Vec<Target>,
+    },
+    /// A later attempt of one delivery, queued when its delay is due.
+    #[serde(rename = "retry.v1")]
+    RetryV1 {
+        /// The triggered record.
+        triggered_id: TriggeredId,
+        /// The registration triggered.
+        registration_id: RegistrationId,
+        /// The triggering request, for logs.
+        request_id: Option<String>,
+        /// Who receives it.
+        target: Target,
+        /// The number of this attempt (2 is the first retry).
+        attempt: u32,
+    },
+}
+
+/// One subscription row to deliver to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// The subscription row.
+    pub subscription_id: SubscriptionId,
+    /// The subscriber account, whose endpoint and secret are read at each attempt.
+    pub account_id: AccountId,
+}
+
+/// Where a fan-out page ended: the creation score and id of its last subscription row. Paging by
+/// score rather than by rank means a subscription deleted meanwhile cannot shift a later one
+/// out of the next page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanOutCursor {
+    /// Creation time of the last row, in microseconds.
+    pub score: i64,
+    /// Id of the last row, which breaks ties between rows with the same score.
+    pub subscription_id: SubscriptionId,
 }
 
 impl Job {
@@ -64,6 +116,7 @@ mod tests {
             triggered_id: TriggeredId::generate(),
             registration_id: RegistrationId::generate(),
             request_id: Some("req-1".into()),
+            after: None,
         };
         let json = job.to_json();
         assert!(json.starts_with(r#"{"type":"fan_out.v1","#), "{json}");

@@ -23,8 +23,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/v1/account")
             .route(web::post().to(create_account))
             .route(web::patch().to(update_endpoint))
-            .route(web::get().to(missing_id("Missing account_id")))
-            .route(web::delete().to(missing_id("Missing account_id"))),
+            .route(missing_id(web::get(), "Missing account_id"))
+            .route(missing_id(web::delete(), "Missing account_id")),
     )
     .service(resource("/v1/account/reset/apikey").route(web::post().to(reset_api_key)))
     .service(resource("/v1/account/reset/secretkey").route(web::post().to(reset_secret_key)))
@@ -210,8 +210,8 @@ async fn reset_api_key(
         .account_by_username(username)
         .await?
         .ok_or(ApiError::NotFound("Username not found"))?;
-    let endpoint =
-        EndpointUrl::from_stored(&account.endpoint).ok_or(ApiError::NotFound("Endpoint not found"))?;
+    let endpoint = EndpointUrl::from_stored(&account.endpoint)
+        .ok_or(ApiError::NotFound("Endpoint not found"))?;
     if let Some(retry_after) = state
         .store
         .start_key_reset_cooldown(username, state.limits.key_reset_interval)
@@ -237,8 +237,8 @@ async fn reset_secret_key(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
-    let endpoint =
-        EndpointUrl::from_stored(&caller.endpoint).ok_or(ApiError::NotFound("Endpoint not found"))?;
+    let endpoint = EndpointUrl::from_stored(&caller.endpoint)
+        .ok_or(ApiError::NotFound("Endpoint not found"))?;
     let secret = SecretKey::generate();
     send_key(&state, &endpoint, KeyKind::SecretKey, secret.expose()).await?;
     state.store.replace_secret_key(caller.id, &secret).await?;

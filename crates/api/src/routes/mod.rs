@@ -27,8 +27,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// A route answering `400 {"Error": message}`: the contract's answer to a route that needs an
 /// id when none is given (e.g. `GET /v1/account`).
-fn missing_id(message: &'static str) -> Route {
-    web::to(move || async move { Err::<HttpResponse, _>(ApiError::BadRequest(message.to_owned())) })
+fn missing_id(route: Route, message: &'static str) -> Route {
+    route
+        .to(move || async move { Err::<HttpResponse, _>(ApiError::BadRequest(message.to_owned())) })
 }
 
 /// The default of every resource: 405 for a method it does not implement.

@@ -20,8 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/v1/webhook/registration")
             .route(web::post().to(create_registration))
             .route(web::get().to(list_own))
-            .route(web::patch().to(missing_id("Missing registration_id")))
-            .route(web::delete().to(missing_id("Missing registration_id"))),
+            .route(missing_id(web::patch(), "Missing registration_id"))
+            .route(missing_id(web::delete(), "Missing registration_id")),
     )
     .service(
         resource("/v1/webhook/registration/{registration_id}")
@@ -83,8 +83,7 @@ async fn create_registration(
     let event_data = body
         .get("event_data")
         .ok_or_else(|| ApiError::BadRequest("Missing event_data field".into()))?;
-    let event_data =
-        serde_json::to_string(event_data).map_err(|e| ApiError::Internal(e.into()))?;
+    let event_data = serde_json::to_string(event_data).map_err(|e| ApiError::Internal(e.into()))?;
     let registration = state
         .store
         .create_registration(caller.id, &event, &description, event_data)
@@ -193,7 +192,10 @@ async fn delete_registration(
 
 /// `DELETE /v1/webhook/registrations`: admin only; each with the subscriptions to it.
 #[instrument(skip_all)]
-async fn delete_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn delete_all(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     authenticate(&req, &state, Need::Admin).await?;
     let result = state.store.delete_all_registrations().await?;
     Ok(HttpResponse::Ok().json(result))

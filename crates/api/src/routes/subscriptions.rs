@@ -17,8 +17,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/v1/webhook/subscription")
             .route(web::get().to(list_own))
-            .route(web::post().to(missing_id("Missing subscription_id")))
-            .route(web::delete().to(missing_id("Missing subscription_id"))),
+            .route(missing_id(web::post(), "Missing subscription_id"))
+            .route(missing_id(web::delete(), "Missing subscription_id")),
     )
     .service(
         // The contract names the parameter `subscription_id` although a POST takes a
@@ -128,7 +128,10 @@ async fn delete_subscription(
 
 /// `DELETE /v1/webhook/subscriptions`: admin only.
 #[instrument(skip_all)]
-async fn delete_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn delete_all(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     authenticate(&req, &state, Need::Admin).await?;
     let result = state.store.delete_all_subscriptions().await?;
     Ok(HttpResponse::Ok().json(result))

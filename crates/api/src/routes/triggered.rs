@@ -17,7 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/v1/webhook/triggered")
             .route(web::get().to(list_all))
-            .route(web::post().to(missing_id("Missing registration_id"))),
+            .route(missing_id(web::post(), "Missing registration_id")),
     )
     .service(
         resource("/v1/webhook/triggered/{id}")

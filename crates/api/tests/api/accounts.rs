@@ -26,7 +26,10 @@ async fn creating_an_account_answers_the_full_record_with_plaintext_keys_once() 
     assert_eq!(body["username"], "johndoe");
     assert_eq!(body["endpoint"], app.receiver.url());
     assert_eq!(body["failed_count"], 0);
-    assert_eq!(body["is_admin"], false, "is_admin in the body is not honoured");
+    assert_eq!(
+        body["is_admin"], false,
+        "is_admin in the body is not honoured"
+    );
     assert!(body["epoch"].is_f64(), "{body}");
     assert_eq!(body["id"].as_str().unwrap().len(), 36);
 
@@ -55,7 +58,10 @@ async fn creating_an_account_answers_the_full_record_with_plaintext_keys_once() 
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(own["api_key"], body["api_key"]);
-    assert!(own["api_key"].as_str().unwrap().starts_with("pbkdf2:sha256:"));
+    assert!(own["api_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("pbkdf2:sha256:"));
     assert_eq!(own["secret_key"], body["secret_key"]);
     assert_eq!(own["username"], "johndoe");
 }
@@ -85,14 +91,22 @@ async fn twenty_concurrent_creates_of_one_username_give_exactly_one_account() {
         let request = app
             .request(Method::POST, "/v1/account")
             .json(&json!({"username": "racer", "endpoint": app.receiver.url()}));
-        tasks.push(tokio::spawn(async move { request.send().await.unwrap().status() }));
+        tasks.push(tokio::spawn(async move {
+            request.send().await.unwrap().status()
+        }));
     }
     let mut statuses = Vec::new();
     for task in tasks {
         statuses.push(task.await.unwrap());
     }
-    let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
-    let conflicts = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let conflicts = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
     assert_eq!((created, conflicts), (1, 19), "{statuses:?}");
     let admin = app.create_admin("root").await;
     assert_eq!(app.count("/v1/accounts", "accounts", &admin).await, 2);
@@ -119,7 +133,10 @@ async fn a_failed_echo_is_400_and_stores_nothing() {
         let (status, body) = status_and_json(response).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}");
         assert_eq!(body, error("Echo response failed"), "{what}");
-        assert!(app.store.account_by_username("x").await.unwrap().is_none(), "{what}");
+        assert!(
+            app.store.account_by_username("x").await.unwrap().is_none(),
+            "{what}"
+        );
     }
     // Nothing listening at all.
     let app = spawn_app().await;
@@ -130,7 +147,10 @@ async fn a_failed_echo_is_400_and_stores_nothing() {
         .await
         .unwrap();
     let (status, body) = status_and_json(response).await;
-    assert_eq!((status, body), (StatusCode::BAD_REQUEST, error("Echo response failed")));
+    assert_eq!(
+        (status, body),
+        (StatusCode::BAD_REQUEST, error("Echo response failed"))
+    );
 }
 
 #[tokio::test]
@@ -157,8 +177,16 @@ async fn refused_destinations_are_400_saying_why_and_store_nothing() {
         let (status, body) = status_and_json(response).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{endpoint}");
         let message = body["Error"].as_str().unwrap_or_default();
-        assert!(message.starts_with("Endpoint refused: "), "{endpoint}: {body}");
-        assert!(app.store.account_by_username("ssrf").await.unwrap().is_none());
+        assert!(
+            message.starts_with("Endpoint refused: "),
+            "{endpoint}: {body}"
+        );
+        assert!(app
+            .store
+            .account_by_username("ssrf")
+            .await
+            .unwrap()
+            .is_none());
     }
 }
 
@@ -179,19 +207,38 @@ async fn bad_account_bodies_are_400_naming_the_problem() {
         ("null body", "null".to_string(), "Invalid body: expected a JSON object"),
     ];
     for (what, body, message) in cases {
-        let response = app.request(Method::POST, "/v1/account").body(body).send().await.unwrap();
+        let response = app
+            .request(Method::POST, "/v1/account")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let (status, got) = status_and_json(response).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}");
         assert_eq!(got, error(message), "{what}");
     }
     for (what, body) in [("malformed", "{bad"), ("empty", "")] {
-        let response = app.request(Method::POST, "/v1/account").body(body).send().await.unwrap();
+        let response = app
+            .request(Method::POST, "/v1/account")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let (status, got) = status_and_json(response).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}");
-        assert!(got["Error"].as_str().unwrap().starts_with("Malformed JSON body"), "{what}: {got}");
+        assert!(
+            got["Error"]
+                .as_str()
+                .unwrap()
+                .starts_with("Malformed JSON body"),
+            "{what}: {got}"
+        );
     }
     assert!(app.store.account_by_username("a").await.unwrap().is_none());
-    assert!(app.receiver.requests().is_empty(), "no outbound call for a bad body");
+    assert!(
+        app.receiver.requests().is_empty(),
+        "no outbound call for a bad body"
+    );
 }
 
 #[tokio::test]
@@ -201,11 +248,34 @@ async fn authentication_failures_follow_the_contract_order() {
     let path = format!("/v1/account/{}", jane.id);
     let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
         ("no headers", vec![], "Missing API key header value"),
-        ("no username", vec![("api-key", &jane.api_key)], "Missing username header value"),
-        ("empty api key counts as present", vec![("api-key", "")], "Missing username header value"),
-        ("unknown user", vec![("api-key", &jane.api_key), ("username", "nobody")], "Invalid API key or Username"),
-        ("wrong key", vec![("api-key", "0000000000000000000000000000000000000000"), ("username", "jane")], "Invalid API key"),
-        ("empty key", vec![("api-key", ""), ("username", "jane")], "Invalid API key"),
+        (
+            "no username",
+            vec![("api-key", &jane.api_key)],
+            "Missing username header value",
+        ),
+        (
+            "empty api key counts as present",
+            vec![("api-key", "")],
+            "Missing username header value",
+        ),
+        (
+            "unknown user",
+            vec![("api-key", &jane.api_key), ("username", "nobody")],
+            "Invalid API key or Username",
+        ),
+        (
+            "wrong key",
+            vec![
+                ("api-key", "0000000000000000000000000000000000000000"),
+                ("username", "jane"),
+            ],
+            "Invalid API key",
+        ),
+        (
+            "empty key",
+            vec![("api-key", ""), ("username", "jane")],
+            "Invalid API key",
+        ),
     ];
     for (what, headers, message) in cases {
         let mut request = app.request(Method::GET, &path);
@@ -241,13 +311,26 @@ async fn account_reads_are_own_only_even_for_admins() {
                 .unwrap(),
         )
         .await;
-        assert_eq!((status, body), (StatusCode::UNAUTHORIZED, error("Not authorized")), "{who}");
+        assert_eq!(
+            (status, body),
+            (StatusCode::UNAUTHORIZED, error("Not authorized")),
+            "{who}"
+        );
     }
     // A missing id is a 400 before authentication.
     for method in [Method::GET, Method::DELETE] {
-        let (status, body) =
-            status_and_json(app.request(method.clone(), "/v1/account").send().await.unwrap()).await;
-        assert_eq!((status, body), (StatusCode::BAD_REQUEST, error("Missing account_id")), "{method}");
+        let (status, body) = status_and_json(
+            app.request(method.clone(), "/v1/account")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::BAD_REQUEST, error("Missing account_id")),
+            "{method}"
+        );
     }
 }
 
@@ -267,8 +350,15 @@ async fn patching_the_endpoint_runs_the_echo_and_resets_failed_count() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"deleted":0,"errors":0,"inserted":0,"replaced":1,"skipped":0,"unchanged":0}));
-    assert_eq!(other.requests().len(), 1, "the new endpoint got the echo challenge");
+    assert_eq!(
+        body,
+        json!({"deleted":0,"errors":0,"inserted":0,"replaced":1,"skipped":0,"unchanged":0})
+    );
+    assert_eq!(
+        other.requests().len(),
+        1,
+        "the new endpoint got the echo challenge"
+    );
 
     let (_, body) = status_and_json(
         app.as_user(Method::PATCH, "/v1/account", &jane)
@@ -290,24 +380,48 @@ async fn patching_the_endpoint_runs_the_echo_and_resets_failed_count() {
             .unwrap(),
     )
     .await;
-    assert_eq!((status, body), (StatusCode::BAD_REQUEST, error("Echo response failed")));
-    let stored = app.store.account_by_username("jane").await.unwrap().unwrap();
+    assert_eq!(
+        (status, body),
+        (StatusCode::BAD_REQUEST, error("Echo response failed"))
+    );
+    let stored = app
+        .store
+        .account_by_username("jane")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.endpoint, new_endpoint);
 
     let cases = [
         ("no endpoint", json!({"foo": 1}), "Missing endpoint field"),
-        ("number endpoint", json!({"endpoint": 123}), "Invalid endpoint: must be a string"),
+        (
+            "number endpoint",
+            json!({"endpoint": 123}),
+            "Invalid endpoint: must be a string",
+        ),
     ];
     for (what, body, message) in cases {
         let (status, got) = status_and_json(
-            app.as_user(Method::PATCH, "/v1/account", &jane).json(&body).send().await.unwrap(),
+            app.as_user(Method::PATCH, "/v1/account", &jane)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
         )
         .await;
-        assert_eq!((status, got), (StatusCode::BAD_REQUEST, error(message)), "{what}");
+        assert_eq!(
+            (status, got),
+            (StatusCode::BAD_REQUEST, error(message)),
+            "{what}"
+        );
     }
     // Authentication comes first.
     let (status, _) = status_and_json(
-        app.request(Method::PATCH, "/v1/account").body("{bad").send().await.unwrap(),
+        app.request(Method::PATCH, "/v1/account")
+            .body("{bad")
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -323,9 +437,18 @@ async fn admin_routes_need_the_admin_flag() {
         (Method::DELETE, "/v1/webhook/registrations"),
         (Method::DELETE, "/v1/webhook/subscriptions"),
     ] {
-        let (status, body) =
-            status_and_json(app.as_user(method.clone(), path, &jane).send().await.unwrap()).await;
-        assert_eq!((status, body), (StatusCode::UNAUTHORIZED, error("Not an Admin")), "{method} {path}");
+        let (status, body) = status_and_json(
+            app.as_user(method.clone(), path, &jane)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::UNAUTHORIZED, error("Not an Admin")),
+            "{method} {path}"
+        );
     }
     // A non-admin named "admin" has no admin rights anywhere.
     let fake = app.create_account("admin").await;
@@ -356,10 +479,19 @@ async fn the_admin_listing_hides_other_accounts_secret_keys() {
         }
     }
     let (status, body) = status_and_json(
-        app.as_user(Method::GET, "/v1/accounts", &admin).send().await.unwrap(),
+        app.as_user(Method::GET, "/v1/accounts", &admin)
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
-    assert_eq!((status, body), (StatusCode::BAD_REQUEST, error("Invalid limit or start parameter")));
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            error("Invalid limit or start parameter")
+        )
+    );
 }
 
 #[tokio::test]
@@ -370,26 +502,45 @@ async fn deleting_accounts_follows_ownership_and_keeps_the_last_admin() {
     let admin = app.create_admin("root").await;
 
     let delete = |who: &Creds, id: &str| {
-        app.as_user(Method::DELETE, &format!("/v1/account/{id}"), who).send()
+        app.as_user(Method::DELETE, &format!("/v1/account/{id}"), who)
+            .send()
     };
     let (status, body) = status_and_json(delete(&john, &jane.id).await.unwrap()).await;
-    assert_eq!((status, body), (StatusCode::UNAUTHORIZED, error("Not authorized")));
+    assert_eq!(
+        (status, body),
+        (StatusCode::UNAUTHORIZED, error("Not authorized"))
+    );
     let (status, body) = status_and_json(delete(&john, "nope").await.unwrap()).await;
-    assert_eq!((status, body), (StatusCode::UNAUTHORIZED, error("Not authorized")));
+    assert_eq!(
+        (status, body),
+        (StatusCode::UNAUTHORIZED, error("Not authorized"))
+    );
 
     let (status, body) = status_and_json(delete(&admin, "nope").await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"deleted":0,"errors":0,"inserted":0,"replaced":0,"skipped":1,"unchanged":0}));
+    assert_eq!(
+        body,
+        json!({"deleted":0,"errors":0,"inserted":0,"replaced":0,"skipped":1,"unchanged":0})
+    );
 
     let (status, body) = status_and_json(delete(&admin, &jane.id).await.unwrap()).await;
-    assert_eq!((status, body["deleted"].clone()), (StatusCode::OK, json!(1)));
+    assert_eq!(
+        (status, body["deleted"].clone()),
+        (StatusCode::OK, json!(1))
+    );
     let (status, body) = status_and_json(delete(&john, &john.id).await.unwrap()).await;
-    assert_eq!((status, body["deleted"].clone()), (StatusCode::OK, json!(1)));
+    assert_eq!(
+        (status, body["deleted"].clone()),
+        (StatusCode::OK, json!(1))
+    );
 
     let (status, body) = status_and_json(delete(&admin, &admin.id).await.unwrap()).await;
     assert_eq!(
         (status, body),
-        (StatusCode::CONFLICT, error("The last admin account cannot be deleted"))
+        (
+            StatusCode::CONFLICT,
+            error("The last admin account cannot be deleted")
+        )
     );
     assert_eq!(app.count("/v1/accounts", "accounts", &admin).await, 1);
 
@@ -407,17 +558,28 @@ async fn delete_all_accounts_keeps_admins() {
         app.create_account(name).await;
     }
     let (status, body) = status_and_json(
-        app.as_user(Method::DELETE, "/v1/accounts", &admin).send().await.unwrap(),
+        app.as_user(Method::DELETE, "/v1/accounts", &admin)
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"deleted":3,"errors":0,"inserted":0,"replaced":0,"skipped":0,"unchanged":0}));
+    assert_eq!(
+        body,
+        json!({"deleted":3,"errors":0,"inserted":0,"replaced":0,"skipped":0,"unchanged":0})
+    );
     let (_, body) = app.list("/v1/accounts", &admin, 0, 10).await;
     assert_eq!(body["accounts"].as_array().unwrap().len(), 1);
     assert_eq!(body["accounts"][0]["username"], "root");
 }
 
-async fn reset(app: &TestApp, path: &str, creds: Option<&Creds>, username: Option<&str>) -> (StatusCode, Value) {
+async fn reset(
+    app: &TestApp,
+    path: &str,
+    creds: Option<&Creds>,
+    username: Option<&str>,
+) -> (StatusCode, Value) {
     let mut request = match creds {
         Some(creds) => app.as_user(Method::POST, path, creds),
         None => app.request(Method::POST, path),
@@ -433,16 +595,38 @@ async fn an_api_key_reset_sends_the_new_key_to_the_endpoint_only() {
     let app = spawn_app().await;
     let jane = app.create_account("jane").await;
     let (status, body) = reset(&app, "/v1/account/reset/apikey", None, Some("jane")).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"Message": "New key sent to endpoint"})));
-    let new_key = app.receiver.keys_received().api_key.expect("the endpoint got the key");
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"Message": "New key sent to endpoint"})
+        )
+    );
+    let new_key = app
+        .receiver
+        .keys_received()
+        .api_key
+        .expect("the endpoint got the key");
     assert_eq!(new_key.len(), 40);
     assert_ne!(new_key, jane.api_key);
 
     let path = format!("/v1/account/{}", jane.id);
-    let (status, body) = status_and_json(app.as_user(Method::GET, &path, &jane).send().await.unwrap()).await;
-    assert_eq!((status, body), (StatusCode::UNAUTHORIZED, error("Invalid API key")), "the old key stopped working");
-    let renewed = Creds { api_key: new_key, ..jane.clone() };
-    let response = app.as_user(Method::GET, &path, &renewed).send().await.unwrap();
+    let (status, body) =
+        status_and_json(app.as_user(Method::GET, &path, &jane).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::UNAUTHORIZED, error("Invalid API key")),
+        "the old key stopped working"
+    );
+    let renewed = Creds {
+        api_key: new_key,
+        ..jane.clone()
+    };
+    let response = app
+        .as_user(Method::GET, &path, &renewed)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
     // A second reset within the interval is refused with Retry-After.
@@ -453,7 +637,11 @@ async fn an_api_key_reset_sends_the_new_key_to_the_endpoint_only() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     let body: Value = response.json().await.unwrap();
     assert!(body["Error"].is_string());
@@ -465,17 +653,32 @@ async fn api_key_reset_failures_follow_the_contract() {
     let jane = app.create_account("jane").await;
     app.create_admin("root").await;
     let (status, body) = reset(&app, "/v1/account/reset/apikey", None, None).await;
-    assert_eq!((status, body), (StatusCode::BAD_REQUEST, error("Missing the username header value")));
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            error("Missing the username header value")
+        )
+    );
     let (status, body) = reset(&app, "/v1/account/reset/apikey", None, Some("nobody")).await;
-    assert_eq!((status, body), (StatusCode::NOT_FOUND, error("Username not found")));
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, error("Username not found"))
+    );
     let (status, body) = reset(&app, "/v1/account/reset/apikey", None, Some("root")).await;
-    assert_eq!((status, body), (StatusCode::NOT_FOUND, error("Endpoint not found")));
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, error("Endpoint not found"))
+    );
 
     app.receiver.set_key_reply(200, "not json");
     let (status, body) = reset(&app, "/v1/account/reset/apikey", None, Some("jane")).await;
     assert_eq!(
         (status, body),
-        (StatusCode::BAD_REQUEST, error("Failed to contact the endpoint or wrong HTTP status code returned"))
+        (
+            StatusCode::BAD_REQUEST,
+            error("Failed to contact the endpoint or wrong HTTP status code returned")
+        )
     );
     // Nothing changed: the old key still works.
     let response = app
@@ -491,18 +694,48 @@ async fn a_secret_key_reset_is_authenticated_and_stores_what_it_sent() {
     let app = spawn_app().await;
     let jane = app.create_account("jane").await;
     let (status, body) = reset(&app, "/v1/account/reset/secretkey", None, Some("jane")).await;
-    assert_eq!((status, body), (StatusCode::UNAUTHORIZED, error("Missing API key header value")));
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::UNAUTHORIZED,
+            error("Missing API key header value")
+        )
+    );
 
     let (status, body) = reset(&app, "/v1/account/reset/secretkey", Some(&jane), None).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"Message": "New key sent to endpoint"})));
-    let sent = app.receiver.keys_received().secret_key.expect("secret sent");
-    let stored = app.store.account_by_username("jane").await.unwrap().unwrap();
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"Message": "New key sent to endpoint"})
+        )
+    );
+    let sent = app
+        .receiver
+        .keys_received()
+        .secret_key
+        .expect("secret sent");
+    let stored = app
+        .store
+        .account_by_username("jane")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.secret_key.expose(), sent);
     assert_ne!(sent, jane.secret_key);
 
     app.receiver.set_key_reply(500, "{}");
     let (status, _) = reset(&app, "/v1/account/reset/secretkey", Some(&jane), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let still = app.store.account_by_username("jane").await.unwrap().unwrap();
-    assert_eq!(still.secret_key.expose(), sent, "a failed reset changes nothing");
+    let still = app
+        .store
+        .account_by_username("jane")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        still.secret_key.expose(),
+        sent,
+        "a failed reset changes nothing"
+    );
 }

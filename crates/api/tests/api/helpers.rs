@@ -30,14 +30,15 @@ pub struct Creds {
 
 /// Settings for tests: port 0, a random prefix, loopback endpoints allowed, cheap hashing.
 pub fn test_settings(redis_url: &str) -> Settings {
-    let mut settings = Settings::default();
-    settings.listen = "127.0.0.1:0".parse().expect("valid address");
-    settings.redis_url = Some(redis_url.to_owned().into());
-    settings.key_prefix = random_prefix();
-    settings.allowed_networks = vec!["127.0.0.0/8".parse().expect("valid network")];
-    settings.pbkdf2_iterations = 1000;
-    settings.request_timeout = Duration::from_secs(2);
-    settings
+    Settings {
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        redis_url: Some(redis_url.to_owned().into()),
+        key_prefix: random_prefix(),
+        allowed_networks: vec!["127.0.0.0/8".parse().expect("valid network")],
+        pbkdf2_iterations: 1000,
+        request_timeout: Duration::from_secs(2),
+        ..Settings::default()
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -94,7 +95,11 @@ impl TestApp {
             .send()
             .await
             .expect("request");
-        assert_eq!(response.status(), StatusCode::CREATED, "creating {username}");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "creating {username}"
+        );
         let body: Value = response.json().await.expect("json");
         Creds {
             id: body["id"].as_str().expect("id").to_owned(),
@@ -157,9 +162,19 @@ impl TestApp {
     }
 
     /// GETs a paged list and returns (status, body or Null).
-    pub async fn list(&self, path: &str, creds: &Creds, start: u64, limit: u64) -> (StatusCode, Value) {
+    pub async fn list(
+        &self,
+        path: &str,
+        creds: &Creds,
+        start: u64,
+        limit: u64,
+    ) -> (StatusCode, Value) {
         let response = self
-            .as_user(Method::GET, &format!("{path}?start={start}&limit={limit}"), creds)
+            .as_user(
+                Method::GET,
+                &format!("{path}?start={start}&limit={limit}"),
+                creds,
+            )
             .send()
             .await
             .expect("request");
@@ -193,7 +208,10 @@ pub async fn status_and_json(response: Response) -> (StatusCode, Value) {
         Value::Null
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            panic!("status {status}: body is not JSON: {}", String::from_utf8_lossy(&bytes))
+            panic!(
+                "status {status}: body is not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
         })
     };
     (status, body)

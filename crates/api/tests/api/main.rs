@@ -2,6 +2,9 @@
 //! private `redis-server` unless `PUBHOOK_TEST_REDIS_URL` is set) under a random key prefix per
 //! test, and real endpoint receivers on loopback.
 
+// Test code may unwrap: a failure is a test failure with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
+
 mod accounts;
 mod helpers;
 mod outage;

@@ -20,9 +20,21 @@ async fn with_redis_down_the_api_answers_503_and_recovers_by_itself() {
     for _ in 0..3 {
         let (status, body) =
             status_and_json(app.as_user(Method::GET, &path, &jane).send().await.unwrap()).await;
-        assert_eq!((status, body), (StatusCode::SERVICE_UNAVAILABLE, error("Storage unavailable")));
+        assert_eq!(
+            (status, body),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                error("Storage unavailable")
+            )
+        );
     }
-    let (status, _) = status_and_json(app.request(Method::GET, "/health/ready").send().await.unwrap()).await;
+    let (status, _) = status_and_json(
+        app.request(Method::GET, "/health/ready")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 
     // It comes back empty (no persistence): the API works again without a restart.
@@ -42,22 +54,60 @@ async fn with_redis_down_the_api_answers_503_and_recovers_by_itself() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(recovered, "the API recovered once Redis was back");
-    let (status, _) = status_and_json(app.request(Method::GET, "/health/ready").send().await.unwrap()).await;
+    let (status, _) = status_and_json(
+        app.request(Method::GET, "/health/ready")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn the_content_type_gate() {
     let app = spawn_app().await;
-    let raw = |method: Method, path: &str| app.client.request(method, format!("{}{}", app.address, path));
+    let raw = |method: Method, path: &str| {
+        app.client
+            .request(method, format!("{}{}", app.address, path))
+    };
     let cases = [
-        ("text/plain on GET", raw(Method::GET, "/v1/accounts").header("Content-Type", "text/plain"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        ("JSON not first", raw(Method::GET, "/v1/accounts").header("Content-Type", "text/plain; application/json"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        ("a body without a type", raw(Method::POST, "/v1/account").body("{}"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        ("text/plain on an unknown path", raw(Method::GET, "/nope").header("Content-Type", "text/plain"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        ("GET without a type", raw(Method::GET, "/v1/accounts"), StatusCode::UNAUTHORIZED),
-        ("upper case", raw(Method::GET, "/v1/accounts").header("Content-Type", "APPLICATION/JSON"), StatusCode::UNAUTHORIZED),
-        ("with charset", raw(Method::GET, "/v1/accounts").header("Content-Type", "application/json; charset=utf-8"), StatusCode::UNAUTHORIZED),
+        (
+            "text/plain on GET",
+            raw(Method::GET, "/v1/accounts").header("Content-Type", "text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "JSON not first",
+            raw(Method::GET, "/v1/accounts").header("Content-Type", "text/plain; application/json"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "a body without a type",
+            raw(Method::POST, "/v1/account").body("{}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "text/plain on an unknown path",
+            raw(Method::GET, "/nope").header("Content-Type", "text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "GET without a type",
+            raw(Method::GET, "/v1/accounts"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "upper case",
+            raw(Method::GET, "/v1/accounts").header("Content-Type", "APPLICATION/JSON"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "with charset",
+            raw(Method::GET, "/v1/accounts")
+                .header("Content-Type", "application/json; charset=utf-8"),
+            StatusCode::UNAUTHORIZED,
+        ),
     ];
     for (what, request, expected) in cases {
         let (status, body) = status_and_json(request.send().await.unwrap()).await;
@@ -76,15 +126,40 @@ async fn unknown_paths_wrong_methods_and_trailing_slashes() {
         (Method::GET, "/v1/Accounts", StatusCode::NOT_FOUND),
         (Method::GET, "/nope", StatusCode::NOT_FOUND),
         (Method::PUT, "/v1/accounts", StatusCode::METHOD_NOT_ALLOWED),
-        (Method::GET, "/v1/account/reset/apikey", StatusCode::METHOD_NOT_ALLOWED),
-        (Method::PATCH, "/v1/account/some-id", StatusCode::METHOD_NOT_ALLOWED),
-        (Method::POST, "/v1/account/some-id", StatusCode::METHOD_NOT_ALLOWED),
-        (Method::GET, "/v1/webhook/registration/some-id", StatusCode::METHOD_NOT_ALLOWED),
-        (Method::GET, "/v1/webhook/subscription/some-id", StatusCode::METHOD_NOT_ALLOWED),
+        (
+            Method::GET,
+            "/v1/account/reset/apikey",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::PATCH,
+            "/v1/account/some-id",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::POST,
+            "/v1/account/some-id",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::GET,
+            "/v1/webhook/registration/some-id",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::GET,
+            "/v1/webhook/subscription/some-id",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
     ];
     for (method, path, expected) in cases {
-        let (status, body) =
-            status_and_json(app.as_user(method.clone(), path, &jane).send().await.unwrap()).await;
+        let (status, body) = status_and_json(
+            app.as_user(method.clone(), path, &jane)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(status, expected, "{method} {path}");
         assert!(body["Error"].is_string(), "{method} {path}: {body}");
     }
@@ -93,9 +168,22 @@ async fn unknown_paths_wrong_methods_and_trailing_slashes() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "a trailing slash is accepted");
-    let (status, body) = status_and_json(app.request(Method::GET, "/v1/account/").send().await.unwrap()).await;
-    assert_eq!((status, body), (StatusCode::BAD_REQUEST, error("Missing account_id")));
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "a trailing slash is accepted"
+    );
+    let (status, body) = status_and_json(
+        app.request(Method::GET, "/v1/account/")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::BAD_REQUEST, error("Missing account_id"))
+    );
 }
 
 #[tokio::test]
@@ -105,7 +193,11 @@ async fn an_oversized_body_is_413_and_stores_nothing() {
     let big = "x".repeat(1024 * 1024 + 1);
     let body = json!({"event": "e", "description": big, "event_data": {}}).to_string();
     let (status, got) = status_and_json(
-        app.as_user(Method::POST, "/v1/webhook/registration", &jane).body(body).send().await.unwrap(),
+        app.as_user(Method::POST, "/v1/webhook/registration", &jane)
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);

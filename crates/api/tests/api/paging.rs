@@ -25,7 +25,10 @@ async fn twenty_five_records_page_by_ten_as_ten_ten_five_with_none_missing_or_re
         assert_eq!(body["next_start"].as_u64(), next, "page at {start}");
         seen.extend(page.iter().map(|r| r["id"].as_str().unwrap().to_owned()));
     }
-    assert_eq!(seen, created, "ascending creation order, none missing or repeated");
+    assert_eq!(
+        seen, created,
+        "ascending creation order, none missing or repeated"
+    );
     let (status, body) = app.list("/v1/webhook/registration", &jane, 25, 10).await;
     assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
 }
@@ -61,19 +64,28 @@ async fn bad_paging_parameters_are_400() {
         "start=x&limit=1",
     ] {
         let (status, body) = status_and_json(
-            app.as_user(Method::GET, &format!("/v1/webhook/registration?{query}"), &jane)
-                .send()
-                .await
-                .unwrap(),
+            app.as_user(
+                Method::GET,
+                &format!("/v1/webhook/registration?{query}"),
+                &jane,
+            )
+            .send()
+            .await
+            .unwrap(),
         )
         .await;
         assert_eq!(
             (status, body),
-            (StatusCode::BAD_REQUEST, error("Invalid limit or start parameter")),
+            (
+                StatusCode::BAD_REQUEST,
+                error("Invalid limit or start parameter")
+            ),
             "{query:?}"
         );
     }
-    let (status, _) = app.list("/v1/webhook/registration", &jane, 999_999_999_999_999, 100).await;
+    let (status, _) = app
+        .list("/v1/webhook/registration", &jane, 999_999_999_999_999, 100)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "the largest start is valid");
 }
 
@@ -102,12 +114,26 @@ async fn deleting_a_registration_or_its_owner_cascades_record_by_record() {
         } else {
             format!("/v1/webhook/registration/{johns}")
         };
-        let (status, body) =
-            status_and_json(app.as_user(Method::DELETE, &path, &admin).send().await.unwrap()).await;
-        assert_eq!((status, body["deleted"].clone()), (StatusCode::OK, json!(1)), "{path}");
+        let (status, body) = status_and_json(
+            app.as_user(Method::DELETE, &path, &admin)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, body["deleted"].clone()),
+            (StatusCode::OK, json!(1)),
+            "{path}"
+        );
 
         let (_, regs) = app.list("/v1/webhook/registrations", &admin, 0, 100).await;
-        let reg_ids: Vec<_> = regs["registrations"].as_array().unwrap().iter().map(|r| r["id"].clone()).collect();
+        let reg_ids: Vec<_> = regs["registrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].clone())
+            .collect();
         assert_eq!(reg_ids, vec![json!(janes)], "{path}");
         let (_, subs) = app.list("/v1/webhook/subscriptions", &admin, 0, 100).await;
         let sub_ids: HashSet<String> = subs["subscriptions"]
@@ -120,11 +146,23 @@ async fn deleting_a_registration_or_its_owner_cascades_record_by_record() {
             assert_eq!(sub_ids, HashSet::from([kept.clone()]), "{path}");
             assert_eq!(app.count("/v1/accounts", "accounts", &admin).await, 3);
         } else {
-            assert_eq!(sub_ids, HashSet::from([kept.clone(), johns_sub.clone()]), "{path}");
+            assert_eq!(
+                sub_ids,
+                HashSet::from([kept.clone(), johns_sub.clone()]),
+                "{path}"
+            );
         }
         // Every per-account index agrees: Jane's own list lost her two subscriptions to John's.
-        assert_eq!(app.count("/v1/webhook/subscription", "subscriptions", &jane).await, 0);
-        assert_eq!(app.count("/v1/webhook/subscription", "subscriptions", &leah).await, 1);
+        assert_eq!(
+            app.count("/v1/webhook/subscription", "subscriptions", &jane)
+                .await,
+            0
+        );
+        assert_eq!(
+            app.count("/v1/webhook/subscription", "subscriptions", &leah)
+                .await,
+            1
+        );
         // And no record of a deleted subscription is left in Redis.
         for sub in &doomed {
             let id = pubhook_core::domain::SubscriptionId::parse(sub).unwrap();

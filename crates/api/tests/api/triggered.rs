@@ -21,7 +21,10 @@ async fn queued_jobs(app: &TestApp) -> Vec<Job> {
     entries
         .into_iter()
         .map(|(_, fields)| {
-            let (_, job) = fields.into_iter().find(|(k, _)| k == "job").expect("job field");
+            let (_, job) = fields
+                .into_iter()
+                .find(|(k, _)| k == "job")
+                .expect("job field");
             Job::from_json(&job).expect("a valid job")
         })
         .collect()
@@ -51,7 +54,16 @@ async fn the_owner_triggers_and_one_fan_out_job_is_queued_with_the_record() {
 
     let jobs = queued_jobs(&app).await;
     assert_eq!(jobs.len(), 1, "one job whatever the number of subscribers");
-    let Job::FanOutV1 { triggered_id: job_triggered, registration_id, .. } = &jobs[0];
+    let Job::FanOutV1 {
+        triggered_id: job_triggered,
+        registration_id,
+        after,
+        ..
+    } = &jobs[0]
+    else {
+        panic!("expected a fan-out job, got {:?}", jobs[0]);
+    };
+    assert_eq!(*after, None, "the trigger queues the first page");
     assert_eq!(job_triggered.to_string(), triggered_id);
     assert_eq!(registration_id.to_string(), reg);
 
@@ -60,10 +72,14 @@ async fn the_owner_triggers_and_one_fan_out_job_is_queued_with_the_record() {
     assert_eq!(list["triggered_webhooks"][0]["id"], triggered_id.as_str());
 
     let (status, one) = status_and_json(
-        app.as_user(Method::GET, &format!("/v1/webhook/triggered/{triggered_id}"), &jane)
-            .send()
-            .await
-            .unwrap(),
+        app.as_user(
+            Method::GET,
+            &format!("/v1/webhook/triggered/{triggered_id}"),
+            &jane,
+        )
+        .send()
+        .await
+        .unwrap(),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -92,17 +108,44 @@ async fn only_the_owner_may_trigger() {
     let admin = app.create_admin("root").await;
     let reg = app.register(&jane, "jane.a").await;
     let cases = [
-        ("no id", "/v1/webhook/triggered".to_string(), &jane, StatusCode::BAD_REQUEST, error("Missing registration_id")),
-        ("unknown id", "/v1/webhook/triggered/nope".to_string(), &jane, StatusCode::NOT_FOUND, error("Registration id not found")),
-        ("another user", format!("/v1/webhook/triggered/{reg}"), &john, StatusCode::UNAUTHORIZED, error(NOT_YOURS)),
-        ("an admin", format!("/v1/webhook/triggered/{reg}"), &admin, StatusCode::UNAUTHORIZED, error(NOT_YOURS)),
+        (
+            "no id",
+            "/v1/webhook/triggered".to_string(),
+            &jane,
+            StatusCode::BAD_REQUEST,
+            error("Missing registration_id"),
+        ),
+        (
+            "unknown id",
+            "/v1/webhook/triggered/nope".to_string(),
+            &jane,
+            StatusCode::NOT_FOUND,
+            error("Registration id not found"),
+        ),
+        (
+            "another user",
+            format!("/v1/webhook/triggered/{reg}"),
+            &john,
+            StatusCode::UNAUTHORIZED,
+            error(NOT_YOURS),
+        ),
+        (
+            "an admin",
+            format!("/v1/webhook/triggered/{reg}"),
+            &admin,
+            StatusCode::UNAUTHORIZED,
+            error(NOT_YOURS),
+        ),
     ];
     for (what, path, who, expected_status, expected_body) in cases {
         let (status, body) =
             status_and_json(app.as_user(Method::POST, &path, who).send().await.unwrap()).await;
         assert_eq!((status, body), (expected_status, expected_body), "{what}");
     }
-    assert!(queued_jobs(&app).await.is_empty(), "no refused trigger queued anything");
+    assert!(
+        queued_jobs(&app).await.is_empty(),
+        "no refused trigger queued anything"
+    );
     let (status, _) = app.list("/v1/webhook/triggered", &jane, 0, 10).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
@@ -115,7 +158,10 @@ async fn a_triggered_record_is_shown_to_the_owner_and_admins_only() {
     let admin = app.create_admin("root").await;
     let reg = app.register(&jane, "jane.a").await;
     let (_, body) = status_and_json(
-        app.as_user(Method::POST, &format!("/v1/webhook/triggered/{reg}"), &jane).send().await.unwrap(),
+        app.as_user(Method::POST, &format!("/v1/webhook/triggered/{reg}"), &jane)
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     let path = format!("/v1/webhook/triggered/{}", body["id"].as_str().unwrap());
@@ -129,18 +175,33 @@ async fn a_triggered_record_is_shown_to_the_owner_and_admins_only() {
         assert_eq!(response.status(), expected, "{what}");
     }
     let (status, body) = status_and_json(
-        app.as_user(Method::GET, "/v1/webhook/triggered/nope", &jane).send().await.unwrap(),
+        app.as_user(Method::GET, "/v1/webhook/triggered/nope", &jane)
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
-    assert_eq!((status, body), (StatusCode::NOT_FOUND, error("Triggered id not found")));
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, error("Triggered id not found"))
+    );
 }
 
 #[tokio::test]
 async fn the_triggered_list_checks_paging_before_auth() {
     let app = spawn_app().await;
     let (status, body) = status_and_json(
-        app.request(Method::GET, "/v1/webhook/triggered").send().await.unwrap(),
+        app.request(Method::GET, "/v1/webhook/triggered")
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
-    assert_eq!((status, body), (StatusCode::BAD_REQUEST, error("Invalid limit or start parameter")));
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            error("Invalid limit or start parameter")
+        )
+    );
 }

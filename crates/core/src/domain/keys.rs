@@ -84,7 +84,9 @@ mod tests {
         let b = SecretKey::generate();
         for key in [a.expose(), b.expose()] {
             assert_eq!(key.len(), 40);
-            assert!(key.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+            assert!(key
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
         }
         assert_ne!(a.expose(), ApiKey::generate().expose());
     }

@@ -31,7 +31,10 @@ impl Store {
         let account = Account {
             id: AccountId::generate(),
             username: new.username.as_str().to_owned(),
-            endpoint: new.endpoint.map(|e| e.as_str().to_owned()).unwrap_or_default(),
+            endpoint: new
+                .endpoint
+                .map(|e| e.as_str().to_owned())
+                .unwrap_or_default(),
             is_admin: new.is_admin,
             failed_count: 0,
             api_key_hash: new.api_key_hash,
@@ -182,7 +185,9 @@ impl Store {
         interval: Duration,
     ) -> Result<Option<Duration>, StoreError> {
         let key = self.keys.key_reset_cooldown(username);
-        let millis = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = u64::try_from(interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let mut conn = self.connection().await?;
         let (started, remaining): (Option<String>, i64) = redis::pipe()
             .cmd("SET")

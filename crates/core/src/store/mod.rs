@@ -155,8 +155,7 @@ impl Store {
         };
         let mut items = Vec::with_capacity(reply.len());
         for value in reply {
-            let fields: Vec<(String, String)> =
-                redis::from_redis_value(value)?;
+            let fields: Vec<(String, String)> = redis::from_redis_value(value)?;
             // A record deleted between the range and the read leaves an empty hash: skip it.
             if !fields.is_empty() {
                 items.push(parse(records::Fields::new(fields))?);

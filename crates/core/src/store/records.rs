@@ -147,7 +147,11 @@ impl Fields {
             .map_err(|_| StoreError::Internal(anyhow!("stored field {name} is not an integer")))
     }
 
-    pub(crate) fn id<T>(&mut self, name: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
+    pub(crate) fn id<T>(
+        &mut self,
+        name: &str,
+        parse: fn(&str) -> Option<T>,
+    ) -> Result<T, StoreError> {
         let raw = self.take(name)?;
         parse(&raw).ok_or_else(|| StoreError::Internal(anyhow!("stored field {name} is not an id")))
     }

@@ -27,6 +27,7 @@ impl Store {
             triggered_id: triggered.id,
             registration_id: registration,
             request_id,
+            after: None,
         };
         let id = triggered.id.to_string();
         let mut conn = self.connection().await?;

@@ -1,0 +1,370 @@
+//! The client, its resolver and its errors.
+
+use std::error::Error as StdError;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use url::{Host, Url};
+
+use super::policy::{BlockedDestination, DestinationPolicy};
+
+/// How the client behaves.
+#[derive(Debug, Clone)]
+pub struct OutboundConfig {
+    /// Total time allowed for one call, connection included.
+    pub timeout: Duration,
+    /// Most bytes of a response body read.
+    pub max_response_bytes: usize,
+    /// Which destinations are allowed.
+    pub policy: DestinationPolicy,
+    /// The `user-agent` header.
+    pub user_agent: String,
+}
+
+/// Which key a reset delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Sent as `?api_key=`.
+    ApiKey,
+    /// Sent as `?secret_key=`.
+    SecretKey,
+}
+
+impl KeyKind {
+    fn param(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::SecretKey => "secret_key",
+        }
+    }
+}
+
+/// A delivery's answer, whatever its status.
+#[derive(Debug, Clone)]
+pub struct PostResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Retry-After` header, if it held delta-seconds or an HTTP date.
+    pub retry_after: Option<Duration>,
+    /// The start of the body, at most `max_response_bytes`.
+    pub snippet: Vec<u8>,
+    /// Time from sending to the end of the (capped) body.
+    pub latency: Duration,
+}
+
+/// Why an outbound call failed. Messages never contain the URL's query string, which can carry
+/// keys.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// The destination is refused by the policy.
+    #[error("{0}")]
+    Blocked(BlockedDestination),
+    /// Not an http(s) URL with a host.
+    #[error("unsupported URL: {0}")]
+    InvalidUrl(&'static str),
+    /// The name did not resolve.
+    #[error("could not resolve the endpoint's host")]
+    Dns,
+    /// No connection could be made (refused, reset, TLS failure).
+    #[error("could not connect to the endpoint: {0}")]
+    Connect(String),
+    /// No complete answer within the timeout.
+    #[error("the endpoint did not answer in time")]
+    Timeout,
+    /// The answer's status was not the one required.
+    #[error("the endpoint answered HTTP {0}")]
+    Status(u16),
+    /// The answer was not what the protocol requires (not JSON, wrong echo, too large).
+    #[error("invalid response: {0}")]
+    InvalidResponse(&'static str),
+}
+
+impl OutboundError {
+    /// Stable failure class, used in delivery records and logs.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Blocked(_) => "blocked_destination",
+            Self::InvalidUrl(_) => "invalid_url",
+            Self::Dns => "dns",
+            Self::Connect(_) => "connect",
+            Self::Timeout => "timeout",
+            Self::Status(_) => "http_status",
+            Self::InvalidResponse(_) => "invalid_response",
+        }
+    }
+}
+
+/// The outbound HTTP client. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct OutboundClient {
+    http: reqwest::Client,
+    policy: Arc<DestinationPolicy>,
+    max_response_bytes: usize,
+}
+
+impl OutboundClient {
+    /// Builds the client.
+    pub fn new(config: OutboundConfig) -> anyhow::Result<Self> {
+        let policy = Arc::new(config.policy);
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .user_agent(config.user_agent)
+            .no_proxy()
+            .dns_resolver(Arc::new(CheckingResolver {
+                policy: policy.clone(),
+            }))
+            .build()?;
+        Ok(Self {
+            http,
+            policy,
+            max_response_bytes: config.max_response_bytes,
+        })
+    }
+
+    /// The echo challenge: `GET endpoint?echo=<40 hex>`; passes only on a 200 whose body is a
+    /// JSON object with `"echo"` equal to the sent value.
+    pub async fn echo_challenge(&self, endpoint: &Url) -> Result<(), OutboundError> {
+        let challenge = crate::domain::SecretKey::generate();
+        let challenge = challenge.expose();
+        let (status, body) = self.get_json(endpoint, "echo", challenge).await?;
+        if status != 200 {
+            return Err(OutboundError::Status(status));
+        }
+        let body: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| OutboundError::InvalidResponse("the body is not JSON"))?;
+        match body.get("echo").and_then(|v| v.as_str()) {
+            Some(echo) if echo == challenge => Ok(()),
+            _ => Err(OutboundError::InvalidResponse("the echo does not match")),
+        }
+    }
+
+    /// Delivers a new key: `GET endpoint?api_key=<key>` (or `secret_key`); passes only on a 200
+    /// with a JSON body.
+    pub async fn send_key(
+        &self,
+        endpoint: &Url,
+        kind: KeyKind,
+        key: &str,
+    ) -> Result<(), OutboundError> {
+        let (status, body) = self.get_json(endpoint, kind.param(), key).await?;
+        if status != 200 {
+            return Err(OutboundError::Status(status));
+        }
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .map(drop)
+            .map_err(|_| OutboundError::InvalidResponse("the body is not JSON"))
+    }
+
+    /// A delivery: POSTs `body` with `headers`; any status is an answer.
+    pub async fn post(
+        &self,
+        endpoint: &Url,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<PostResponse, OutboundError> {
+        self.check_literal(endpoint)?;
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(endpoint.clone())
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let snippet = self.read_capped(response).await?;
+        Ok(PostResponse {
+            status,
+            retry_after,
+            snippet,
+            latency: started.elapsed(),
+        })
+    }
+
+    async fn get_json(
+        &self,
+        endpoint: &Url,
+        param: &str,
+        value: &str,
+    ) -> Result<(u16, Vec<u8>), OutboundError> {
+        self.check_literal(endpoint)?;
+        let mut url = endpoint.clone();
+        url.query_pairs_mut().append_pair(param, value);
+        let response = self
+            .http
+            .get(url)
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = response.status().as_u16();
+        let body = self.read_capped(response).await?;
+        Ok((status, body))
+    }
+
+    /// Checks the scheme, and an IP-literal host against the policy (names go through the
+    /// resolver).
+    fn check_literal(&self, endpoint: &Url) -> Result<(), OutboundError> {
+        if !matches!(endpoint.scheme(), "http" | "https") {
+            return Err(OutboundError::InvalidUrl("only http and https are allowed"));
+        }
+        let ip: IpAddr = match endpoint.host() {
+            Some(Host::Ipv4(v4)) => v4.into(),
+            Some(Host::Ipv6(v6)) => v6.into(),
+            Some(Host::Domain(_)) => return Ok(()),
+            None => return Err(OutboundError::InvalidUrl("the URL has no host")),
+        };
+        self.policy.check(ip).map_err(OutboundError::Blocked)
+    }
+
+    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>, OutboundError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            let room = self.max_response_bytes.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if chunk.len() >= room {
+                break;
+            }
+        }
+        Ok(body)
+    }
+}
+
+/// Resolves names with the system resolver and keeps only the addresses the policy allows.
+struct CheckingResolver {
+    policy: Arc<DestinationPolicy>,
+}
+
+/// The resolver found the name but every address was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(BlockedDestination);
+
+/// The name did not resolve.
+#[derive(Debug, thiserror::Error)]
+#[error("name resolution failed")]
+struct Unresolved;
+
+impl Resolve for CheckingResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await
+                .map_err(|_| Box::new(Unresolved) as Box<dyn StdError + Send + Sync>)?
+                .collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|addr| match policy.check(addr.ip()) {
+                    Ok(()) => true,
+                    Err(blocked) => {
+                        refused.get_or_insert(blocked);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                return Err(match refused {
+                    Some(blocked) => Box::new(Refused(blocked)) as Box<dyn StdError + Send + Sync>,
+                    None => Box::new(Unresolved),
+                });
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Maps a reqwest error to a failure class, finding our resolver's verdict in its causes.
+fn classify(err: reqwest::Error) -> OutboundError {
+    let mut source: Option<&(dyn StdError + 'static)> = err.source();
+    while let Some(cause) = source {
+        if let Some(Refused(blocked)) = cause.downcast_ref::<Refused>() {
+            return OutboundError::Blocked(blocked.clone());
+        }
+        if cause.downcast_ref::<Unresolved>().is_some() {
+            return OutboundError::Dns;
+        }
+        source = cause.source();
+    }
+    if err.is_timeout() {
+        OutboundError::Timeout
+    } else if err.is_connect() {
+        OutboundError::Connect(root_cause(&err))
+    } else if err.is_body() || err.is_decode() {
+        OutboundError::InvalidResponse("the body could not be read")
+    } else {
+        OutboundError::Connect(root_cause(&err))
+    }
+}
+
+/// The innermost cause's message: says "connection refused" rather than reqwest's wrapper, and
+/// never the URL.
+fn root_cause(err: &reqwest::Error) -> String {
+    let mut last: &(dyn StdError + 'static) = err;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+fn parse_retry_after(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    if let Ok(seconds) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate_parse(raw)?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn httpdate_parse(raw: &str) -> Option<std::time::SystemTime> {
+    // IMF-fixdate only ("Sun, 06 Nov 1994 08:49:37 GMT"), the form RFC 9110 requires senders
+    // to use.
+    let parts: Vec<&str> = raw.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let day: u64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as u64
+        + 1;
+    let year: u64 = year.parse().ok()?;
+    let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    // Days since 1970-01-01 by the civil-from-days inverse (proleptic Gregorian).
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    let secs = days * 86_400 + h * 3600 + m * 60 + s;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests;

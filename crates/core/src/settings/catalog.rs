@@ -1,0 +1,271 @@
+//! The catalog of settings: one entry per key with its documentation and its parser.
+//!
+//! To add a setting: add a field to [`Settings`] with its default in `Settings::default()`, then
+//! one [`KeyDoc`] here, then a row in the README's settings table. The tests below check that the
+//! documented default is the real one and that the README lists exactly these keys.
+
+use std::time::Duration;
+
+use super::parse::{
+    at_least, parse_byte_size, parse_duration, parse_key_prefix, parse_listen, parse_networks,
+    parse_redis_url, parse_whole_number, positive_at_most, ValueError,
+};
+use super::Settings;
+
+/// Longest allowed `request_timeout`: a request handler waits for outbound calls, so a longer
+/// timeout would hold API workers (and clients) too long.
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Smallest allowed `max_body_bytes`; below this even an account registration does not fit.
+const MIN_BODY_BYTES: usize = 1024;
+/// Fewest allowed `pbkdf2_iterations`; fewer would make stored key hashes cheap to brute-force.
+const MIN_PBKDF2_ITERATIONS: u32 = 1000;
+
+/// One setting as users see it: how it is named in each layer, its default and what it means.
+#[derive(Debug)]
+pub struct KeyDoc {
+    /// Name in the TOML file and in command-line overrides, e.g. `request_timeout`.
+    pub name: &'static str,
+    /// Environment variable, always `PUBHOOK_` + the name in upper case.
+    pub env: &'static str,
+    /// The default as the README shows it, without backticks: a value (`5s`) or, for settings
+    /// that are empty by default, a description (`empty`).
+    pub default: &'static str,
+    /// What the setting means, as the README's settings table says it.
+    pub description: &'static str,
+    /// Parses and validates the raw text into its field of `Settings`.
+    pub(super) apply: fn(&mut Settings, &str) -> Result<(), ValueError>,
+}
+
+/// Every setting pubhook reads, in the order the README lists them.
+pub fn documented_keys() -> &'static [KeyDoc] {
+    KEYS
+}
+
+/// Looks a setting up by its TOML name.
+pub(super) fn key_named(name: &str) -> Option<&'static KeyDoc> {
+    KEYS.iter().find(|key| key.name == name)
+}
+
+/// Looks a setting up by its environment variable.
+pub(super) fn key_for_env(env: &str) -> Option<&'static KeyDoc> {
+    KEYS.iter().find(|key| key.env == env)
+}
+
+static KEYS: &[KeyDoc] = &[
+    KeyDoc {
+        name: "listen",
+        env: "PUBHOOK_LISTEN",
+        default: "127.0.0.1:8081",
+        description: "address the API listens on",
+        apply: |s, raw| {
+            s.listen = parse_listen(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "redis_url",
+        env: "PUBHOOK_REDIS_URL",
+        default: "unset: use `127.0.0.1:6379`, or start a `redis-server`",
+        description: "Redis to use (`redis://`, `rediss://`, `unix://`)",
+        apply: |s, raw| {
+            s.redis_url = parse_redis_url(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "key_prefix",
+        env: "PUBHOOK_KEY_PREFIX",
+        default: "pubhook:",
+        description: "prefix of every Redis key",
+        apply: |s, raw| {
+            s.key_prefix = parse_key_prefix(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "request_timeout",
+        env: "PUBHOOK_REQUEST_TIMEOUT",
+        default: "5s",
+        description: "timeout of every outbound request (echo, key reset, delivery)",
+        apply: |s, raw| {
+            s.request_timeout = positive_at_most(parse_duration(raw)?, MAX_REQUEST_TIMEOUT)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "max_body_bytes",
+        env: "PUBHOOK_MAX_BODY_BYTES",
+        default: "1048576",
+        description: "largest request body; larger gets 413",
+        apply: |s, raw| {
+            s.max_body_bytes = at_least(parse_byte_size(raw)?, MIN_BODY_BYTES)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "max_response_bytes",
+        env: "PUBHOOK_MAX_RESPONSE_BYTES",
+        default: "65536",
+        description: "most of an endpoint's response pubhook reads",
+        apply: |s, raw| {
+            s.max_response_bytes = parse_byte_size(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "key_reset_interval",
+        env: "PUBHOOK_KEY_RESET_INTERVAL",
+        default: "60s",
+        description: "minimum time between two API-key resets of one username (429 before)",
+        apply: |s, raw| {
+            s.key_reset_interval = parse_duration(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "allowed_networks",
+        env: "PUBHOOK_ALLOWED_NETWORKS",
+        default: "empty",
+        description: "comma-separated CIDRs that outbound requests may reach although they are \
+                      loopback, private, link-local or otherwise special",
+        apply: |s, raw| {
+            s.allowed_networks = parse_networks(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "max_failed_count",
+        env: "PUBHOOK_MAX_FAILED_COUNT",
+        default: "250",
+        description: "a subscriber with this many failed deliveries in a row is skipped",
+        apply: |s, raw| {
+            // Zero would skip every subscriber before its first delivery.
+            s.max_failed_count = at_least(parse_whole_number(raw)?, 1)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "api_key_cache_ttl",
+        env: "PUBHOOK_API_KEY_CACHE_TTL",
+        default: "30s",
+        description: "how long a verified API key skips PBKDF2",
+        apply: |s, raw| {
+            s.api_key_cache_ttl = parse_duration(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "api_key_cache_capacity",
+        env: "PUBHOOK_API_KEY_CACHE_CAPACITY",
+        default: "10000",
+        description: "most verified keys cached per API process",
+        apply: |s, raw| {
+            s.api_key_cache_capacity = parse_whole_number(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "pbkdf2_iterations",
+        env: "PUBHOOK_PBKDF2_ITERATIONS",
+        default: "600000",
+        description: "PBKDF2-HMAC-SHA256 iterations for new API-key hashes",
+        apply: |s, raw| {
+            s.pbkdf2_iterations = at_least(parse_whole_number(raw)?, MIN_PBKDF2_ITERATIONS)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "redis_pool_size",
+        env: "PUBHOOK_REDIS_POOL_SIZE",
+        default: "32",
+        description: "Redis connections per process",
+        apply: |s, raw| {
+            s.redis_pool_size = at_least(parse_whole_number(raw)?, 1)?;
+            Ok(())
+        },
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Environment variables in the README's table that are not settings of this module.
+    const README_ROWS_READ_ELSEWHERE: [&str; 1] = ["PUBHOOK_LOG"];
+
+    #[test]
+    fn every_key_is_lower_case_and_its_env_name_follows_from_it() {
+        for key in documented_keys() {
+            assert_eq!(key.name, key.name.to_ascii_lowercase(), "{}", key.name);
+            assert_eq!(
+                key.env,
+                format!("PUBHOOK_{}", key.name.to_ascii_uppercase())
+            );
+        }
+        let mut names: Vec<_> = documented_keys().iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            documented_keys().len(),
+            "no key is listed twice"
+        );
+    }
+
+    #[test]
+    fn every_documented_default_is_the_built_in_default() {
+        let expected = format!("{:?}", Settings::default());
+        for key in documented_keys() {
+            let mut settings = Settings::default();
+            // A default that is not a value ("empty", "unset: …") stands for the empty value.
+            (key.apply)(&mut settings, key.default)
+                .or_else(|_| (key.apply)(&mut settings, ""))
+                .unwrap_or_else(|e| panic!("{}: neither default nor empty parses: {e}", key.name));
+            assert_eq!(format!("{settings:?}"), expected, "default of {}", key.name);
+        }
+    }
+
+    #[test]
+    fn the_readme_settings_table_matches_the_catalog() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .expect("README.md at the repository root");
+        let rows: Vec<Vec<&str>> = readme
+            .lines()
+            .filter(|line| line.starts_with("| `PUBHOOK_"))
+            .map(|line| {
+                line.trim()
+                    .trim_matches('|')
+                    .split(" | ")
+                    .map(str::trim)
+                    .collect()
+            })
+            .collect();
+        let mut listed = Vec::new();
+        for row in &rows {
+            let [env, default, description] = row[..] else {
+                panic!("README row with other than 3 cells: {row:?}");
+            };
+            let env = env.trim_matches('`');
+            listed.push(env);
+            if README_ROWS_READ_ELSEWHERE.contains(&env) {
+                continue;
+            }
+            let key = key_for_env(env).unwrap_or_else(|| panic!("README lists unknown {env}"));
+            let shown = default.strip_prefix('`').and_then(|d| d.strip_suffix('`'));
+            assert_eq!(
+                shown.unwrap_or(default),
+                key.default,
+                "README default of {env}"
+            );
+            assert_eq!(description, key.description, "README meaning of {env}");
+        }
+        for key in documented_keys() {
+            assert!(
+                listed.contains(&key.env),
+                "README does not list {}",
+                key.env
+            );
+        }
+    }
+}
