@@ -52,6 +52,20 @@ impl Overrides {
 pub enum Command {
     /// Run the REST API.
     Serve,
+    /// Run delivery workers: take jobs from Redis and deliver webhooks.
+    Worker,
+    /// Run the REST API and a delivery worker in one process (the quick start).
+    Standalone,
+    /// Run a development endpoint: answers echo challenges and key resets, verifies and prints
+    /// every delivery.
+    Receive {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
+        bind: std::net::SocketAddr,
+        /// The account's secret_key, to verify signatures (updated by a secret-key reset).
+        #[arg(long, env = "PUBHOOK_RECEIVE_SECRET", value_name = "KEY")]
+        secret: Option<String>,
+    },
     /// Create the admin account and print its keys once, as JSON on stdout.
     Init {
         /// Give the existing admin new keys instead of refusing.

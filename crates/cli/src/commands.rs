@@ -4,8 +4,10 @@ use anyhow::{bail, Context as _};
 use pubhook_api::Application;
 use pubhook_core::domain::{ApiKey, SecretKey, Username};
 use pubhook_core::hashing::hash_api_key;
+use pubhook_core::outbound::{DestinationPolicy, OutboundClient, OutboundConfig};
 use pubhook_core::settings::Settings;
 use pubhook_core::store::{NewAccount, Store, StoreError};
+use pubhook_worker::{Worker, WorkerConfig};
 use secrecy::ExposeSecret as _;
 use serde_json::json;
 
@@ -17,6 +19,9 @@ const ADMIN_USERNAME: &str = "admin";
 
 /// Runs the command the command line names.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Receive { bind, secret } = cli.command {
+        return crate::receive::run(bind, secret, shutdown_signal()).await;
+    }
     let settings = Settings::from_process_env(cli.config.as_deref(), cli.overrides.pairs())
         .context("invalid settings")?;
     let configured = settings
@@ -27,7 +32,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = Store::connect(&redis_url, &settings.key_prefix, settings.redis_pool_size)?;
     let outcome = match cli.command {
         Command::Serve => serve(&settings, store).await,
+        Command::Worker => work(&settings, store).await,
+        Command::Standalone => standalone(&settings, store).await,
         Command::Init { rotate_keys } => init(&settings, &store, rotate_keys).await,
+        Command::Receive { .. } => Ok(()),
     };
     stop_redis(redis_child).await;
     outcome
@@ -39,6 +47,57 @@ async fn serve(settings: &Settings, store: Store) -> anyhow::Result<()> {
     app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("pubhook API stopped");
     Ok(())
+}
+
+async fn work(settings: &Settings, store: Store) -> anyhow::Result<()> {
+    let worker = build_worker(settings, store)?;
+    worker.run_until_stopped(shutdown_signal()).await
+}
+
+/// The API and a worker in one process, stopped together by one signal.
+async fn standalone(settings: &Settings, store: Store) -> anyhow::Result<()> {
+    let app = Application::build(settings, store.clone())?;
+    let worker = build_worker(settings, store)?;
+    tracing::info!(listen = %settings.listen, port = app.port(), "pubhook standalone: API and worker");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.changed().await;
+    };
+    let api = tokio::spawn(app.run_until_stopped(stopped(stop_rx.clone())));
+    let worker = tokio::spawn(worker.run_until_stopped(stopped(stop_rx)));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let (api, worker) = tokio::join!(api, worker);
+    api??;
+    worker??;
+    tracing::info!("pubhook stopped");
+    Ok(())
+}
+
+fn build_worker(settings: &Settings, store: Store) -> anyhow::Result<Worker> {
+    let outbound = OutboundClient::new(OutboundConfig {
+        timeout: settings.request_timeout,
+        max_response_bytes: settings.max_response_bytes,
+        policy: DestinationPolicy::new(settings.allowed_networks.clone()),
+        user_agent: format!("pubhook/{}", env!("CARGO_PKG_VERSION")),
+    })?;
+    Ok(Worker::build(store, outbound, worker_config(settings)))
+}
+
+/// The worker's configuration from the settings.
+pub fn worker_config(settings: &Settings) -> WorkerConfig {
+    let concurrency = settings.worker_concurrency;
+    WorkerConfig {
+        concurrency,
+        per_endpoint_concurrency: (concurrency / 4).max(1),
+        job_slots: (concurrency / 16).max(2),
+        visibility_timeout: settings.visibility_timeout,
+        retry_schedule: settings.retry_schedule.clone(),
+        retry_jitter: settings.retry_jitter,
+        max_failed_count: settings.max_failed_count,
+        delivery_retention: settings.delivery_retention,
+        shutdown_grace: settings.request_timeout + std::time::Duration::from_secs(5),
+    }
 }
 
 /// Creates the admin, or with `rotate_keys` gives it new keys; prints

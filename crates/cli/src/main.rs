@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod receive;
 mod redis_child;
 
 use clap::Parser as _;

@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use super::parse::{
-    at_least, parse_byte_size, parse_duration, parse_key_prefix, parse_listen, parse_networks,
-    parse_redis_url, parse_whole_number, positive_at_most, ValueError,
+    at_least, parse_byte_size, parse_duration, parse_duration_list, parse_fraction,
+    parse_key_prefix, parse_listen, parse_networks, parse_redis_url, parse_whole_number,
+    positive_at_most, ValueError,
 };
 use super::Settings;
 
@@ -19,6 +20,8 @@ const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const MIN_BODY_BYTES: usize = 1024;
 /// Fewest allowed `pbkdf2_iterations`; fewer would make stored key hashes cheap to brute-force.
 const MIN_PBKDF2_ITERATIONS: u32 = 1000;
+/// Longest allowed `visibility_timeout`: a dead worker's jobs wait this long to be taken over.
+const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// One setting as users see it: how it is named in each layer, its default and what it means.
 #[derive(Debug)]
@@ -181,6 +184,56 @@ static KEYS: &[KeyDoc] = &[
         description: "Redis connections per process",
         apply: |s, raw| {
             s.redis_pool_size = at_least(parse_whole_number(raw)?, 1)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "retry_schedule",
+        env: "PUBHOOK_RETRY_SCHEDULE",
+        default: "120s,120s,1h",
+        description: "delays before each retry of a failed delivery (so 4 attempts by default)",
+        apply: |s, raw| {
+            s.retry_schedule = parse_duration_list(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "retry_jitter",
+        env: "PUBHOOK_RETRY_JITTER",
+        default: "10%",
+        description: "random spread of each retry delay, `0` for none",
+        apply: |s, raw| {
+            s.retry_jitter = parse_fraction(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "visibility_timeout",
+        env: "PUBHOOK_VISIBILITY_TIMEOUT",
+        default: "30s",
+        description: "a job without progress this long is taken over by another worker; must exceed `request_timeout`",
+        apply: |s, raw| {
+            s.visibility_timeout = positive_at_most(parse_duration(raw)?, MAX_VISIBILITY_TIMEOUT)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "worker_concurrency",
+        env: "PUBHOOK_WORKER_CONCURRENCY",
+        default: "128",
+        description: "delivery requests in flight per worker process (a quarter of them at most to one endpoint)",
+        apply: |s, raw| {
+            s.worker_concurrency = at_least(parse_whole_number(raw)?, 1)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "delivery_retention",
+        env: "PUBHOOK_DELIVERY_RETENTION",
+        default: "7d",
+        description: "how long delivery attempt records are kept",
+        apply: |s, raw| {
+            s.delivery_retention = parse_duration(raw)?;
             Ok(())
         },
     },

@@ -42,6 +42,16 @@ pub enum SettingsError {
         /// Why it was refused.
         reason: ValueError,
     },
+    /// Two settings that cannot go together.
+    #[error("invalid value for {key} ({env}): {reason}")]
+    Inconsistent {
+        /// The TOML name of the setting to change.
+        key: &'static str,
+        /// Its environment variable.
+        env: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// A key that is not a setting: most likely a typo that would otherwise go unnoticed.
     #[error("unknown setting {name} in {origin}{hint}")]
     UnknownKey {

@@ -66,6 +66,16 @@ pub struct Settings {
     pub max_response_bytes: usize,
     /// Redis connections per process.
     pub redis_pool_size: usize,
+    /// Delays between delivery attempts, after the first: one entry per retry.
+    pub retry_schedule: Vec<Duration>,
+    /// Random spread of each retry delay, as a fraction (0.1 = ±10%).
+    pub retry_jitter: f64,
+    /// How long a job may go without progress before another worker takes it over.
+    pub visibility_timeout: Duration,
+    /// Delivery requests in flight per worker process.
+    pub worker_concurrency: usize,
+    /// How long delivery attempt records are kept.
+    pub delivery_retention: Duration,
 }
 
 impl Default for Settings {
@@ -84,6 +94,15 @@ impl Default for Settings {
             pbkdf2_iterations: 600_000,
             max_response_bytes: 64 * 1024,
             redis_pool_size: 32,
+            retry_schedule: vec![
+                Duration::from_secs(120),
+                Duration::from_secs(120),
+                Duration::from_secs(3600),
+            ],
+            retry_jitter: 0.1,
+            visibility_timeout: Duration::from_secs(30),
+            worker_concurrency: 128,
+            delivery_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -106,6 +125,11 @@ impl fmt::Debug for Settings {
             pbkdf2_iterations,
             max_response_bytes,
             redis_pool_size,
+            retry_schedule,
+            retry_jitter,
+            visibility_timeout,
+            worker_concurrency,
+            delivery_retention,
         } = self;
         let redis_url = redis_url
             .as_ref()
@@ -124,6 +148,11 @@ impl fmt::Debug for Settings {
             .field("pbkdf2_iterations", pbkdf2_iterations)
             .field("max_response_bytes", max_response_bytes)
             .field("redis_pool_size", redis_pool_size)
+            .field("retry_schedule", retry_schedule)
+            .field("retry_jitter", retry_jitter)
+            .field("visibility_timeout", visibility_timeout)
+            .field("worker_concurrency", worker_concurrency)
+            .field("delivery_retention", delivery_retention)
             .finish()
     }
 }
@@ -268,6 +297,18 @@ impl RawSettings {
                 origin,
                 reason,
             })?;
+        }
+        if settings.visibility_timeout <= settings.request_timeout {
+            let key = "visibility_timeout";
+            return Err(SettingsError::Inconsistent {
+                key,
+                env: "PUBHOOK_VISIBILITY_TIMEOUT",
+                reason: format!(
+                    "must be longer than request_timeout ({:?}), or jobs still in flight would be \
+                     taken over by another worker",
+                    settings.request_timeout
+                ),
+            });
         }
         Ok(settings)
     }

@@ -39,6 +39,35 @@ pub fn parse_duration(raw: &str) -> Result<Duration, ValueError> {
         .map_err(|_| ValueError(format!("{raw:?} is not a duration like 200ms, 5s, 2m, 1h")))
 }
 
+/// Parses a comma-separated list of durations (`120s,120s,1h`); empty means none.
+pub fn parse_duration_list(raw: &str) -> Result<Vec<Duration>, ValueError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let delay = parse_duration(part)?;
+            if delay.is_zero() {
+                return Err(ValueError(format!("{part:?} must be longer than zero")));
+            }
+            Ok(delay)
+        })
+        .collect()
+}
+
+/// Parses a fraction as a percentage (`10%`) or a number (`0.1`), from 0 to 1.
+pub fn parse_fraction(raw: &str) -> Result<f64, ValueError> {
+    let text = raw.trim();
+    let value = match text.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.parse::<f64>(),
+    }
+    .map_err(|_| ValueError(format!("{raw:?} is not a fraction like 10% or 0.1")))?;
+    if !(0.0..=1.0).contains(&value) {
+        return Err(ValueError(format!("{raw:?} must be between 0 and 100%")));
+    }
+    Ok(value)
+}
+
 /// Parses a size in bytes: a whole number (`65536`, `1_048_576`) or one with a binary unit
 /// (`512KiB`, `1MiB`, `1 GiB`, `100B`). Decimal units (`MB`) are refused rather than guessed.
 pub fn parse_byte_size(raw: &str) -> Result<usize, ValueError> {

@@ -32,6 +32,9 @@ pub const DELETE_BATCH: usize = 100;
 /// How long a request waits for a pooled connection, or for a new one to open, before the store
 /// reports Redis as unavailable.
 const POOL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a command may take before the connection is given up as broken. It must exceed the
+/// longest blocking read (the worker blocks for 500 ms) and the longest script (a cascade).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -97,9 +100,12 @@ impl Store {
     /// A store on `redis_url` with keys under `prefix`. Connections open lazily, so this
     /// succeeds with Redis down and the store recovers by itself when it comes back.
     pub fn connect(redis_url: &str, prefix: &str, pool_size: usize) -> anyhow::Result<Self> {
-        let pool = deadpool_redis::Config::from_url(redis_url)
-            .builder()
-            .context("invalid Redis URL")?
+        let connection = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(POOL_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let manager = deadpool_redis::Manager::new_with_config(redis_url, connection)
+            .context("invalid Redis URL")?;
+        let pool = Pool::builder(manager)
             .max_size(pool_size)
             .wait_timeout(Some(POOL_TIMEOUT))
             .create_timeout(Some(POOL_TIMEOUT))

@@ -1,0 +1,24 @@
+//! pubhook-worker: takes jobs from the Redis queue and delivers webhooks.
+//!
+//! | module     | owns                                                                      |
+//! |------------|---------------------------------------------------------------------------|
+//! | `startup`  | [`Worker`]: build, then run until stopped; the loop and its background tasks |
+//! | `consumer` | the stream consumer: read, reclaim, heartbeat, promote retries, dead letters |
+//! | `fan_out`  | step: one page of a trigger's subscription rows into a delivery batch     |
+//! | `delivery` | step: signed POSTs for a batch or a retry, and their outcomes             |
+//! | `request`  | the exact request of one delivery: Python-`json.dumps` body and signatures |
+//! | `retry`    | the retry schedule, jitter, `Retry-After` and `410 Gone`                  |
+//! | `scripts`  | the Lua scripts that make each step's writes atomic with its acknowledgement |
+//!
+//! The worker depends on `pubhook-core` only, never on the API. Steps are public functions that
+//! return outcome enums, so tests can drive them without the loop.
+
+pub mod consumer;
+pub mod delivery;
+pub mod fan_out;
+pub mod request;
+pub mod retry;
+mod scripts;
+pub mod startup;
+
+pub use startup::{Worker, WorkerConfig};

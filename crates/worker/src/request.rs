@@ -1,0 +1,87 @@
+//! The exact request of one delivery (DESIGN section 5).
+//!
+//! The body is the registration's `event_data` serialised as Python's `json.dumps` does by
+//! default, because the README's Python receiver verifies by re-serialising `request.json`; the
+//! bytes signed are the bytes sent. Two signatures ride along: PyWebhooks' `pywebhooks-signature`
+//! (hex HMAC-SHA1 of the body) and the Standard Webhooks set (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature`), both keyed by the subscriber's `secret_key` as it is at this attempt.
+
+use pubhook_core::pyjson::to_python_json;
+use pubhook_core::signing::{pywebhooks_signature, standard_signature};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+
+/// The body every subscriber of a registration receives, from the stored `event_data` JSON.
+pub fn payload_body(event_data: &str) -> Result<Vec<u8>, serde_json::Error> {
+    let value: serde_json::Value = serde_json::from_str(event_data)?;
+    Ok(to_python_json(&value).into_bytes())
+}
+
+/// The headers of one attempt: content type, `event`, both signatures and the Standard Webhooks
+/// id and timestamp. (`user-agent` is set by the outbound client.)
+pub fn delivery_headers(
+    event: &str,
+    body: &[u8],
+    secret_key: &str,
+    webhook_id: &str,
+    timestamp: i64,
+) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(6);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Event names are validated free of control characters; non-ASCII goes as UTF-8 bytes, which
+    // HTTP allows in field values.
+    if let Ok(value) = HeaderValue::from_bytes(event.as_bytes()) {
+        headers.insert(HeaderName::from_static("event"), value);
+    }
+    insert(
+        &mut headers,
+        "pywebhooks-signature",
+        pywebhooks_signature(secret_key, body),
+    );
+    insert(&mut headers, "webhook-id", webhook_id.to_owned());
+    insert(&mut headers, "webhook-timestamp", timestamp.to_string());
+    insert(
+        &mut headers,
+        "webhook-signature",
+        standard_signature(secret_key, webhook_id, timestamp, body),
+    );
+    headers
+}
+
+fn insert(headers: &mut HeaderMap, name: &'static str, value: String) {
+    // Hex, base64 and UUID text are always valid header values.
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pubhook_core::signing::{verify_pywebhooks_signature, verify_standard_signature};
+
+    #[test]
+    fn the_body_is_python_json_and_both_signatures_cover_it() {
+        let body = payload_body(r#"{"message":"John Doe","b":[1,2],"a":"é"}"#).unwrap();
+        assert_eq!(
+            body,
+            br#"{"message": "John Doe", "b": [1, 2], "a": "\u00e9"}"#
+        );
+        let secret = "bb7c3a2d1f0e9d8c7b6a5f4e3d2c1b0a99887766";
+        let headers = delivery_headers("johndoe.event", &body, secret, "msg-1", 1_700_000_000);
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(headers["event"], "johndoe.event");
+        assert_eq!(headers["webhook-id"], "msg-1");
+        assert_eq!(headers["webhook-timestamp"], "1700000000");
+        let sig = headers["pywebhooks-signature"].to_str().unwrap();
+        assert!(verify_pywebhooks_signature(secret, &body, sig));
+        let std_sig = headers["webhook-signature"].to_str().unwrap();
+        assert!(verify_standard_signature(
+            secret,
+            "msg-1",
+            1_700_000_000,
+            &body,
+            std_sig
+        ));
+        assert!(!verify_pywebhooks_signature("another secret", &body, sig));
+    }
+}

@@ -1,0 +1,60 @@
+-- The outcomes of one deliver_batch.v1 or retry.v1 job, atomically with its acknowledgement, so
+-- a job leaves the queue only once what it did is recorded.
+--
+-- KEYS: the jobs stream, the delayed zset, the triggered record, the trigger's attempts zset.
+-- ARGV: prefix, consumer group, this job's stream id, retention in seconds,
+--       delivered, failed for good, skipped (finals of this job),
+--       number of account updates, number of attempt records, number of retries,
+--       then the account updates as (account id, 'reset' | 'incr') pairs,
+--       then the attempt records as (score in ms, JSON) pairs,
+--       then the retries as (due time in ms, job JSON) pairs.
+local p, group, entry = ARGV[1], ARGV[2], ARGV[3]
+local retention = tonumber(ARGV[4])
+local delivered, failed, skipped = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local n_accounts, n_attempts, n_retries = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+
+local i = 11
+for _ = 1, n_accounts do
+  local key = p .. 'account:' .. ARGV[i]
+  -- A deleted account must not come back as a hash holding only failed_count.
+  if redis.call('EXISTS', key) == 1 then
+    if ARGV[i + 1] == 'incr' then
+      redis.call('HINCRBY', key, 'failed_count', 1)
+    else
+      redis.call('HSET', key, 'failed_count', 0)
+    end
+  end
+  i = i + 2
+end
+for _ = 1, n_attempts do
+  redis.call('ZADD', KEYS[4], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if n_attempts > 0 and retention > 0 then
+  redis.call('EXPIRE', KEYS[4], retention)
+end
+for _ = 1, n_retries do
+  redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  local finals = delivered + failed + skipped
+  if finals > 0 then
+    redis.call('HINCRBY', KEYS[3], 'pending', -finals)
+  end
+  if delivered > 0 then
+    redis.call('HINCRBY', KEYS[3], 'delivered', delivered)
+  end
+  if failed > 0 then
+    redis.call('HINCRBY', KEYS[3], 'failed', failed)
+  end
+  if skipped > 0 then
+    redis.call('HINCRBY', KEYS[3], 'skipped', skipped)
+  end
+end
+if entry ~= '' then
+  redis.call('XACK', KEYS[1], group, entry)
+  redis.call('XDEL', KEYS[1], entry)
+end
+return 1
