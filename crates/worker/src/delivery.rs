@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pubhook_core::domain::{AccountId, RegistrationId, TriggeredId};
+use pubhook_core::domain::{now_millis, AccountId, RegistrationId, TriggeredId};
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::{Job, Target, CONSUMER_GROUP};
 use pubhook_core::store::{Store, StoreError};
@@ -86,8 +86,8 @@ pub struct DeliveryContext {
     pub limits: Arc<ConcurrencyLimits>,
 }
 
-/// Requests in flight: at most `total` in all and at most `per_endpoint` to any one endpoint, so
-/// a slow endpoint cannot take all of them.
+/// Requests in flight: at most `total` in all and at most `per_endpoint` to any one endpoint
+/// (scheme, host and port), so a slow endpoint cannot take all of them.
 pub struct ConcurrencyLimits {
     total: Arc<Semaphore>,
     per_endpoint: usize,
@@ -297,7 +297,11 @@ async fn attempt_one(
         return skipped(target, subscriber.endpoint, SkipReason::NoEndpoint);
     };
 
-    let _permits = ctx.limits.acquire(&subscriber.endpoint).await;
+    // Limited per origin, not per URL: one slow server behind many paths is still one server.
+    let _permits = ctx
+        .limits
+        .acquire(&url.origin().ascii_serialization())
+        .await;
     let timestamp = unix_seconds();
     let headers = delivery_headers(event, body, &subscriber.secret_key, webhook_id, timestamp);
     let started = Instant::now();
@@ -351,7 +355,7 @@ async fn record(
     results: &[AttemptResult],
 ) -> Result<(), StoreError> {
     let keys = ctx.store.keys();
-    let now_ms = unix_millis();
+    let now_ms = now_millis();
     let (mut delivered, mut failed, mut skipped) = (0u64, 0u64, 0u64);
     let mut accounts: Vec<(AccountId, &str)> = Vec::new();
     let mut attempts: Vec<(u64, String)> = Vec::new();
@@ -439,13 +443,6 @@ fn attempt_record(job: &DeliveryJob, result: &AttemptResult, now_ms: u64) -> Str
     .to_string()
 }
 
-fn unix_millis() -> u64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-}
-
 fn unix_seconds() -> i64 {
-    i64::try_from(unix_millis() / 1000).unwrap_or(i64::MAX)
+    i64::try_from(now_millis() / 1000).unwrap_or(i64::MAX)
 }

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pubhook_core::domain::now_millis;
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::Job;
 use pubhook_core::store::{Store, StoreError};
@@ -264,10 +265,10 @@ async fn run_job(ctx: &DeliveryContext, entry: &Entry) {
 /// Moves due retries to the stream, waking when the next one is due (at most every 100 ms).
 async fn promote_retries(consumer: Consumer, mut stop: watch::Receiver<bool>) {
     loop {
-        let now = unix_millis();
+        let now = now_millis();
         let pause = match consumer.promote_due(now).await {
             Ok((_, Some(next_due))) => {
-                Duration::from_millis(next_due.saturating_sub(unix_millis())).min(PROMOTE_IDLE)
+                Duration::from_millis(next_due.saturating_sub(now_millis())).min(PROMOTE_IDLE)
             }
             Ok((_, None)) => PROMOTE_IDLE,
             Err(e) => {
@@ -332,11 +333,4 @@ async fn reclaim_stale(
             Err(e) => tracing::debug!(error = %e, "reclaiming failed"),
         }
     }
-}
-
-fn unix_millis() -> u64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::domain::{epoch_seconds, RegistrationId, TriggeredId};
-use pubhook_core::store::Triggered;
+use pubhook_core::store::{Account, DeliverySummary, Triggered};
 use serde::Serialize;
 use tracing::instrument;
 
@@ -23,12 +23,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/v1/webhook/triggered/{id}")
             .route(web::post().to(trigger))
             .route(web::get().to(get_triggered)),
+    )
+    .service(
+        resource("/v1/webhook/triggered/{id}/deliveries").route(web::get().to(list_deliveries)),
     );
 }
 
 /// A triggered record as the API shows it.
 #[derive(Serialize)]
 struct TriggeredOut {
+    /// Where the deliveries stand; only on the single-record read, so the trigger's own 201 and
+    /// the list keep PyWebhooks' shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliveries: Option<DeliverySummary>,
     epoch: f64,
     id: TriggeredId,
     registration_id: RegistrationId,
@@ -37,6 +44,7 @@ struct TriggeredOut {
 impl From<Triggered> for TriggeredOut {
     fn from(t: Triggered) -> Self {
         Self {
+            deliveries: None,
             epoch: epoch_seconds(t.created),
             id: t.id,
             registration_id: t.registration_id,
@@ -83,9 +91,40 @@ async fn get_triggered(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    const NOT_FOUND: &str = "Triggered id not found";
     let caller = authenticate(&req, &state, Need::Account).await?;
-    let id = TriggeredId::parse(&path).ok_or(ApiError::NotFound(NOT_FOUND))?;
+    let triggered = readable_triggered(&state, &caller, &path).await?;
+    let summary = triggered.summary;
+    let mut out = TriggeredOut::from(triggered);
+    out.deliveries = Some(summary);
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// `GET /v1/webhook/triggered/{id}/deliveries`: every delivery attempt of a trigger, paged,
+/// oldest first, for the registration's owner or an admin.
+#[instrument(skip_all)]
+async fn list_deliveries(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let triggered = readable_triggered(&state, &caller, &path).await?;
+    let page = PageQuery::from_request(&req)?;
+    let attempts = state
+        .store
+        .delivery_attempts(triggered.id, page.start, page.limit)
+        .await?;
+    page_response("deliveries", attempts, |attempt| attempt)
+}
+
+/// The triggered record if the caller may read it: the registration's owner, or an admin.
+async fn readable_triggered(
+    state: &AppState,
+    caller: &Account,
+    raw_id: &str,
+) -> Result<Triggered, ApiError> {
+    const NOT_FOUND: &str = "Triggered id not found";
+    let id = TriggeredId::parse(raw_id).ok_or(ApiError::NotFound(NOT_FOUND))?;
     let triggered = state
         .store
         .triggered(id)
@@ -101,7 +140,7 @@ async fn get_triggered(
             return Err(ApiError::Unauthorized(NOT_YOURS));
         }
     }
-    Ok(HttpResponse::Ok().json(TriggeredOut::from(triggered)))
+    Ok(triggered)
 }
 
 /// `GET /v1/webhook/triggered`: every triggered record, paged. Paging is checked before

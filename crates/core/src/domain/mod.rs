@@ -13,12 +13,21 @@ pub use names::{Description, EndpointUrl, EventName, InvalidField, Username};
 /// Microseconds since the Unix epoch: the creation time of every record and its sort score.
 pub type Micros = i64;
 
+/// The time since the Unix epoch (zero if the clock is set before it).
+fn since_epoch() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// The current time in microseconds since the Unix epoch.
 pub fn now_micros() -> Micros {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+    i64::try_from(since_epoch().as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The current time in milliseconds since the Unix epoch: the queue's retry scores.
+pub fn now_millis() -> u64 {
+    u64::try_from(since_epoch().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The contract's `epoch` field: Unix seconds as a float, e.g. `1441164550.515677`.

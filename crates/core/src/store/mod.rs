@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use deadpool_redis::{Pool, Runtime};
 
 pub use accounts::NewAccount;
-pub use records::{Account, Registration, Subscription, Triggered, WriteResult};
+pub use records::{Account, DeliverySummary, Registration, Subscription, Triggered, WriteResult};
 pub use subscriptions::SubscribeRefusal;
 
 use crate::keys::{Keys, RecordKind};

@@ -68,6 +68,21 @@ pub struct Triggered {
     pub registration_id: RegistrationId,
     /// Creation time.
     pub created: Micros,
+    /// Where its deliveries stand, kept up to date by the workers.
+    pub summary: DeliverySummary,
+}
+
+/// Counts of a trigger's deliveries (one per subscription row reached by the fan-out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DeliverySummary {
+    /// Delivered with a 2xx answer.
+    pub delivered: i64,
+    /// Failed on every attempt (or answered `410 Gone`).
+    pub failed: i64,
+    /// Queued or waiting for a retry.
+    pub pending: i64,
+    /// Not attempted: the subscriber reached `max_failed_count`, or it or the registration is gone.
+    pub skipped: i64,
 }
 
 /// A RethinkDB-style write result, the body of PyWebhooks' update and delete responses. Fields
@@ -147,6 +162,14 @@ impl Fields {
             .map_err(|_| StoreError::Internal(anyhow!("stored field {name} is not an integer")))
     }
 
+    pub(crate) fn int_or_zero(&mut self, name: &str) -> Result<i64, StoreError> {
+        if self.0.contains_key(name) {
+            self.int(name)
+        } else {
+            Ok(0)
+        }
+    }
+
     pub(crate) fn id<T>(
         &mut self,
         name: &str,
@@ -202,6 +225,12 @@ impl Triggered {
             id: f.id("id", TriggeredId::parse)?,
             registration_id: f.id("registration_id", RegistrationId::parse)?,
             created: f.int("created")?,
+            summary: DeliverySummary {
+                delivered: f.int_or_zero("delivered")?,
+                failed: f.int_or_zero("failed")?,
+                pending: f.int_or_zero("pending")?,
+                skipped: f.int_or_zero("skipped")?,
+            },
         })
     }
 }

@@ -1,0 +1,230 @@
+//! What a subscriber receives.
+
+use std::time::Duration;
+
+use pubhook_core::signing::{verify_pywebhooks_signature, verify_standard_signature};
+use pubhook_testkit::Receiver;
+
+use crate::helpers::{eventually, test_config, World};
+
+#[derive(serde::Deserialize)]
+struct Case {
+    name: String,
+    input: String,
+    expected: String,
+}
+
+#[tokio::test]
+async fn two_subscribers_each_get_one_post_with_both_signatures_valid() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let owner = world.account("owner", &receiver.url()).await;
+    let a = world.account("a", &format!("{}/a", receiver.url())).await;
+    let b = world.account("b", &format!("{}/b", receiver.url())).await;
+    let reg = world
+        .registration(
+            owner.id,
+            "owner.release",
+            r#"{"message":"John Doe","b":[1,2],"a":"é"}"#,
+        )
+        .await;
+    world.subscribe(a.id, reg).await;
+    world.subscribe(b.id, reg).await;
+    let _worker = world.start_worker(test_config());
+    let triggered = world.trigger(reg).await;
+
+    let posts = receiver.wait_for_posts(2, Duration::from_secs(10)).await;
+    assert_eq!(posts.len(), 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.posts().len(), 2, "exactly one POST each");
+    for post in &posts {
+        let secret = if post.path.ends_with("/a") {
+            &a.secret
+        } else {
+            &b.secret
+        };
+        assert_eq!(
+            post.body,
+            br#"{"message": "John Doe", "b": [1, 2], "a": "\u00e9"}"#
+        );
+        assert_eq!(post.header("content-type"), Some("application/json"));
+        assert_eq!(post.header("event"), Some("owner.release"));
+        assert_eq!(
+            post.header("webhook-id"),
+            Some(triggered.to_string().as_str())
+        );
+        assert!(post.header("user-agent").unwrap().starts_with("pubhook"));
+        let legacy = post.header("pywebhooks-signature").unwrap();
+        assert!(
+            verify_pywebhooks_signature(secret, &post.body, legacy),
+            "{}",
+            post.path
+        );
+        let timestamp: i64 = post.header("webhook-timestamp").unwrap().parse().unwrap();
+        let standard = post.header("webhook-signature").unwrap();
+        assert!(verify_standard_signature(
+            secret,
+            &triggered.to_string(),
+            timestamp,
+            &post.body,
+            standard
+        ));
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let t = world.store.triggered(triggered).await.unwrap().unwrap();
+            t.summary.delivered == 2 && t.summary.pending == 0
+        })
+        .await,
+        "the summary counts both deliveries"
+    );
+    let attempts = world
+        .store
+        .delivery_attempts(triggered, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(attempts.items.len(), 2);
+    assert!(attempts
+        .items
+        .iter()
+        .all(|a| a["outcome"] == "delivered" && a["status_code"] == 200));
+}
+
+#[tokio::test]
+async fn bodies_are_byte_for_byte_what_python_json_dumps_gives() {
+    let cases: Vec<Case> = serde_json::from_str(include_str!(
+        "../../../core/tests/fixtures/pyjson_cases.json"
+    ))
+    .unwrap();
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let owner = world.account("owner", &receiver.url()).await;
+    let sub = world.account("sub", &receiver.url()).await;
+    let _worker = world.start_worker(test_config());
+    for case in &cases {
+        let reg = world.registration(owner.id, "e", &case.input).await;
+        world.subscribe(sub.id, reg).await;
+        receiver.clear();
+        world.trigger(reg).await;
+        let posts = receiver.wait_for_posts(1, Duration::from_secs(10)).await;
+        assert_eq!(posts.len(), 1, "{}", case.name);
+        assert_eq!(
+            String::from_utf8_lossy(&posts[0].body),
+            case.expected,
+            "{}",
+            case.name
+        );
+        let signature = posts[0].header("pywebhooks-signature").unwrap();
+        assert!(verify_pywebhooks_signature(
+            &sub.secret,
+            case.expected.as_bytes(),
+            signature
+        ));
+    }
+}
+
+#[tokio::test]
+async fn duplicate_subscriptions_get_duplicate_deliveries() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let owner = world.account("owner", &receiver.url()).await;
+    let sub = world.account("sub", &receiver.url()).await;
+    let reg = world.registration(owner.id, "e", "{}").await;
+    world.subscribe(sub.id, reg).await;
+    world.subscribe(sub.id, reg).await;
+    let _worker = world.start_worker(test_config());
+    world.trigger(reg).await;
+    assert_eq!(
+        receiver
+            .wait_for_posts(2, Duration::from_secs(10))
+            .await
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_secret_reset_signs_the_next_delivery_with_the_new_secret() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let owner = world.account("owner", &receiver.url()).await;
+    let sub = world.account("sub", &receiver.url()).await;
+    let reg = world.registration(owner.id, "e", r#"{"n":1}"#).await;
+    world.subscribe(sub.id, reg).await;
+    let _worker = world.start_worker(test_config());
+    world.trigger(reg).await;
+    let first = receiver.wait_for_posts(1, Duration::from_secs(10)).await;
+    let new_secret = pubhook_core::domain::SecretKey::generate();
+    world
+        .store
+        .replace_secret_key(sub.id, &new_secret)
+        .await
+        .unwrap();
+    world.trigger(reg).await;
+    let posts = receiver.wait_for_posts(2, Duration::from_secs(10)).await;
+    assert_eq!(posts.len(), 2);
+    let (old, new) = (&first[0], &posts[1]);
+    assert!(verify_pywebhooks_signature(
+        &sub.secret,
+        &old.body,
+        old.header("pywebhooks-signature").unwrap()
+    ));
+    let signature = new.header("pywebhooks-signature").unwrap();
+    assert!(verify_pywebhooks_signature(
+        new_secret.expose(),
+        &new.body,
+        signature
+    ));
+    assert!(!verify_pywebhooks_signature(
+        &sub.secret,
+        &new.body,
+        signature
+    ));
+}
+
+#[tokio::test]
+async fn a_subscriber_at_max_failed_count_is_skipped_until_its_endpoint_is_updated() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let owner = world.account("owner", &receiver.url()).await;
+    let sub = world.account("sub", &receiver.url()).await;
+    let reg = world.registration(owner.id, "e", "{}").await;
+    world.subscribe(sub.id, reg).await;
+    let mut config = test_config();
+    config.max_failed_count = 3;
+    let _worker = world.start_worker(config);
+    {
+        let mut conn = world.store.connection().await.unwrap();
+        let _: () = redis::cmd("HSET")
+            .arg(world.store.keys().account(sub.id))
+            .arg("failed_count")
+            .arg(3)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let skipped = world.trigger(reg).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            world.summary(skipped).await.skipped == 1
+        })
+        .await
+    );
+    assert!(receiver.posts().is_empty(), "nothing was sent");
+
+    let endpoint = pubhook_core::domain::EndpointUrl::parse(&receiver.url()).unwrap();
+    world
+        .store
+        .update_endpoint(sub.id, &endpoint)
+        .await
+        .unwrap();
+    assert_eq!(world.failed_count(sub.id).await, 0);
+    world.trigger(reg).await;
+    assert_eq!(
+        receiver
+            .wait_for_posts(1, Duration::from_secs(10))
+            .await
+            .len(),
+        1
+    );
+}

@@ -1,0 +1,180 @@
+//! A store under a random prefix, records made through it, and a worker running in-process.
+
+use std::time::Duration;
+
+use pubhook_core::domain::{
+    AccountId, Description, EndpointUrl, EventName, RegistrationId, SecretKey, SubscriptionId,
+    TriggeredId, Username,
+};
+use pubhook_core::outbound::{DestinationPolicy, OutboundClient, OutboundConfig};
+use pubhook_core::store::{DeliverySummary, NewAccount, Store};
+use pubhook_testkit::{random_prefix, shared_redis};
+use pubhook_worker::{Worker, WorkerConfig};
+use tokio::sync::watch;
+
+/// Short schedules: four attempts 200 ms, 200 ms and 500 ms apart, no jitter.
+pub fn test_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 32,
+        per_endpoint_concurrency: 8,
+        job_slots: 4,
+        visibility_timeout: Duration::from_secs(3),
+        retry_schedule: vec![
+            Duration::from_millis(200),
+            Duration::from_millis(200),
+            Duration::from_millis(500),
+        ],
+        retry_jitter: 0.0,
+        max_failed_count: 250,
+        delivery_retention: Duration::from_secs(3600),
+        shutdown_grace: Duration::from_secs(3),
+    }
+}
+
+/// Records in one Redis under one prefix.
+pub struct World {
+    pub store: Store,
+}
+
+/// An account made for a test.
+pub struct Subscriber {
+    pub id: AccountId,
+    pub secret: String,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        Self::on(shared_redis().await.url()).await
+    }
+
+    pub async fn on(redis_url: &str) -> Self {
+        pubhook_core::telemetry::init_test_telemetry();
+        Self {
+            store: Store::connect(redis_url, &random_prefix(), 8).unwrap(),
+        }
+    }
+
+    pub async fn account(&self, name: &str, endpoint: &str) -> Subscriber {
+        let secret = SecretKey::generate();
+        let account = self
+            .store
+            .create_account(NewAccount {
+                username: &Username::parse(name).unwrap(),
+                endpoint: Some(&EndpointUrl::parse(endpoint).unwrap()),
+                is_admin: false,
+                api_key_hash: "pbkdf2:sha256:1000$x$y".into(),
+                secret_key: secret.clone(),
+            })
+            .await
+            .unwrap();
+        Subscriber {
+            id: account.id,
+            secret: secret.expose().to_owned(),
+        }
+    }
+
+    pub async fn registration(
+        &self,
+        owner: AccountId,
+        event: &str,
+        event_data: &str,
+    ) -> RegistrationId {
+        self.store
+            .create_registration(
+                owner,
+                &EventName::parse(event).unwrap(),
+                &Description::new("d"),
+                event_data.to_owned(),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
+    pub async fn subscribe(&self, who: AccountId, registration: RegistrationId) -> SubscriptionId {
+        self.store
+            .subscribe(who, registration)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
+    pub async fn trigger(&self, registration: RegistrationId) -> TriggeredId {
+        self.store
+            .trigger(registration, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
+    pub async fn summary(&self, id: TriggeredId) -> DeliverySummary {
+        self.store.triggered(id).await.unwrap().unwrap().summary
+    }
+
+    pub async fn failed_count(&self, id: AccountId) -> i64 {
+        self.store.account(id).await.unwrap().unwrap().failed_count
+    }
+
+    /// Starts a worker on this world's store; it stops when the handle drops.
+    pub fn start_worker(&self, config: WorkerConfig) -> RunningWorker {
+        let outbound = OutboundClient::new(OutboundConfig {
+            timeout: Duration::from_secs(2),
+            max_response_bytes: 64 * 1024,
+            policy: DestinationPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]),
+            user_agent: "pubhook-test".into(),
+        })
+        .unwrap();
+        let worker = Worker::build(self.store.clone(), outbound, config);
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(worker.run_until_stopped(async move {
+            let _ = stopped.changed().await;
+        }));
+        RunningWorker {
+            stop,
+            task: Some(task),
+        }
+    }
+}
+
+/// A worker running in this process.
+pub struct RunningWorker {
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningWorker {
+    /// Stops it gracefully and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for RunningWorker {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Polls `check` until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the worker: a real Redis (private unless `PUBHOOK_TEST_REDIS_URL` is
+//! set) with a random key prefix per test, records written through the store as the API writes
+//! them, real receivers on loopback, and short retry schedules.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod delivery;
+mod helpers;
+mod recovery;
+mod retries;

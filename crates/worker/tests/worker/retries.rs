@@ -1,0 +1,147 @@
+//! Failures, retries and failed_count.
+
+use std::time::Duration;
+
+use pubhook_testkit::{Receiver, Reply};
+
+use crate::helpers::{eventually, test_config, World};
+
+async fn one_subscriber(
+    world: &World,
+    receiver: &Receiver,
+) -> (
+    pubhook_core::domain::RegistrationId,
+    pubhook_core::domain::AccountId,
+) {
+    let owner = world.account("owner", &receiver.url()).await;
+    let sub = world.account("sub", &receiver.url()).await;
+    let reg = world.registration(owner.id, "e", r#"{"x":1}"#).await;
+    world.subscribe(sub.id, reg).await;
+    (reg, sub.id)
+}
+
+#[tokio::test]
+async fn a_receiver_answering_500_gets_exactly_four_posts_and_failed_count_four() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    receiver.set_post_default(Reply::new(500));
+    let (reg, sub) = one_subscriber(&world, &receiver).await;
+    let _worker = world.start_worker(test_config());
+    let triggered = world.trigger(reg).await;
+    let posts = receiver.wait_for_posts(4, Duration::from_secs(10)).await;
+    assert_eq!(posts.len(), 4);
+    // The schedule is 200 ms, 200 ms, 500 ms; nothing more comes after the fourth.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.posts().len(), 4, "four attempts in all");
+    assert_eq!(world.failed_count(sub).await, 4);
+    let gaps: Vec<Duration> = posts
+        .windows(2)
+        .map(|w| w[1].received_at - w[0].received_at)
+        .collect();
+    assert!(
+        gaps[0] >= Duration::from_millis(190) && gaps[2] >= Duration::from_millis(490),
+        "{gaps:?}"
+    );
+    // The same webhook-id on every attempt.
+    assert!(posts
+        .iter()
+        .all(|p| p.header("webhook-id") == Some(triggered.to_string().as_str())));
+    let summary = world.summary(triggered).await;
+    assert_eq!(
+        (summary.failed, summary.pending, summary.delivered),
+        (1, 0, 0)
+    );
+    let attempts = world
+        .store
+        .delivery_attempts(triggered, 0, 10)
+        .await
+        .unwrap()
+        .items;
+    let outcomes: Vec<_> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_u64().unwrap(),
+                a["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (1, "retrying".into()),
+            (2, "retrying".into()),
+            (3, "retrying".into()),
+            (4, "failed".into())
+        ]
+    );
+    assert!(attempts
+        .iter()
+        .all(|a| a["status_code"] == 500 && a["error"] == "http_status"));
+}
+
+#[tokio::test]
+async fn failing_twice_then_succeeding_gives_three_posts_and_resets_failed_count() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    receiver.set_post_responses(vec![Reply::new(500), Reply::new(503)]);
+    let (reg, sub) = one_subscriber(&world, &receiver).await;
+    let _worker = world.start_worker(test_config());
+    let triggered = world.trigger(reg).await;
+    assert_eq!(
+        receiver
+            .wait_for_posts(3, Duration::from_secs(10))
+            .await
+            .len(),
+        3
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            world.summary(triggered).await.delivered == 1
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(receiver.posts().len(), 3);
+    assert_eq!(world.failed_count(sub).await, 0);
+}
+
+#[tokio::test]
+async fn gone_ends_the_retries_after_one_post() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    receiver.set_post_default(Reply::new(410));
+    let (reg, sub) = one_subscriber(&world, &receiver).await;
+    let _worker = world.start_worker(test_config());
+    let triggered = world.trigger(reg).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            world.summary(triggered).await.failed == 1
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(receiver.posts().len(), 1);
+    assert_eq!(world.failed_count(sub).await, 1);
+}
+
+#[tokio::test]
+async fn retry_after_slows_the_next_attempt_within_twice_the_schedule() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    receiver.set_post_responses(vec![
+        Reply::new(503).with_header("retry-after", "1"),
+        Reply::new(503).with_header("retry-after", "3600"),
+    ]);
+    let (reg, _) = one_subscriber(&world, &receiver).await;
+    let _worker = world.start_worker(test_config());
+    world.trigger(reg).await;
+    let posts = receiver.wait_for_posts(3, Duration::from_secs(10)).await;
+    assert_eq!(posts.len(), 3);
+    // Asked 1 s after a 200 ms step: capped at 2 x 200 ms. Asked an hour: capped the same.
+    for (i, pair) in posts.windows(2).enumerate() {
+        let gap = pair[1].received_at - pair[0].received_at;
+        assert!(gap >= Duration::from_millis(390), "gap {i}: {gap:?}");
+        assert!(gap < Duration::from_millis(1000), "gap {i}: {gap:?}");
+    }
+}
