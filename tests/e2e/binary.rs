@@ -1,50 +1,12 @@
 //! `pubhook init` and `pubhook serve` as a new user runs them.
 
-use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pubhook_testkit::{random_prefix, shared_redis, Receiver};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_pubhook");
-
-/// A command with a clean pubhook environment on the test Redis, under `prefix`.
-fn pubhook(redis_url: &str, prefix: &str) -> Command {
-    let mut command = Command::new(BINARY);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("PUBHOOK_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("PUBHOOK_REDIS_URL", redis_url)
-        .env("PUBHOOK_KEY_PREFIX", prefix)
-        .env("PUBHOOK_PBKDF2_ITERATIONS", "1000")
-        .env("PUBHOOK_LOG", "warn");
-    command
-}
-
-fn run(command: &mut Command) -> Output {
-    command.output().expect("pubhook runs")
-}
-
-fn stdout_json(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "pubhook failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("stdout is one JSON object")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crate::support::{free_port, pubhook, run, stdout_json, wait_until_up, Process};
 
 #[tokio::test]
 async fn init_prints_the_admin_keys_once_and_rotates_them_on_request() {
@@ -82,43 +44,21 @@ async fn a_bad_setting_is_refused_at_start_naming_its_key() {
     assert!(stderr.contains("PUBHOOK_REQUEST_TIMEOUT"), "{stderr}");
 }
 
-/// Kills the server if a test fails before stopping it.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn serve_takes_a_pywebhooks_client_from_account_to_trigger_and_stops_on_sigterm() {
     let redis = shared_redis().await;
     let prefix = random_prefix();
     let admin = stdout_json(&run(pubhook(redis.url(), &prefix).arg("init")));
     let port = free_port();
-    let mut server = Server(
+    let mut server = Process::spawn(
         pubhook(redis.url(), &prefix)
             .env("PUBHOOK_LISTEN", format!("127.0.0.1:{port}"))
             .env("PUBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
-            .arg("serve")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("pubhook serve starts"),
+            .arg("serve"),
     );
     let api = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("{api}/health/live"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "pubhook serve did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_up(&api).await;
 
     let receiver = Receiver::start().await;
     let call = |method: reqwest::Method, path: &str, user: Option<(&str, &str)>| {
@@ -188,22 +128,7 @@ async fn serve_takes_a_pywebhooks_client_from_account_to_trigger_and_stops_on_si
     assert_eq!(triggered["registration_id"], reg);
 
     // SIGTERM: a graceful stop with exit status 0.
-    let pid = server.0.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = server.0.try_wait().expect("wait") {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pubhook serve did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}");
 }

@@ -4,6 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::domain::{epoch_seconds, AccountId, ApiKey, EndpointUrl, SecretKey, Username};
 use pubhook_core::hashing::hash_api_key;
 use pubhook_core::outbound::KeyKind;
+use pubhook_core::signing::webhook_secret;
 use pubhook_core::store::{Account, NewAccount};
 use serde::Serialize;
 use serde_json::json;
@@ -54,6 +55,9 @@ struct AccountOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     secret_key: Option<String>,
     username: String,
+    /// The same secret as a Standard Webhooks key (`whsec_` + base64), shown with `secret_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_secret: Option<String>,
 }
 
 impl AccountOut {
@@ -67,6 +71,7 @@ impl AccountOut {
             is_admin: account.is_admin,
             secret_key: show_secret.then(|| account.secret_key.expose().to_owned()),
             username: account.username,
+            webhook_secret: show_secret.then(|| webhook_secret(account.secret_key.expose())),
         }
     }
 }

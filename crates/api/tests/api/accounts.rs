@@ -23,6 +23,11 @@ async fn creating_an_account_answers_the_full_record_with_plaintext_keys_once() 
     assert_eq!(status, StatusCode::CREATED);
     assert!(is_40_hex(&body["api_key"]), "{body}");
     assert!(is_40_hex(&body["secret_key"]), "{body}");
+    assert_eq!(
+        body["webhook_secret"].as_str(),
+        Some(pubhook_core::signing::webhook_secret(body["secret_key"].as_str().unwrap()).as_str()),
+        "the Standard Webhooks form of the same secret"
+    );
     assert_eq!(body["username"], "johndoe");
     assert_eq!(body["endpoint"], app.receiver.url());
     assert_eq!(body["failed_count"], 0);
@@ -474,6 +479,7 @@ async fn the_admin_listing_hides_other_accounts_secret_keys() {
     for account in accounts {
         if account["id"] == jane.id.as_str() {
             assert!(account.get("secret_key").is_none(), "{account}");
+            assert!(account.get("webhook_secret").is_none(), "{account}");
         } else {
             assert_eq!(account["secret_key"], admin.secret_key.as_str());
         }
