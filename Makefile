@@ -3,9 +3,12 @@ CARGO ?= cargo
 
 .PHONY: run build test lint fmt ci
 
-## run: build and run pubhook (API) on 127.0.0.1:8081, with its own redis-server if none runs
+## run: build and run pubhook (API and worker in one process) on 127.0.0.1:8081, with its own
+## redis-server if none runs. For trying it out, endpoints on loopback are allowed unless
+## PUBHOOK_ALLOWED_NETWORKS says otherwise.
 run:
-	$(CARGO) run --release -p pubhook-cli --bin pubhook -- serve
+	PUBHOOK_ALLOWED_NETWORKS="$${PUBHOOK_ALLOWED_NETWORKS-127.0.0.0/8}" \
+	$(CARGO) run --release -p pubhook-cli --bin pubhook -- standalone
 
 build:
 	$(CARGO) build --release -p pubhook-cli --bin pubhook

@@ -391,7 +391,6 @@ async fn record(
         .key(keys.delayed())
         .key(keys.triggered(job.triggered))
         .key(keys.deliveries(job.triggered))
-        .arg(keys.prefix())
         .arg(CONSUMER_GROUP)
         .arg(entry_id)
         .arg(ctx.retention.as_secs())
@@ -402,7 +401,7 @@ async fn record(
         .arg(attempts.len())
         .arg(retries.len());
     for (account, op) in &accounts {
-        invocation.arg(account.to_string()).arg(*op);
+        invocation.arg(keys.account(*account)).arg(*op);
     }
     for (score, record) in &attempts {
         invocation.arg(*score).arg(record);

@@ -5,6 +5,7 @@
 //! failing check decides the answer exactly as in PyWebhooks.
 
 pub mod accounts;
+pub mod admin;
 pub mod health;
 pub mod registrations;
 pub mod subscriptions;
@@ -22,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     registrations::configure(cfg);
     subscriptions::configure(cfg);
     triggered::configure(cfg);
+    admin::configure(cfg);
     health::configure(cfg);
 }
 

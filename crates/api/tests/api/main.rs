@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
 mod accounts;
+mod admin;
 mod helpers;
 mod outage;
 mod paging;

@@ -10,6 +10,7 @@
 //! subscriptions, not for millions. Bulk deletes go in batches of [`DELETE_BATCH`] records.
 
 mod accounts;
+mod deliveries;
 mod records;
 mod registrations;
 mod scripts;

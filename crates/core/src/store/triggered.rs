@@ -74,32 +74,4 @@ impl Store {
         )
         .await
     }
-
-    /// A page of the delivery attempts of a trigger, oldest first. Each is the JSON object the
-    /// worker recorded.
-    #[instrument(skip_all)]
-    pub async fn delivery_attempts(
-        &self,
-        id: TriggeredId,
-        start: u64,
-        limit: u64,
-    ) -> Result<Page<serde_json::Value>, StoreError> {
-        let mut conn = self.connection().await?;
-        let last = start.saturating_add(limit).saturating_sub(1);
-        let members: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.keys.deliveries(id))
-            .arg(start)
-            .arg(last)
-            .query_async(&mut conn)
-            .await?;
-        let next_start = (members.len() as u64 == limit).then(|| start + limit);
-        let items = members
-            .iter()
-            .map(|m| serde_json::from_str(m))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                StoreError::Internal(anyhow::Error::new(e).context("stored attempt is not JSON"))
-            })?;
-        Ok(Page { items, next_start })
-    }
 }

@@ -2,20 +2,20 @@
 -- a job leaves the queue only once what it did is recorded.
 --
 -- KEYS: the jobs stream, the delayed zset, the triggered record, the trigger's attempts zset.
--- ARGV: prefix, consumer group, this job's stream id, retention in seconds,
+-- ARGV: consumer group, this job's stream id, retention in seconds,
 --       delivered, failed for good, skipped (finals of this job),
 --       number of account updates, number of attempt records, number of retries,
---       then the account updates as (account id, 'reset' | 'incr') pairs,
+--       then the account updates as (account key, 'reset' | 'incr') pairs,
 --       then the attempt records as (score in ms, JSON) pairs,
 --       then the retries as (due time in ms, job JSON) pairs.
-local p, group, entry = ARGV[1], ARGV[2], ARGV[3]
-local retention = tonumber(ARGV[4])
-local delivered, failed, skipped = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local n_accounts, n_attempts, n_retries = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local group, entry = ARGV[1], ARGV[2]
+local retention = tonumber(ARGV[3])
+local delivered, failed, skipped = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local n_accounts, n_attempts, n_retries = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 
-local i = 11
+local i = 10
 for _ = 1, n_accounts do
-  local key = p .. 'account:' .. ARGV[i]
+  local key = ARGV[i]
   -- A deleted account must not come back as a hash holding only failed_count.
   if redis.call('EXISTS', key) == 1 then
     if ARGV[i + 1] == 'incr' then

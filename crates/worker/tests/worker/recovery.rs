@@ -82,3 +82,45 @@ async fn a_stopped_worker_exits_cleanly_and_a_new_one_finishes_the_rest() {
     );
     assert!(receiver.post_count() >= 40);
 }
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_is_set_aside_as_a_dead_letter() {
+    let world = World::new().await;
+    // A job no worker can read: retried after each visibility timeout, then set aside.
+    let mut conn = world.store.connection().await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(world.store.keys().jobs())
+        .arg("*")
+        .arg(pubhook_core::queue::JOB_FIELD)
+        .arg(r#"{"type":"from_a_future_version"}"#)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let config = WorkerConfig {
+        visibility_timeout: Duration::from_millis(300),
+        ..test_config()
+    };
+    let _worker = world.start_worker(config);
+
+    let set_aside = crate::helpers::eventually(Duration::from_secs(15), || async {
+        !world
+            .store
+            .dead_letters(0, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    })
+    .await;
+    assert!(set_aside, "the unreadable job reaches the dead-letter list");
+    let letters = world.store.dead_letters(0, 10).await.unwrap().items;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["job"], r#"{"type":"from_a_future_version"}"#);
+    assert!(letters[0]["deliveries"].as_u64().unwrap() >= 5);
+    let left: usize = redis::cmd("XLEN")
+        .arg(world.store.keys().jobs())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "and leaves the stream");
+}
