@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use pubhook_core::signing::{verify_pywebhooks_signature, verify_standard_signature};
 use pubhook_testkit::Receiver;
+use pubhook_worker::WorkerConfig;
 
 use crate::helpers::{eventually, test_config, World};
 
@@ -226,5 +227,48 @@ async fn a_subscriber_at_max_failed_count_is_skipped_until_its_endpoint_is_updat
             .await
             .len(),
         1
+    );
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_cannot_hold_up_the_others() {
+    let world = World::new().await;
+    let slow = Receiver::start_with_delay(Duration::from_secs(1)).await;
+    let fast = Receiver::start().await;
+    let owner = world.account("owner", &fast.url()).await;
+    let slow_reg = world.registration(owner.id, "slow", "{}").await;
+    let fast_reg = world.registration(owner.id, "fast", "{}").await;
+    for n in 0..10 {
+        let s = world
+            .account(&format!("s{n}"), &format!("{}/{n}", slow.url()))
+            .await;
+        world.subscribe(s.id, slow_reg).await;
+        let f = world
+            .account(&format!("f{n}"), &format!("{}/{n}", fast.url()))
+            .await;
+        world.subscribe(f.id, fast_reg).await;
+    }
+    // Four requests in flight in all, two of them at most to one endpoint (scheme, host, port).
+    let config = WorkerConfig {
+        concurrency: 4,
+        per_endpoint_concurrency: 2,
+        ..test_config()
+    };
+    let _worker = world.start_worker(config);
+    world.trigger(slow_reg).await;
+    slow.wait_for_requests(1, Duration::from_secs(10)).await;
+    world.trigger(fast_reg).await;
+
+    let fast_done = fast.wait_for_posts(10, Duration::from_secs(10)).await;
+    assert_eq!(
+        fast_done.len(),
+        10,
+        "the fast endpoint got all of its deliveries"
+    );
+    // The slow one answers two requests a second: it is still far from done.
+    assert!(slow.post_count() <= 6, "{} slow POSTs", slow.post_count());
+    assert_eq!(
+        slow.wait_for_posts(10, Duration::from_secs(15)).await.len(),
+        10
     );
 }

@@ -145,3 +145,38 @@ async fn retry_after_slows_the_next_attempt_within_twice_the_schedule() {
         assert!(gap < Duration::from_millis(1000), "gap {i}: {gap:?}");
     }
 }
+
+#[tokio::test]
+async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let elsewhere = format!("{}/elsewhere", receiver.url());
+    receiver.set_post_responses(vec![
+        Reply::new(302).with_header("location", elsewhere.clone())
+    ]);
+    let (reg, sub) = one_subscriber(&world, &receiver).await;
+    let _worker = world.start_worker(test_config());
+    let triggered = world.trigger(reg).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            world.summary(triggered).await.delivered == 1
+        })
+        .await
+    );
+    let posts = receiver.posts();
+    assert_eq!(posts.len(), 2, "the 302, then the retry");
+    assert!(
+        posts.iter().all(|p| p.path == "/hook"),
+        "never followed to {elsewhere}"
+    );
+    let attempts = world
+        .store
+        .delivery_attempts(triggered, 0, 10)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(attempts[0]["status_code"], 302);
+    assert_eq!(attempts[0]["outcome"], "retrying");
+    assert_eq!(attempts[1]["outcome"], "delivered");
+    assert_eq!(world.failed_count(sub).await, 0);
+}
