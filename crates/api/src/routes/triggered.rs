@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::domain::{epoch_seconds, RegistrationId, TriggeredId};
-use pubhook_core::store::{Account, DeliverySummary, Triggered};
+use pubhook_core::store::{Account, DeliverySummary, TriggerRefusal, Triggered};
 use serde::Serialize;
 use tracing::instrument;
 
@@ -65,21 +65,18 @@ async fn trigger(
     const NOT_FOUND: &str = "Registration id not found";
     let caller = authenticate(&req, &state, Need::Account).await?;
     let id = RegistrationId::parse(&path).ok_or(ApiError::NotFound(NOT_FOUND))?;
-    let registration = state
-        .store
-        .registration(id)
-        .await?
-        .ok_or(ApiError::NotFound(NOT_FOUND))?;
-    if registration.account_id != caller.id {
-        return Err(ApiError::Unauthorized(NOT_YOURS));
-    }
     let request_id = uuid::Uuid::new_v4().to_string();
     tracing::info!(request_id = %request_id, "trigger");
-    let triggered = state
+    // Ownership is checked by the same script that writes, so a trigger is one round trip.
+    let triggered = match state
         .store
-        .trigger(id, Some(request_id))
+        .trigger_as(caller.id, id, Some(request_id))
         .await?
-        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    {
+        Ok(triggered) => triggered,
+        Err(TriggerRefusal::NoSuchRegistration) => return Err(ApiError::NotFound(NOT_FOUND)),
+        Err(TriggerRefusal::NotOwner) => return Err(ApiError::Unauthorized(NOT_YOURS)),
+    };
     Ok(HttpResponse::Created().json(TriggeredOut::from(triggered)))
 }
 

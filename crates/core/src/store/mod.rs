@@ -25,6 +25,7 @@ use deadpool_redis::{Pool, Runtime};
 pub use accounts::NewAccount;
 pub use records::{Account, DeliverySummary, Registration, Subscription, Triggered, WriteResult};
 pub use subscriptions::SubscribeRefusal;
+pub use triggered::TriggerRefusal;
 
 use crate::keys::{Keys, RecordKind};
 

@@ -4,20 +4,53 @@ use tracing::instrument;
 
 use super::records::{DeliverySummary, Triggered};
 use super::{scripts, Page, Store, StoreError};
-use crate::domain::{now_micros, RegistrationId, TriggeredId};
+use crate::domain::{now_micros, AccountId, RegistrationId, TriggeredId};
 use crate::keys::RecordKind;
 use crate::queue::Job;
 
+/// Why a trigger was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerRefusal {
+    /// No registration has that id.
+    NoSuchRegistration,
+    /// The registration belongs to another account.
+    NotOwner,
+}
+
 impl Store {
-    /// Records a trigger of `registration` and queues its fan-out, atomically: both are written
-    /// or neither. `None` if the registration no longer exists. O(1) whatever the number of
-    /// subscribers: the worker expands the job.
+    /// Records a trigger of `registration` by its owner `caller` and queues its fan-out,
+    /// atomically: ownership is checked and both are written, or nothing is. One round trip, and
+    /// O(1) whatever the number of subscribers: the worker expands the job.
     #[instrument(skip_all, fields(registration = %registration))]
+    pub async fn trigger_as(
+        &self,
+        caller: AccountId,
+        registration: RegistrationId,
+        request_id: Option<String>,
+    ) -> Result<Result<Triggered, TriggerRefusal>, StoreError> {
+        self.write_trigger(Some(caller), registration, request_id)
+            .await
+    }
+
+    /// Records a trigger of `registration` whoever owns it; `None` if it does not exist. For
+    /// tools and tests that act as the system rather than as an account.
     pub async fn trigger(
         &self,
         registration: RegistrationId,
         request_id: Option<String>,
     ) -> Result<Option<Triggered>, StoreError> {
+        Ok(self
+            .write_trigger(None, registration, request_id)
+            .await?
+            .ok())
+    }
+
+    async fn write_trigger(
+        &self,
+        caller: Option<AccountId>,
+        registration: RegistrationId,
+        request_id: Option<String>,
+    ) -> Result<Result<Triggered, TriggerRefusal>, StoreError> {
         let triggered = Triggered {
             id: TriggeredId::generate(),
             registration_id: registration,
@@ -40,6 +73,7 @@ impl Store {
             .arg(&id)
             .arg(triggered.created)
             .arg(job.to_json())
+            .arg(caller.map(|c| c.to_string()).unwrap_or_default())
             .arg("id")
             .arg(&id)
             .arg("registration_id")
@@ -48,7 +82,11 @@ impl Store {
             .arg(triggered.created)
             .invoke_async(&mut conn)
             .await?;
-        Ok((written == 1).then_some(triggered))
+        Ok(match written {
+            1 => Ok(triggered),
+            0 => Err(TriggerRefusal::NoSuchRegistration),
+            _ => Err(TriggerRefusal::NotOwner),
+        })
     }
 
     /// The triggered record with this id.

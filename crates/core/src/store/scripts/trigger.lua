@@ -1,11 +1,17 @@
--- The trigger as one atomic step: the triggered record and its fan-out job are written together,
--- or not at all if the registration has gone.
+-- The trigger as one atomic step: the caller's ownership is checked, then the triggered record
+-- and its fan-out job are written together, or nothing is written.
 -- KEYS: registration, triggered record, triggered index, jobs stream.
--- ARGV: id, score, job JSON, then field/value pairs. Returns 1 written, 0 no such registration.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- ARGV: id, score, job JSON, the owner's account id ('' to skip the check), then field/value
+--       pairs of the record.
+-- Returns 1 written, 0 no such registration, -1 the registration is not the caller's.
+local owner = redis.call('HGET', KEYS[1], 'account_id')
+if not owner then
   return 0
 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+if ARGV[4] ~= '' and owner ~= ARGV[4] then
+  return -1
+end
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('XADD', KEYS[4], '*', 'job', ARGV[3])
 return 1
