@@ -1,7 +1,7 @@
 # The one entry point: the README and .ci/run call these targets.
 CARGO ?= cargo
 
-.PHONY: run build test lint fmt ci
+.PHONY: run build test lint fmt ci bench bench-quick
 
 ## run: build and run pubhook (API and worker in one process) on 127.0.0.1:8081, with its own
 ## redis-server if none runs. For trying it out, endpoints on loopback are allowed unless
@@ -25,3 +25,15 @@ fmt:
 	$(CARGO) fmt --all
 
 ci: test
+
+## bench: release build, then the load driver against a real pubhook and a private redis-server
+## (about 5 minutes; results in target/bench/; BENCH_ARGS=--docs also updates docs/benchmarks.md)
+BENCH_ARGS ?=
+bench:
+	$(CARGO) build --release -p pubhook-cli -p pubhook-bench
+	target/release/pubhook-bench --pubhook target/release/pubhook $(BENCH_ARGS)
+
+## bench-quick: one short run of every scenario (under a minute)
+bench-quick:
+	$(CARGO) build --release -p pubhook-cli -p pubhook-bench
+	target/release/pubhook-bench --pubhook target/release/pubhook --quick $(BENCH_ARGS)

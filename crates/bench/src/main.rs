@@ -1,0 +1,374 @@
+//! `pubhook-bench`: a load driver for pubhook. It starts a private `redis-server`, recording
+//! webhook receivers and pubhook itself (standalone, then serve + worker), drives the scenarios
+//! through the public API, and writes `results.json`, `benchmarks.md` and SVG plots.
+//!
+//! Every child process is owned by a guard that kills it when dropped, so an error, a panic or
+//! Ctrl-C leaves nothing running; every loop is bounded in count and time.
+
+mod api;
+mod cli;
+mod http;
+mod load;
+mod machine;
+mod plot;
+mod progress;
+mod pubhook;
+mod receiver;
+mod redis;
+mod report;
+mod scenarios;
+mod stats;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use clap::Parser as _;
+
+use crate::cli::{Cli, Mode, Plan, ScenarioKind};
+use crate::machine::Machine;
+use crate::progress::Progress;
+use crate::receiver::Receivers;
+use crate::redis::RedisServer;
+use crate::report::{render_markdown, Results, ScenarioReport, PLOTS};
+use crate::scenarios::{Env, Outcome, PlotData};
+
+/// Figures printed on the progress line after each scenario.
+const HEADLINES: &[&str] = &[
+    "round_trips_per_s",
+    "reqwest_round_trips_per_s",
+    "deliveries_per_s",
+    "deliveries_per_s_of_ceiling",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "healthy_per_s",
+    "get_per_s",
+    "trigger_per_s",
+    "cpu_s_per_1000_deliveries",
+    "redis_commands_per_delivery",
+    "redis_client_commands_per_delivery",
+    "peak_rss_mb",
+];
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let progress = Progress::new();
+    // Dropping `run` on Ctrl-C drops the guards, which stop every child.
+    let outcome = tokio::select! {
+        outcome = run(&cli, &progress) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pubhook-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("looking for a free loopback port")?;
+    Ok(listener.local_addr().context("local address")?.port())
+}
+
+/// A run's outcome, or why it failed.
+type RunResult = Result<Outcome, String>;
+
+/// The runs of every scenario, as they come in.
+#[derive(Default)]
+struct Collected {
+    ceiling: Vec<RunResult>,
+    scenarios: Vec<((ScenarioKind, Mode), Vec<RunResult>)>,
+    plots: HashMap<(ScenarioKind, Mode), PlotData>,
+}
+
+async fn run(cli: &Cli, progress: &Progress) -> anyhow::Result<()> {
+    let plan = Plan::from_cli(cli);
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if !cli.pubhook.is_file() {
+        bail!(
+            "no pubhook binary at {} (build it with `cargo build --release -p pubhook-cli`, or run `make bench`)",
+            cli.pubhook.display()
+        );
+    }
+    let log_dir = cli.out.join("logs");
+    if log_dir.exists() {
+        std::fs::remove_dir_all(&log_dir)
+            .with_context(|| format!("clearing {}", log_dir.display()))?;
+    }
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+
+    let redis = RedisServer::start(&cli.redis_server, &cli.out.join("redis")).await?;
+    let receivers = Receivers::start(plan.receiver_ports).await?;
+    let machine = Machine::probe(&cli.pubhook, redis.version().await?);
+    progress.line(format!(
+        "pubhook-bench: {} run(s) on {} cores ({}); redis {} at {}; {} receiver ports",
+        plan.runs,
+        machine.cores,
+        machine.cpu_model,
+        machine.redis_version,
+        redis.url(),
+        receivers.addrs().len()
+    ));
+
+    let mut collected = Collected::default();
+    for run in 1..=plan.runs {
+        run_once(
+            cli,
+            &plan,
+            run,
+            &redis,
+            &receivers,
+            &log_dir,
+            progress,
+            &mut collected,
+        )
+        .await;
+    }
+
+    let results = Results {
+        tool: format!("pubhook-bench {}", env!("CARGO_PKG_VERSION")),
+        started_unix,
+        duration_s: progress.elapsed_s(),
+        command: command_line(),
+        machine,
+        pubhook_env: pubhook::child_env("redis://127.0.0.1:<port>", ([127, 0, 0, 1], 0).into())
+            .into_iter()
+            .filter(|(k, _)| *k != "PUBHOOK_LISTEN" && *k != "PUBHOOK_REDIS_URL")
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        plan: plan.clone(),
+        ceiling: ScenarioReport::summarise("ceiling", None, &collected.ceiling),
+        scenarios: collected
+            .scenarios
+            .iter()
+            .map(|((scenario, mode), runs)| {
+                ScenarioReport::summarise(scenario.name(), Some(mode.name()), runs)
+            })
+            .collect(),
+    };
+    write_outputs(cli, &results, &collected.plots, progress)
+}
+
+/// One run: the ceiling, then every scenario in every mode.
+#[allow(clippy::too_many_arguments)]
+async fn run_once(
+    cli: &Cli,
+    plan: &Plan,
+    run: usize,
+    redis: &RedisServer,
+    receivers: &Receivers,
+    log_dir: &Path,
+    progress: &Progress,
+    collected: &mut Collected,
+) {
+    let mut env = Env {
+        plan,
+        pubhook_bin: &cli.pubhook,
+        redis,
+        receivers,
+        log_dir,
+        progress,
+        ceiling: None,
+        run,
+    };
+    progress.line(format!("run {run}/{} · ceiling", plan.runs));
+    let ceiling = bounded(
+        plan.ceiling_duration + Duration::from_secs(30),
+        scenarios::ceiling::run(&env),
+    )
+    .await;
+    headline(progress, "ceiling", &ceiling);
+    if let Ok(outcome) = &ceiling {
+        env.ceiling = outcome
+            .metrics
+            .iter()
+            .find(|m| m.key == "round_trips_per_s")
+            .map(|m| m.value);
+    }
+    collected.ceiling.push(ceiling);
+
+    for &scenario in &plan.scenarios {
+        for &mode in &plan.modes {
+            progress.line(format!(
+                "run {run}/{} · {} · {}",
+                plan.runs,
+                scenario.name(),
+                mode.name()
+            ));
+            let mut result =
+                bounded(budget(plan, scenario), scenarios::run(&env, scenario, mode)).await;
+            headline(progress, scenario.name(), &result);
+            if let Ok(outcome) = &mut result {
+                if let Some(plot) = outcome.plot.take() {
+                    collected.plots.insert((scenario, mode), plot);
+                }
+            }
+            match collected
+                .scenarios
+                .iter_mut()
+                .find(|(key, _)| *key == (scenario, mode))
+            {
+                Some((_, runs)) => runs.push(result),
+                None => collected.scenarios.push(((scenario, mode), vec![result])),
+            }
+        }
+    }
+}
+
+/// The longest a scenario may take, set-up included; past it the run is recorded as failed.
+fn budget(plan: &Plan, scenario: ScenarioKind) -> Duration {
+    let setup = Duration::from_secs(40);
+    setup
+        + match scenario {
+            ScenarioKind::FanOut => plan.fan_out_timeout,
+            ScenarioKind::ManySmall => plan.many_small_duration * 2 + plan.drain_timeout,
+            ScenarioKind::Retries => plan.retry_timeout + Duration::from_secs(2),
+            ScenarioKind::Api => plan.api_duration * 2 + Duration::from_secs(20),
+        }
+}
+
+/// Runs `scenario` within `limit`; an error or time-out becomes the run's error text.
+async fn bounded(
+    limit: Duration,
+    scenario: impl std::future::Future<Output = anyhow::Result<Outcome>>,
+) -> Result<Outcome, String> {
+    match tokio::time::timeout(limit, scenario).await {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(err)) => Err(format!("{err:#}")),
+        Err(_) => Err(format!("did not finish within {} s", limit.as_secs())),
+    }
+}
+
+/// Prints the main figures of a run, or its error.
+fn headline(progress: &Progress, name: &str, result: &Result<Outcome, String>) {
+    match result {
+        Ok(outcome) => {
+            let figures: Vec<String> = outcome
+                .metrics
+                .iter()
+                .filter(|m| HEADLINES.contains(&m.key.as_str()))
+                .map(|m| format!("{} {}", m.key, report::number(m.value)))
+                .collect();
+            progress.line(format!("  {name}: {}", figures.join(", ")));
+            for check in outcome.checks.iter().filter(|c| !c.passed) {
+                progress.line(format!(
+                    "  {name}: CHECK FAILED: {} ({})",
+                    check.name, check.detail
+                ));
+            }
+            for note in &outcome.notes {
+                progress.line(format!("  {name}: note: {note}"));
+            }
+        }
+        Err(err) => progress.line(format!("  {name}: FAILED: {err}")),
+    }
+}
+
+/// Writes results.json, the plots and benchmarks.md to `--out`, and with `--docs` copies the
+/// report and plots to the docs folder; prints the report on stdout.
+fn write_outputs(
+    cli: &Cli,
+    results: &Results,
+    plots: &HashMap<(ScenarioKind, Mode), PlotData>,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let out = &cli.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let json_path = out.join("results.json");
+    let json = serde_json::to_string_pretty(results).context("serialising the results")?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+
+    let mut written: Vec<&str> = Vec::new();
+    for (scenario, file, title) in PLOTS {
+        let path = out.join(file);
+        let mut throughput = Vec::new();
+        let mut latency = Vec::new();
+        for mode in &results.plan.modes {
+            let key = match *scenario {
+                "fan-out" => ScenarioKind::FanOut,
+                _ => ScenarioKind::ManySmall,
+            };
+            match plots.get(&(key, *mode)) {
+                Some(PlotData::Throughput(points)) => {
+                    throughput.push((mode.name().to_owned(), points.clone()));
+                }
+                Some(PlotData::Latency(samples)) => {
+                    latency.push((mode.name().to_owned(), samples.clone()));
+                }
+                None => {}
+            }
+        }
+        let drawn = if !throughput.is_empty() {
+            plot::throughput(&path, title, &throughput).map(|()| true)
+        } else if !latency.is_empty() {
+            plot::latency_cdf(&path, title, &latency).map(|()| true)
+        } else {
+            Ok(false)
+        };
+        match drawn {
+            Ok(true) => written.push(file),
+            Ok(false) => {}
+            Err(err) => progress.line(format!("plot {file} failed: {err:#}")),
+        }
+    }
+
+    let markdown = render_markdown(results, "", &written);
+    let md_path = out.join("benchmarks.md");
+    std::fs::write(&md_path, &markdown)
+        .with_context(|| format!("writing {}", md_path.display()))?;
+    progress.line(format!(
+        "wrote {}, {} and {} plot(s) in {}",
+        json_path.display(),
+        md_path.display(),
+        written.len(),
+        out.display()
+    ));
+    if cli.docs {
+        copy_to_docs(&cli.docs_dir, out, results, &written)?;
+        progress.line(format!(
+            "copied the report to {} and the plots to {}",
+            cli.docs_dir.join("benchmarks.md").display(),
+            cli.docs_dir.join("bench").display()
+        ));
+    }
+    println!("{markdown}");
+    Ok(())
+}
+
+fn copy_to_docs(docs: &Path, out: &Path, results: &Results, plots: &[&str]) -> anyhow::Result<()> {
+    let bench_dir: PathBuf = docs.join("bench");
+    std::fs::create_dir_all(&bench_dir)
+        .with_context(|| format!("creating {}", bench_dir.display()))?;
+    for file in plots {
+        std::fs::copy(out.join(file), bench_dir.join(file))
+            .with_context(|| format!("copying {file} to {}", bench_dir.display()))?;
+    }
+    let markdown = render_markdown(results, "bench/", plots);
+    let path = docs.join("benchmarks.md");
+    std::fs::write(&path, markdown).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The command line as typed (arguments with spaces quoted).
+fn command_line() -> String {
+    std::env::args()
+        .map(|arg| {
+            if arg.is_empty() || arg.contains(char::is_whitespace) {
+                format!("'{arg}'")
+            } else {
+                arg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,282 @@
+//! The webhook endpoints: lean HTTP/1.1 servers on several loopback ports that record when each
+//! delivery arrived, for which subscriber (the path `/s/<n>`) and which trigger (`webhook-id`).
+//!
+//! They answer the echo challenge (`GET ?echo=X` → `200 {"echo": "X"}`), any other GET with
+//! `200 {}`, and POSTs with `200 {}`, or `500` for the subscribers marked failing. Recording costs
+//! one short lock per POST; the counter the waits poll is an atomic.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::progress::Progress;
+
+/// Highest subscriber number a receiver tells apart; others count as [`NO_SUBSCRIBER`].
+const MAX_SUBSCRIBERS: usize = 1 << 16;
+/// The subscriber of a request whose path is not `/s/<n>`.
+pub const NO_SUBSCRIBER: u32 = u32::MAX;
+
+/// One POST as it arrived.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// When its headers had arrived.
+    pub at: Instant,
+    /// The `n` of its path `/s/<n>`.
+    pub subscriber: u32,
+    /// Its `webhook-id` header: the triggered id.
+    pub webhook_id: Option<Box<str>>,
+    /// Whether it was answered 500.
+    pub failed: bool,
+}
+
+/// What the servers and the handle share.
+struct Recorder {
+    arrivals: Mutex<Vec<Arrival>>,
+    posts: AtomicU64,
+    failing: Box<[AtomicBool]>,
+}
+
+/// The receivers, stopped when dropped.
+pub struct Receivers {
+    addrs: Vec<SocketAddr>,
+    recorder: Arc<Recorder>,
+    servers: Vec<JoinHandle<()>>,
+}
+
+impl Receivers {
+    /// Starts `ports` servers on free loopback ports.
+    pub async fn start(ports: usize) -> anyhow::Result<Self> {
+        let recorder = Arc::new(Recorder {
+            arrivals: Mutex::new(Vec::with_capacity(64 * 1024)),
+            posts: AtomicU64::new(0),
+            failing: (0..MAX_SUBSCRIBERS)
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+        });
+        let mut addrs = Vec::with_capacity(ports);
+        let mut servers = Vec::with_capacity(ports);
+        for _ in 0..ports.max(1) {
+            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .await
+                .context("binding a receiver port")?;
+            addrs.push(listener.local_addr().context("receiver address")?);
+            servers.push(tokio::spawn(accept(listener, Arc::clone(&recorder))));
+        }
+        Ok(Self {
+            addrs,
+            recorder,
+            servers,
+        })
+    }
+
+    /// The address subscriber `n` is reached on.
+    pub fn addr_for(&self, n: usize) -> SocketAddr {
+        self.addrs[n % self.addrs.len()]
+    }
+
+    /// Every receiver address.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The endpoint URL of subscriber `n`: `http://127.0.0.1:<port>/s/<n>`.
+    pub fn endpoint(&self, n: usize) -> String {
+        format!("http://{}/s/{n}", self.addr_for(n))
+    }
+
+    /// An endpoint for an account that never receives deliveries (an owner).
+    pub fn owner_endpoint(&self, n: usize) -> String {
+        format!("http://{}/owner/{n}", self.addr_for(n))
+    }
+
+    /// POSTs received since the last reset.
+    pub fn posts(&self) -> u64 {
+        self.recorder.posts.load(Ordering::Relaxed)
+    }
+
+    /// Makes subscriber `n` answer POSTs with 500 (or 200 again).
+    pub fn set_failing(&self, n: usize, failing: bool) {
+        if let Some(flag) = self.recorder.failing.get(n) {
+            flag.store(failing, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets every arrival and count, and makes every subscriber answer 200.
+    pub fn reset(&self) {
+        self.recorder.lock().clear();
+        self.recorder.posts.store(0, Ordering::Relaxed);
+        for flag in &*self.recorder.failing {
+            flag.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the arrivals recorded so far, in order of arrival.
+    pub fn take(&self) -> Vec<Arrival> {
+        std::mem::take(&mut *self.recorder.lock())
+    }
+
+    /// Waits until `count` POSTs have arrived or `timeout` has passed, with a progress line
+    /// every second; returns whether all arrived.
+    pub async fn wait_for_posts(
+        &self,
+        count: u64,
+        timeout: Duration,
+        progress: &Progress,
+        label: &str,
+    ) -> bool {
+        let start = Instant::now();
+        let mut last_report = start;
+        loop {
+            let posts = self.posts();
+            if posts >= count {
+                return true;
+            }
+            let now = Instant::now();
+            if now.duration_since(start) >= timeout {
+                progress.line(format!(
+                    "{label}: timed out after {:.1} s with {posts} of {count} POSTs",
+                    timeout.as_secs_f64()
+                ));
+                return false;
+            }
+            if now.duration_since(last_report) >= Duration::from_secs(1) {
+                last_report = now;
+                progress.line(format!("{label}: {posts} of {count} POSTs arrived"));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+impl Drop for Receivers {
+    fn drop(&mut self) {
+        for server in &self.servers {
+            server.abort();
+        }
+    }
+}
+
+impl Recorder {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arrival>> {
+        self.arrivals.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_failing(&self, subscriber: u32) -> bool {
+        usize::try_from(subscriber)
+            .ok()
+            .and_then(|n| self.failing.get(n))
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+}
+
+/// Accepts connections until aborted; the connections end with the task.
+async fn accept(listener: TcpListener, recorder: Arc<Recorder>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve(stream, Arc::clone(&recorder)));
+                }
+                // Out of file descriptors, say: back off rather than spin.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve(stream: TcpStream, recorder: Arc<Recorder>) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |request| answer(Arc::clone(&recorder), request));
+    // A client that goes away is not the receiver's problem.
+    let _ = http1::Builder::new()
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+async fn answer(
+    recorder: Arc<Recorder>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let at = Instant::now();
+    let (parts, body) = request.into_parts();
+    // The body is read (as a real endpoint would) but not kept.
+    let _ = body.collect().await;
+    if parts.method == Method::POST {
+        let subscriber = subscriber_of(parts.uri.path());
+        let failed = recorder.is_failing(subscriber);
+        let webhook_id = parts
+            .headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .map(Box::from);
+        recorder.lock().push(Arrival {
+            at,
+            subscriber,
+            webhook_id,
+            failed,
+        });
+        recorder.posts.fetch_add(1, Ordering::Relaxed);
+        let status = if failed {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        };
+        return Ok(json_response(status, Bytes::from_static(b"{}")));
+    }
+    let echo = parts.uri.query().and_then(|query| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "echo")
+            .map(|(_, value)| value.into_owned())
+    });
+    let body = match echo {
+        Some(value) => Bytes::from(serde_json::json!({ "echo": value }).to_string()),
+        None => Bytes::from_static(b"{}"),
+    };
+    Ok(json_response(StatusCode::OK, body))
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The `n` of `/s/<n>`, or [`NO_SUBSCRIBER`].
+fn subscriber_of(path: &str) -> u32 {
+    path.strip_prefix("/s/")
+        .map(|rest| rest.trim_end_matches('/'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(NO_SUBSCRIBER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_names_the_subscriber() {
+        assert_eq!(subscriber_of("/s/42"), 42);
+        assert_eq!(subscriber_of("/s/7/"), 7);
+        assert_eq!(subscriber_of("/owner/3"), NO_SUBSCRIBER);
+        assert_eq!(subscriber_of("/s/x"), NO_SUBSCRIBER);
+    }
+}

@@ -1,0 +1,125 @@
+//! *fan-out*: one registration with many subscribers, triggered several times at once; the
+//! sustained delivery rate is measured at the receivers from the first arrival to the last.
+
+use std::time::{Duration, Instant};
+
+use crate::cli::{Mode, ScenarioKind};
+use crate::scenarios::{
+    create_owners, create_subscribers, event_data, fresh_pubhook, pair_counts,
+    report_delivery_memory, sample_client_commands, settle, subscribe_all, CostMeter, Env, Outcome,
+    PlotData,
+};
+use crate::stats::{rate_between, time_series};
+
+/// Bins of the throughput-over-time plot.
+const BIN_SECS: f64 = 0.05;
+
+/// Runs the scenario once.
+pub async fn run(env: &Env<'_>, mode: Mode) -> anyhow::Result<Outcome> {
+    let plan = env.plan;
+    let (mut pubhook, api) = fresh_pubhook(env, mode, ScenarioKind::FanOut).await?;
+    let owners = create_owners(env, &api, 1).await?;
+    let owner = owners.first().ok_or_else(|| anyhow::anyhow!("no owner"))?;
+    let registration = api.register(owner, "bench.fan-out", &event_data()?).await?;
+    let subscribers = create_subscribers(env, &api, plan.subscribers).await?;
+    let bytes_per_subscription =
+        subscribe_all(env, &api, &subscribers, |_| registration.as_str()).await?;
+
+    let meter = CostMeter::start(&pubhook, env.redis).await?;
+    let started = Instant::now();
+    let mut triggered = Vec::with_capacity(plan.fan_out_triggers);
+    for _ in 0..plan.fan_out_triggers {
+        triggered.push(api.trigger(owner, &registration).await?);
+    }
+    let expected = (plan.fan_out_triggers * subscribers.len()) as u64;
+    env.progress.line(format!(
+        "  {} triggers sent in {:.0} ms; waiting for {expected} deliveries",
+        triggered.len(),
+        started.elapsed().as_secs_f64() * 1000.0
+    ));
+    let complete = env
+        .receivers
+        .wait_for_posts(expected, plan.fan_out_timeout, env.progress, "  fan-out")
+        .await;
+    // Let the worker write the records of the last deliveries before the counters are read.
+    settle(Duration::from_millis(250)).await;
+    let cost = meter.stop(&pubhook, env.redis).await?;
+    pubhook.check_running()?;
+    let arrivals = env.receivers.take();
+
+    let mut out = Outcome::default();
+    let delivered = arrivals.len();
+    let rate = match (arrivals.first(), arrivals.last()) {
+        (Some(first), Some(last)) => rate_between(first.at, last.at, delivered),
+        _ => None,
+    };
+    out.metric("deliveries", "deliveries received", "", delivered as f64);
+    out.throughput(
+        env,
+        "deliveries_per_s",
+        "sustained deliveries per second",
+        rate,
+    );
+    out.metric_opt(
+        "first_delivery_ms",
+        "first trigger → first delivery",
+        "ms",
+        arrivals
+            .first()
+            .map(|a| a.at.saturating_duration_since(started).as_secs_f64() * 1000.0),
+    );
+    out.metric_opt(
+        "all_delivered_s",
+        "first trigger → last delivery",
+        "s",
+        arrivals
+            .last()
+            .map(|a| a.at.saturating_duration_since(started).as_secs_f64()),
+    );
+    cost.report(&mut out, "delivery", "deliveries", delivered);
+    report_delivery_memory(
+        &mut out,
+        &pubhook,
+        bytes_per_subscription,
+        cost.memory_growth,
+        delivered,
+    )?;
+
+    // One more trigger, outside the timed phase, to split Redis's command count.
+    let sampled = sample_client_commands(env, &mut out, "delivery", async {
+        let before = env.receivers.posts();
+        api.trigger(owner, &registration).await?;
+        let want = before + subscribers.len() as u64;
+        env.receivers
+            .wait_for_posts(want, Duration::from_secs(10), env.progress, "  sample")
+            .await;
+        settle(Duration::from_millis(250)).await;
+        Ok(())
+    })
+    .await;
+    if let Err(err) = sampled {
+        out.notes.push(format!("MONITOR sample failed: {err:#}"));
+    }
+
+    let pairs = pair_counts(&arrivals, |_| true);
+    let duplicates = delivered - pairs.len();
+    out.check(
+        "every subscriber got every trigger exactly once",
+        complete && duplicates == 0 && pairs.len() as u64 == expected,
+        format!(
+            "{} of {expected} (subscriber, trigger) pairs arrived, {duplicates} duplicates",
+            pairs.len()
+        ),
+    );
+    if !complete {
+        out.notes.push(format!(
+            "timed out after {:.0} s: {delivered} of {expected} deliveries arrived",
+            plan.fan_out_timeout.as_secs_f64()
+        ));
+    }
+    let instants: Vec<Instant> = arrivals.iter().map(|a| a.at).collect();
+    out.plot = Some(PlotData::Throughput(time_series(
+        started, &instants, BIN_SECS,
+    )));
+    Ok(out)
+}
