@@ -27,11 +27,11 @@ fmt:
 ci: test
 
 ## bench: release build, then the load driver against a real pubhook and a private redis-server
-## (about 5 minutes; results in target/bench/; BENCH_ARGS=--docs also updates docs/benchmarks.md)
+## (about 3 minutes; results in target/bench/, and docs/benchmarks.md with its plots regenerated)
 BENCH_ARGS ?=
 bench:
 	$(CARGO) build --release -p pubhook-cli -p pubhook-bench
-	target/release/pubhook-bench --pubhook target/release/pubhook $(BENCH_ARGS)
+	target/release/pubhook-bench --pubhook target/release/pubhook --docs $(BENCH_ARGS)
 
 ## bench-quick: one short run of every scenario (under a minute)
 bench-quick:

@@ -14,11 +14,13 @@
 //! - **Recovery**: a Redis that restarted empty has no consumer group; the next read gets
 //!   `NOGROUP`, recreates the group and goes on, without restarting pubhook.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pubhook_core::queue::{CONSUMER_GROUP, JOB_FIELD};
-use pubhook_core::store::{Store, StoreError};
+use pubhook_core::store::{Connection, Store, StoreError};
 use redis::streams::{StreamReadOptions, StreamReadReply};
+use tokio::sync::OnceCell;
 
 use crate::scripts;
 
@@ -44,6 +46,8 @@ pub struct Consumer {
     store: Store,
     name: String,
     visibility_timeout: Duration,
+    /// The connection of the blocking reads, so they hold up no other command.
+    reads: Arc<OnceCell<Connection>>,
 }
 
 impl Consumer {
@@ -53,6 +57,7 @@ impl Consumer {
             store,
             name,
             visibility_timeout,
+            reads: Arc::default(),
         }
     }
 
@@ -85,7 +90,11 @@ impl Consumer {
             .group(CONSUMER_GROUP, &self.name)
             .count(count)
             .block(usize::try_from(block.as_millis()).unwrap_or(usize::MAX));
-        let mut conn = self.store.connection().await?;
+        let mut conn = self
+            .reads
+            .get_or_try_init(|| async { self.store.dedicated_connection() })
+            .await?
+            .clone();
         let reply: Result<Option<StreamReadReply>, redis::RedisError> = redis::cmd("XREADGROUP")
             .arg(&options)
             .arg("STREAMS")

@@ -219,7 +219,7 @@ pub async fn deliver(
 /// is gone. One round trip for the whole job.
 async fn read_subscribers(
     store: &Store,
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut pubhook_core::store::Connection,
     job: &DeliveryJob,
 ) -> Result<Vec<Option<Subscriber>>, StoreError> {
     let keys = store.keys();

@@ -180,8 +180,8 @@ static KEYS: &[KeyDoc] = &[
     KeyDoc {
         name: "redis_pool_size",
         env: "PUBHOOK_REDIS_POOL_SIZE",
-        default: "32",
-        description: "Redis connections per process",
+        default: "4",
+        description: "Redis connections per process; concurrent commands are pipelined over them",
         apply: |s, raw| {
             s.redis_pool_size = at_least(parse_whole_number(raw)?, 1)?;
             Ok(())

@@ -93,7 +93,7 @@ impl Default for Settings {
             api_key_cache_capacity: 10_000,
             pbkdf2_iterations: 600_000,
             max_response_bytes: 64 * 1024,
-            redis_pool_size: 32,
+            redis_pool_size: 4,
             retry_schedule: vec![
                 Duration::from_secs(120),
                 Duration::from_secs(120),

@@ -65,7 +65,7 @@ fn nothing_configured_gives_the_documented_defaults() {
     assert_eq!(settings.api_key_cache_capacity, 10_000);
     assert_eq!(settings.pbkdf2_iterations, 600_000);
     assert_eq!(settings.max_response_bytes, 65_536);
-    assert_eq!(settings.redis_pool_size, 32);
+    assert_eq!(settings.redis_pool_size, 4);
 }
 
 #[test]

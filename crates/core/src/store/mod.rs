@@ -10,6 +10,7 @@
 //! subscriptions, not for millions. Bulk deletes go in batches of [`DELETE_BATCH`] records.
 
 mod accounts;
+mod connection;
 mod deliveries;
 mod records;
 mod registrations;
@@ -19,10 +20,14 @@ mod triggered;
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use anyhow::Context as _;
-use deadpool_redis::{Pool, Runtime};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use accounts::NewAccount;
+pub use connection::Connection;
 pub use records::{Account, DeliverySummary, Registration, Subscription, Triggered, WriteResult};
 pub use subscriptions::SubscribeRefusal;
 pub use triggered::TriggerRefusal;
@@ -31,9 +36,11 @@ use crate::keys::{Keys, RecordKind};
 
 /// How many records a bulk delete removes per script call, so Redis is never held for long.
 pub const DELETE_BATCH: usize = 100;
-/// How long a request waits for a pooled connection, or for a new one to open, before the store
-/// reports Redis as unavailable.
-const POOL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long opening a connection may take before the store reports Redis as unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Retries of a failed reconnection before commands fail with `Unavailable`; kept short so that
+/// with Redis down the API answers 503 at once (the next command starts another round).
+const RECONNECT_ATTEMPTS: usize = 1;
 /// How long a command may take before the connection is given up as broken. It must exceed the
 /// longest blocking read (the worker blocks for 500 ms) and the longest script (a cascade).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,7 +48,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Redis cannot be reached (down, restarting, or the pool timed out). Callers answer 503.
+    /// Redis cannot be reached (down, restarting, or a command timed out). Callers answer 503.
     #[error("storage unavailable")]
     Unavailable(#[source] anyhow::Error),
     /// The username is taken by another account.
@@ -76,12 +83,6 @@ impl From<redis::ParsingError> for StoreError {
     }
 }
 
-impl From<deadpool_redis::PoolError> for StoreError {
-    fn from(err: deadpool_redis::PoolError) -> Self {
-        Self::Unavailable(err.into())
-    }
-}
-
 /// A page of records in creation order, as the contract's paging wants it.
 #[derive(Debug)]
 pub struct Page<T> {
@@ -91,32 +92,43 @@ pub struct Page<T> {
     pub next_start: Option<u64>,
 }
 
-/// The Redis store: a connection pool and the key layout.
+/// The Redis store: a few multiplexed connections and the key layout.
+///
+/// A multiplexed connection carries any number of concurrent commands, pipelined on one socket,
+/// so there is no pool to check connections out of (and no `PING` to check them, which a pool
+/// does on every checkout: a second round trip per command). Each [`ConnectionManager`]
+/// reconnects by itself after Redis went away. Blocking commands must not share these
+/// connections: they take a [`Store::dedicated_connection`].
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool,
+    client: redis::Client,
+    connections: Arc<[ConnectionManager]>,
+    next: Arc<AtomicUsize>,
     keys: Keys,
 }
 
 impl Store {
-    /// A store on `redis_url` with keys under `prefix`. Connections open lazily, so this
-    /// succeeds with Redis down and the store recovers by itself when it comes back.
-    pub fn connect(redis_url: &str, prefix: &str, pool_size: usize) -> anyhow::Result<Self> {
-        let connection = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(POOL_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let manager = deadpool_redis::Manager::new_with_config(redis_url, connection)
+    /// A store on `redis_url` with keys under `prefix`, spreading commands over `connections`
+    /// connections. Connections open lazily, so this succeeds with Redis down and the store
+    /// recovers by itself when it comes back.
+    pub fn connect(redis_url: &str, prefix: &str, connections: usize) -> anyhow::Result<Self> {
+        // RESP3, so a connection learns at once that Redis went away and reconnects in the
+        // background, instead of failing the next command to find out.
+        let info = redis::IntoConnectionInfo::into_connection_info(redis_url)
             .context("invalid Redis URL")?;
-        let pool = Pool::builder(manager)
-            .max_size(pool_size)
-            .wait_timeout(Some(POOL_TIMEOUT))
-            .create_timeout(Some(POOL_TIMEOUT))
-            .recycle_timeout(Some(POOL_TIMEOUT))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .context("could not build the Redis pool")?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client =
+            redis::Client::open(info.set_redis_settings(settings)).context("invalid Redis URL")?;
+        let connections = (0..connections.max(1))
+            .map(|_| lazy_connection(&client))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            pool,
+            client,
+            connections: connections.into(),
+            next: Arc::default(),
             keys: Keys::new(prefix),
         })
     }
@@ -126,9 +138,21 @@ impl Store {
         &self.keys
     }
 
-    /// A pooled connection, for code (like the worker) that runs its own commands.
-    pub async fn connection(&self) -> Result<deadpool_redis::Connection, StoreError> {
-        Ok(self.pool.get().await?)
+    /// A shared connection, for code (like the worker) that runs its own commands. Cheap: a
+    /// handle on one of the store's multiplexed connections, taken in turn.
+    pub async fn connection(&self) -> Result<Connection, StoreError> {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        Ok(Connection::new(
+            self.connections[turn % self.connections.len()].clone(),
+        ))
+    }
+
+    /// A connection of its own, for blocking commands (`XREADGROUP ... BLOCK`) that would hold up
+    /// every other command on a shared one. Opens lazily and reconnects by itself.
+    pub fn dedicated_connection(&self) -> Result<Connection, StoreError> {
+        lazy_connection(&self.client)
+            .map(Connection::new)
+            .map_err(|e| StoreError::Internal(e.into()))
     }
 
     /// Checks that Redis answers.
@@ -242,4 +266,15 @@ impl Store {
         }
         parse(records::Fields::new(fields)).map(Some)
     }
+}
+
+/// A connection manager that connects on first use and reconnects after a failure.
+fn lazy_connection(client: &redis::Client) -> Result<ConnectionManager, redis::RedisError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(RECONNECT_ATTEMPTS)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(200));
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
 }
