@@ -166,7 +166,7 @@ impl OutboundClient {
         &self,
         endpoint: &Url,
         headers: HeaderMap,
-        body: Vec<u8>,
+        body: impl Into<reqwest::Body>,
     ) -> Result<PostResponse, OutboundError> {
         self.check_literal(endpoint)?;
         let started = Instant::now();
