@@ -6,9 +6,9 @@
 //! (hex HMAC-SHA1 of the body) and the Standard Webhooks set (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature`), both keyed by the subscriber's `secret_key` as it is at this attempt.
 
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use pubhook_core::pyjson::to_python_json;
 use pubhook_core::signing::{pywebhooks_signature, standard_signature};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
 /// The body every subscriber of a registration receives, from the stored `event_data` JSON.
 pub fn payload_body(event_data: &str) -> Result<Vec<u8>, serde_json::Error> {

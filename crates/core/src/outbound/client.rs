@@ -1,12 +1,22 @@
 //! The client, its resolver and its errors.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt as _, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::{Host, Url};
 
 use super::policy::{BlockedDestination, DestinationPolicy};
@@ -97,33 +107,50 @@ impl OutboundError {
     }
 }
 
+/// The HTTP client under [`OutboundClient`]: hyper's pooled client over our checking resolver,
+/// with rustls for https.
+type Http = Client<HttpsConnector<HttpConnector<CheckingResolver>>, Full<Bytes>>;
+
 /// The outbound HTTP client. Cheap to clone: clones share one connection pool.
+///
+/// Built on hyper's pooled client rather than reqwest: deliveries are the hot path, and on the
+/// benchmark machine reqwest's extra layers (per-request timer, URL and header handling,
+/// redirect machinery) held a bare keep-alive POST loop to about half of what hyper's client
+/// does (docs/performance.md).
 #[derive(Clone)]
 pub struct OutboundClient {
-    http: reqwest::Client,
+    http: Http,
     policy: Arc<DestinationPolicy>,
+    timeout: Duration,
     max_response_bytes: usize,
+    user_agent: HeaderValue,
 }
 
 impl OutboundClient {
     /// Builds the client.
     pub fn new(config: OutboundConfig) -> anyhow::Result<Self> {
         let policy = Arc::new(config.policy);
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
+        let mut connector = HttpConnector::new_with_resolver(CheckingResolver {
+            policy: policy.clone(),
+        });
+        connector.enforce_http(false);
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(config.user_agent)
-            .no_proxy()
-            .dns_resolver(Arc::new(CheckingResolver {
-                policy: policy.clone(),
-            }))
-            .build()?;
+            .pool_timer(TokioTimer::new())
+            .build(https);
         Ok(Self {
             http,
             policy,
+            timeout: config.timeout,
             max_response_bytes: config.max_response_bytes,
+            user_agent: HeaderValue::from_str(&config.user_agent)?,
         })
     }
 
@@ -166,29 +193,21 @@ impl OutboundClient {
         &self,
         endpoint: &Url,
         headers: HeaderMap,
-        body: impl Into<reqwest::Body>,
+        body: impl Into<Bytes>,
     ) -> Result<PostResponse, OutboundError> {
-        self.check_literal(endpoint)?;
         let started = Instant::now();
-        let response = self
-            .http
-            .post(endpoint.clone())
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(classify)?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
+        let answer = self
+            .call(Method::POST, endpoint, headers, body.into())
+            .await?;
+        let retry_after = answer
+            .headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let snippet = self.read_capped(response).await?;
         Ok(PostResponse {
-            status,
+            status: answer.status,
             retry_after,
-            snippet,
+            snippet: answer.body,
             latency: started.elapsed(),
         })
     }
@@ -199,20 +218,50 @@ impl OutboundClient {
         param: &str,
         value: &str,
     ) -> Result<(u16, Vec<u8>), OutboundError> {
-        self.check_literal(endpoint)?;
         let mut url = endpoint.clone();
         url.query_pairs_mut().append_pair(param, value);
-        let response = self
-            .http
-            .get(url)
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .send()
+        let mut headers = HeaderMap::with_capacity(2);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let answer = self.call(Method::GET, &url, headers, Bytes::new()).await?;
+        Ok((answer.status, answer.body))
+    }
+
+    /// One request and its (capped) answer, within the total timeout.
+    async fn call(
+        &self,
+        method: Method,
+        endpoint: &Url,
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Answer, OutboundError> {
+        self.check_literal(endpoint)?;
+        let uri: Uri = endpoint
+            .as_str()
+            .parse()
+            .map_err(|_| OutboundError::InvalidUrl("the URL is not a valid URI"))?;
+        headers
+            .entry(USER_AGENT)
+            .or_insert_with(|| self.user_agent.clone());
+        headers.remove(HOST);
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(classify)?;
+            let status = response.status().as_u16();
+            let (parts, body) = response.into_parts();
+            let body = self.read_capped(body).await?;
+            Ok(Answer {
+                status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(classify)?;
-        let status = response.status().as_u16();
-        let body = self.read_capped(response).await?;
-        Ok((status, body))
+            .unwrap_or(Err(OutboundError::Timeout))
     }
 
     /// Checks the scheme, and an IP-literal host against the policy (names go through the
@@ -230,20 +279,36 @@ impl OutboundClient {
         self.policy.check(ip).map_err(OutboundError::Blocked)
     }
 
-    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>, OutboundError> {
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            let room = self.max_response_bytes.saturating_sub(body.len());
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    /// Reads at most `max_response_bytes` of `body`; the rest is never read (the connection is
+    /// then closed rather than reused).
+    async fn read_capped(&self, mut body: hyper::body::Incoming) -> Result<Vec<u8>, OutboundError> {
+        let mut read = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|_| OutboundError::InvalidResponse("the body could not be read"))?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            let room = self.max_response_bytes.saturating_sub(read.len());
+            read.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if chunk.len() >= room {
                 break;
             }
         }
-        Ok(body)
+        Ok(read)
     }
 }
 
-/// Resolves names with the system resolver and keeps only the addresses the policy allows.
+/// A response: its status, headers and the start of its body.
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+/// Resolves names with the system resolver and keeps only the addresses the policy allows. The
+/// connector connects to what this returns and nothing else, so there is no second lookup.
+#[derive(Clone)]
 struct CheckingResolver {
     policy: Arc<DestinationPolicy>,
 }
@@ -258,13 +323,23 @@ struct Refused(BlockedDestination);
 #[error("name resolution failed")]
 struct Unresolved;
 
-impl Resolve for CheckingResolver {
-    fn resolve(&self, name: Name) -> Resolving {
+type ResolveError = Box<dyn StdError + Send + Sync>;
+
+impl tower_service::Service<Name> for CheckingResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = ResolveError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ResolveError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ResolveError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
         let policy = self.policy.clone();
         Box::pin(async move {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
                 .await
-                .map_err(|_| Box::new(Unresolved) as Box<dyn StdError + Send + Sync>)?
+                .map_err(|_| Box::new(Unresolved) as ResolveError)?
                 .collect();
             let mut refused = None;
             let allowed: Vec<SocketAddr> = found
@@ -279,17 +354,17 @@ impl Resolve for CheckingResolver {
                 .collect();
             if allowed.is_empty() {
                 return Err(match refused {
-                    Some(blocked) => Box::new(Refused(blocked)) as Box<dyn StdError + Send + Sync>,
+                    Some(blocked) => Box::new(Refused(blocked)) as ResolveError,
                     None => Box::new(Unresolved),
                 });
             }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
+            Ok(allowed.into_iter())
         })
     }
 }
 
-/// Maps a reqwest error to a failure class, finding our resolver's verdict in its causes.
-fn classify(err: reqwest::Error) -> OutboundError {
+/// Maps a client error to a failure class, finding our resolver's verdict in its causes.
+fn classify(err: hyper_util::client::legacy::Error) -> OutboundError {
     let mut source: Option<&(dyn StdError + 'static)> = err.source();
     while let Some(cause) = source {
         if let Some(Refused(blocked)) = cause.downcast_ref::<Refused>() {
@@ -300,20 +375,12 @@ fn classify(err: reqwest::Error) -> OutboundError {
         }
         source = cause.source();
     }
-    if err.is_timeout() {
-        OutboundError::Timeout
-    } else if err.is_connect() {
-        OutboundError::Connect(root_cause(&err))
-    } else if err.is_body() || err.is_decode() {
-        OutboundError::InvalidResponse("the body could not be read")
-    } else {
-        OutboundError::Connect(root_cause(&err))
-    }
+    OutboundError::Connect(root_cause(&err))
 }
 
-/// The innermost cause's message: says "connection refused" rather than reqwest's wrapper, and
-/// never the URL.
-fn root_cause(err: &reqwest::Error) -> String {
+/// The innermost cause's message: says "connection refused" rather than a wrapper's, and never
+/// the URL.
+fn root_cause(err: &hyper_util::client::legacy::Error) -> String {
     let mut last: &(dyn StdError + 'static) = err;
     while let Some(next) = last.source() {
         last = next;

@@ -8,9 +8,10 @@
 //!
 //! Checking the URL's host is not enough: a name can resolve to a private address, or to several
 //! addresses of which only some are public. So names are resolved by our own resolver, which
-//! checks **every** resolved address and hands reqwest only the allowed ones; reqwest then
-//! connects only to a checked address (no second lookup for an attacker to rebind). reqwest does
-//! not call the resolver for IP literals, so those are checked before the request.
+//! checks **every** resolved address and hands the connector only the allowed ones; it then
+//! connects only to a checked address (no second lookup for an attacker to rebind). The
+//! connector does not call the resolver for IP literals, so those are checked before the
+//! request.
 //!
 //! TLS is verified, redirects are not followed (a 3xx is an answer like any other), every call
 //! has a total timeout, and responses are read only up to `max_response_bytes`.

@@ -188,3 +188,18 @@ fn retry_after_reads_seconds_and_http_dates() {
         784_111_777
     );
 }
+
+#[tokio::test]
+async fn https_is_spoken_and_a_server_without_tls_fails_to_connect() {
+    let receiver = Receiver::start().await;
+    let err = loopback_client()
+        .post(
+            &url(&format!("https://127.0.0.1:{}/hook", receiver.port())),
+            HeaderMap::new(),
+            b"{}".to_vec(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), "connect", "{err}");
+    assert!(receiver.posts().is_empty(), "no plaintext request was sent");
+}
