@@ -175,16 +175,7 @@ pub async fn deliver(
     entry_id: &str,
     job: DeliveryJob,
 ) -> Result<Vec<DeliveryOutcome>, StoreError> {
-    let keys = ctx.store.keys();
-    let mut conn = ctx.store.connection().await?;
-    let (event, event_data): (Option<String>, Option<String>) = redis::cmd("HMGET")
-        .arg(keys.registration(job.registration))
-        .arg("event")
-        .arg("event_data")
-        .query_async(&mut conn)
-        .await?;
-    let subscribers = read_subscribers(&ctx.store, &mut conn, &job).await?;
-    drop(conn);
+    let (event, event_data, subscribers) = read_inputs(&ctx.store, &job).await?;
 
     let payload = match (event, event_data) {
         (Some(event), Some(data)) => Some((
@@ -215,16 +206,19 @@ pub async fn deliver(
     Ok(results.into_iter().map(|r| r.outcome).collect())
 }
 
-/// Each target's subscriber as it is now; `None` when its subscription (on a retry) or account
-/// is gone. One round trip for the whole job.
-async fn read_subscribers(
+/// The registration's event and payload, and each target's subscriber as it is now (`None`
+/// when its subscription, on a retry, or its account is gone): one round trip for the whole job.
+async fn read_inputs(
     store: &Store,
-    conn: &mut pubhook_core::store::Connection,
     job: &DeliveryJob,
-) -> Result<Vec<Option<Subscriber>>, StoreError> {
+) -> Result<(Option<String>, Option<String>, Vec<Option<Subscriber>>), StoreError> {
     let keys = store.keys();
     let check_subscription = job.attempt > 1;
     let mut pipe = redis::pipe();
+    pipe.cmd("HMGET")
+        .arg(keys.registration(job.registration))
+        .arg("event")
+        .arg("event_data");
     for target in &job.targets {
         pipe.cmd("HMGET")
             .arg(keys.account(target.account_id))
@@ -236,17 +230,16 @@ async fn read_subscribers(
                 .arg(keys.subscription(target.subscription_id));
         }
     }
-    let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+    let mut conn = store.connection().await?;
+    let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
     let mut replies = replies.into_iter();
+    let mut next = || replies.next().unwrap_or(redis::Value::Nil);
+    let (event, event_data): (Option<String>, Option<String>) = redis::from_redis_value(next())?;
     let mut subscribers = Vec::with_capacity(job.targets.len());
     for _ in &job.targets {
         let fields: (Option<String>, Option<String>, Option<i64>) =
-            redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))?;
-        let subscription_exists = if check_subscription {
-            redis::from_redis_value::<bool>(replies.next().unwrap_or(redis::Value::Nil))?
-        } else {
-            true
-        };
+            redis::from_redis_value(next())?;
+        let subscription_exists = !check_subscription || redis::from_redis_value::<bool>(next())?;
         subscribers.push(match fields {
             (Some(endpoint), Some(secret_key), failed_count) if subscription_exists => {
                 Some(Subscriber {
@@ -255,11 +248,10 @@ async fn read_subscribers(
                     failed_count: failed_count.unwrap_or(0),
                 })
             }
-            _ if !subscription_exists => None,
             _ => None,
         })
     }
-    Ok(subscribers)
+    Ok((event, event_data, subscribers))
 }
 
 async fn attempt_one(
