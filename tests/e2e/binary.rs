@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use pubhook_testkit::{random_prefix, shared_redis, Receiver};
-use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::support::{free_port, pubhook, run, stdout_json, wait_until_up, Process};
+use crate::support::{free_port, pubhook, run, stdout_json, wait_until_up, Api, Process, GET, OK};
 
 #[tokio::test]
 async fn init_prints_the_admin_keys_once_and_rotates_them_on_request() {
@@ -56,76 +55,25 @@ async fn serve_takes_a_pywebhooks_client_from_account_to_trigger_and_stops_on_si
             .env("PUBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
             .arg("serve"),
     );
-    let api = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    wait_until_up(&api).await;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&base).await;
+    let api = Api::new(&base);
 
     let receiver = Receiver::start().await;
-    let call = |method: reqwest::Method, path: &str, user: Option<(&str, &str)>| {
-        let mut request = client
-            .request(method, format!("{api}{path}"))
-            .header("Content-Type", "application/json");
-        if let Some((username, key)) = user {
-            request = request.header("username", username).header("api-key", key);
-        }
-        request
-    };
-    let mut keys = Vec::new();
-    for name in ["jane", "john"] {
-        let response = call(reqwest::Method::POST, "/v1/account", None)
-            .json(&json!({"username": name, "endpoint": receiver.url()}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED, "{name}");
-        let body: Value = response.json().await.unwrap();
-        keys.push(body["api_key"].as_str().unwrap().to_owned());
-    }
-    let jane = Some(("jane", keys[0].as_str()));
-    let john = Some(("john", keys[1].as_str()));
+    let jane_key = api.create_account("jane", &receiver.url()).await;
+    let john_key = api.create_account("john", &receiver.url()).await;
+    let jane = Some(("jane", jane_key.as_str()));
+    let john = Some(("john", john_key.as_str()));
 
-    let admin_key = admin["api_key"].as_str().unwrap();
-    let response = call(
-        reqwest::Method::GET,
-        "/v1/accounts?start=0&limit=10",
-        Some(("admin", admin_key)),
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
+    let admin = Some(("admin", admin["api_key"].as_str().unwrap()));
+    let body = api
+        .expect(OK, GET, "/v1/accounts?start=0&limit=10", admin, None)
+        .await;
     assert_eq!(body["accounts"].as_array().unwrap().len(), 3);
 
-    let response = call(reqwest::Method::POST, "/v1/webhook/registration", jane)
-        .json(&json!({"event": "jane.release", "description": "d", "event_data": {"v": 1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let registration: Value = response.json().await.unwrap();
-    let reg = registration["id"].as_str().unwrap();
-
-    let response = call(
-        reqwest::Method::POST,
-        &format!("/v1/webhook/subscription/{reg}"),
-        john,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let response = call(
-        reqwest::Method::POST,
-        &format!("/v1/webhook/triggered/{reg}"),
-        jane,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let triggered: Value = response.json().await.unwrap();
-    assert_eq!(triggered["registration_id"], reg);
+    let event = json!({"event": "jane.release", "description": "d", "event_data": {"v": 1}});
+    let (reg, triggered) = api.register_subscribe_trigger(jane, john, event).await;
+    assert_eq!(triggered["registration_id"], reg.as_str());
 
     // SIGTERM: a graceful stop with exit status 0.
     server.signal("TERM");

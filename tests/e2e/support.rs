@@ -220,3 +220,109 @@ impl Seed {
         registration
     }
 }
+
+pub const OK: reqwest::StatusCode = reqwest::StatusCode::OK;
+pub const CREATED: reqwest::StatusCode = reqwest::StatusCode::CREATED;
+pub const GET: reqwest::Method = reqwest::Method::GET;
+pub const POST: reqwest::Method = reqwest::Method::POST;
+
+/// Who makes a call: `Some((username, api_key))`, or `None` for the public routes.
+pub type User<'a> = Option<(&'a str, &'a str)>;
+
+/// A PyWebhooks-style client of a running pubhook API.
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends a JSON request as `user` and returns its status and JSON body (Null if none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: User<'_>,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("Content-Type", "application/json");
+        if let Some((username, key)) = user {
+            request = request.header("username", username).header("api-key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("a body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("a JSON body")
+        };
+        (status, body)
+    }
+
+    /// [`Api::call`], asserting the status; returns the body.
+    pub async fn expect(
+        &self,
+        status: reqwest::StatusCode,
+        method: reqwest::Method,
+        path: &str,
+        user: User<'_>,
+        body: Option<Value>,
+    ) -> Value {
+        let (got, body) = self.call(method.clone(), path, user, body).await;
+        assert_eq!(got, status, "{method} {path}: {body}");
+        body
+    }
+
+    /// Creates an account through `POST /v1/account` and returns its API key.
+    pub async fn create_account(&self, username: &str, endpoint: &str) -> String {
+        let body = self
+            .expect(
+                reqwest::StatusCode::CREATED,
+                reqwest::Method::POST,
+                "/v1/account",
+                None,
+                Some(serde_json::json!({"username": username, "endpoint": endpoint})),
+            )
+            .await;
+        body["api_key"].as_str().expect("api_key").to_owned()
+    }
+
+    /// The PyWebhooks flow: `owner` registers `registration`, `subscriber` subscribes to it, and
+    /// `owner` triggers it. Returns the registration's id and the trigger's 201 body.
+    pub async fn register_subscribe_trigger(
+        &self,
+        owner: User<'_>,
+        subscriber: User<'_>,
+        registration: Value,
+    ) -> (String, Value) {
+        let created = self
+            .expect(
+                CREATED,
+                POST,
+                "/v1/webhook/registration",
+                owner,
+                Some(registration),
+            )
+            .await;
+        let id = created["id"].as_str().expect("id").to_owned();
+        let subscribe = format!("/v1/webhook/subscription/{id}");
+        self.expect(CREATED, POST, &subscribe, subscriber, None)
+            .await;
+        let trigger = format!("/v1/webhook/triggered/{id}");
+        let triggered = self.expect(CREATED, POST, &trigger, owner, None).await;
+        (id, triggered)
+    }
+}

@@ -12,9 +12,11 @@ use pubhook_core::domain::{AccountId, TriggeredId};
 use pubhook_core::store::DeliverySummary;
 use pubhook_testkit::{random_prefix, shared_redis, Receiver};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::support::{eventually, free_port, pubhook, wait_until_up, Process, Seed};
+use crate::support::{
+    eventually, free_port, pubhook, wait_until_up, Api, Process, Seed, GET, OK, POST,
+};
 
 /// Concurrency of the workers started here: 32 per origin, 8 jobs of up to 100 deliveries.
 const CONCURRENCY: usize = 128;
@@ -297,74 +299,23 @@ async fn the_quick_start_delivers_a_verified_webhook_to_pubhook_receive() {
             .env("PUBHOOK_LISTEN", format!("127.0.0.1:{api_port}"))
             .arg("standalone"),
     );
-    let api = format!("http://127.0.0.1:{api_port}");
-    wait_until_up(&api).await;
-    let client = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: &str, user: Option<(&str, &str)>| {
-        let mut request = client
-            .request(method, format!("{api}{path}"))
-            .header("Content-Type", "application/json");
-        if let Some((username, key)) = user {
-            request = request.header("username", username).header("api-key", key);
-        }
-        request
-    };
-
-    let mut keys = Vec::new();
-    for name in ["jane", "john"] {
-        let endpoint = format!("http://127.0.0.1:{receive_port}/{name}");
-        let response = call(reqwest::Method::POST, "/v1/account", None)
-            .json(&json!({"username": name, "endpoint": endpoint}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        keys.push(body["api_key"].as_str().unwrap().to_owned());
-    }
-    let jane = Some(("jane", keys[0].as_str()));
-    let john = Some(("john", keys[1].as_str()));
+    let base = format!("http://127.0.0.1:{api_port}");
+    wait_until_up(&base).await;
+    let api = Api::new(&base);
+    let endpoint = |name: &str| format!("http://127.0.0.1:{receive_port}/{name}");
+    let jane_key = api.create_account("jane", &endpoint("jane")).await;
+    let john_key = api.create_account("john", &endpoint("john")).await;
+    let jane = Some(("jane", jane_key.as_str()));
+    let john = Some(("john", john_key.as_str()));
 
     // John's secret reset sends the new secret to the receiver, which verifies with it from then on.
-    let response = call(reqwest::Method::POST, "/v1/account/reset/secretkey", john)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    api.expect(OK, POST, "/v1/account/reset/secretkey", john, None)
+        .await;
     wait_for_line(&lines, "now verifying");
 
-    let response = call(reqwest::Method::POST, "/v1/webhook/registration", jane)
-        .json(&json!({"event": "jane.release", "description": "d", "event_data": {"version": "1.2.0", "π": 2.5}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let reg = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let response = call(
-        reqwest::Method::POST,
-        &format!("/v1/webhook/subscription/{reg}"),
-        john,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let response = call(
-        reqwest::Method::POST,
-        &format!("/v1/webhook/triggered/{reg}"),
-        jane,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let triggered = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let event = json!({"event": "jane.release", "description": "d", "event_data": {"version": "1.2.0", "π": 2.5}});
+    let (_, triggered) = api.register_subscribe_trigger(jane, john, event).await;
+    let triggered = triggered["id"].as_str().unwrap().to_owned();
 
     let line = wait_for_line(&lines, "delivery /john");
     assert!(line.contains(&format!("webhook-id={triggered}")), "{line}");
@@ -379,49 +330,22 @@ async fn the_quick_start_delivers_a_verified_webhook_to_pubhook_receive() {
     );
 
     // The owner sees the delivery in the summary and in the attempts.
+    let record = format!("/v1/webhook/triggered/{triggered}");
     let delivered = eventually(Duration::from_secs(10), || async {
-        let record: Value = call(
-            reqwest::Method::GET,
-            &format!("/v1/webhook/triggered/{triggered}"),
-            jane,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-        record["deliveries"]["delivered"] == 1
+        let (_, body) = api.call(GET, &record, jane, None).await;
+        body["deliveries"]["delivered"] == 1
     })
     .await;
     assert!(delivered);
-    let response = call(
-        reqwest::Method::GET,
-        &format!("/v1/webhook/triggered/{triggered}/deliveries?start=0&limit=10"),
-        jane,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let page: Value = response.json().await.unwrap();
-    let attempts = page["deliveries"].as_array().unwrap();
-    assert_eq!(attempts.len(), 1, "{page}");
-    assert_eq!(attempts[0]["status_code"], 200);
-    assert_eq!(attempts[0]["outcome"], "delivered");
-    assert_eq!(attempts[0]["attempt"], 1);
-    assert_eq!(
-        attempts[0]["endpoint"],
-        format!("http://127.0.0.1:{receive_port}/john")
-    );
+    let attempts = format!("/v1/webhook/triggered/{triggered}/deliveries?start=0&limit=10");
+    let page = api.expect(OK, GET, &attempts, jane, None).await;
+    let attempt = page["deliveries"].as_array().unwrap();
+    assert_eq!(attempt.len(), 1, "{page}");
+    assert_eq!(attempt[0]["status_code"], 200);
+    assert_eq!(attempt[0]["outcome"], "delivered");
+    assert_eq!(attempt[0]["attempt"], 1);
+    assert_eq!(attempt[0]["endpoint"], endpoint("john"));
     // John is a subscriber, not the owner: the attempts are not his to read.
-    let response = call(
-        reqwest::Method::GET,
-        &format!("/v1/webhook/triggered/{triggered}/deliveries?start=0&limit=10"),
-        john,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = api.call(GET, &attempts, john, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
