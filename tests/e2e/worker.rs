@@ -166,11 +166,12 @@ async fn futures_summaries(seed: &Seed, ids: &[TriggeredId]) -> Vec<DeliverySumm
 
 #[tokio::test]
 async fn sigterm_stops_a_busy_worker_with_status_0_and_its_jobs_are_finished_by_the_next() {
-    const SUBSCRIBERS: usize = 200;
+    const SUBSCRIBERS: usize = 400;
     let redis = shared_redis().await;
     let prefix = random_prefix();
     let seed = Seed::new(redis.url(), &prefix);
-    // One slow endpoint: 32 requests at a time, 1 s each, so about 7 s of work.
+    // One slow endpoint: 32 requests at a time, 1 s each, so about 13 s of work: more than the
+    // grace period.
     let receivers = vec![Receiver::start_with_delay(Duration::from_secs(1)).await];
     let (_, registration) = seeded_registration(&seed, &receivers, SUBSCRIBERS).await;
     let id = seed

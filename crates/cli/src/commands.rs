@@ -33,7 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let outcome = match cli.command {
         Command::Serve => serve(&settings, store).await,
         Command::Worker => work(&settings, store).await,
-        Command::Standalone => standalone(&settings, store).await,
+        Command::Standalone => standalone(&settings, store, &redis_url).await,
         Command::Init { rotate_keys } => init(&settings, &store, rotate_keys).await,
         Command::Receive { .. } => Ok(()),
     };
@@ -54,10 +54,13 @@ async fn work(settings: &Settings, store: Store) -> anyhow::Result<()> {
     worker.run_until_stopped(shutdown_signal()).await
 }
 
-/// The API and a worker in one process, stopped together by one signal.
-async fn standalone(settings: &Settings, store: Store) -> anyhow::Result<()> {
-    let app = Application::build(settings, store.clone())?;
-    let worker = build_worker(settings, store)?;
+/// The API and a worker in one process, stopped together by one signal. Each has connections
+/// of its own: a Redis connection's driver runs on the runtime that first used it, and the
+/// API's runtimes (actix's worker threads) stop before the worker's grace period ends.
+async fn standalone(settings: &Settings, store: Store, redis_url: &str) -> anyhow::Result<()> {
+    let app = Application::build(settings, store)?;
+    let worker_store = Store::connect(redis_url, &settings.key_prefix, settings.redis_pool_size)?;
+    let worker = build_worker(settings, worker_store)?;
     tracing::info!(listen = %settings.listen, port = app.port(), "pubhook standalone: API and worker");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

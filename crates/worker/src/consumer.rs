@@ -161,6 +161,7 @@ impl Consumer {
                     .arg(deliveries)
                     .arg(now)
                     .arg(DEAD_LETTER_CAP)
+                    .arg(self.store.keys().prefix())
                     .invoke_async(&mut conn)
                     .await?;
             }

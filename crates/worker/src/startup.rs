@@ -127,10 +127,13 @@ impl Worker {
                 () = &mut shutdown => break,
             };
             let free = slots.available_permits() + 1;
-            let entries = tokio::select! {
-                entries = self.consumer.read(free, READ_BLOCK) => entries,
-                Some(entry) = reclaimed_rx.recv() => Ok(vec![entry]),
-                () = &mut shutdown => break,
+            // Reclaimed jobs first. A blocking read is never raced against anything: dropping
+            // it would not cancel it in Redis, which could still hand it a job that nobody
+            // here would run until the visibility timeout. So a read runs to its end (at most
+            // READ_BLOCK), and shutdown is noticed between reads.
+            let entries = match reclaimed_rx.try_recv() {
+                Ok(entry) => Ok(vec![entry]),
+                Err(_) => self.consumer.read(free, READ_BLOCK).await,
             };
             let entries = match entries {
                 Ok(entries) => entries,
@@ -168,6 +171,9 @@ impl Worker {
                 });
             }
             while jobs.try_join_next().is_some() {}
+            if stop_requested(&mut shutdown).await {
+                break;
+            }
         }
 
         tracing::info!(
@@ -332,5 +338,14 @@ async fn reclaim_stale(
             }
             Err(e) => tracing::debug!(error = %e, "reclaiming failed"),
         }
+    }
+}
+
+/// Whether `shutdown` has completed, without waiting for it.
+async fn stop_requested(shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+    tokio::select! {
+        biased;
+        () = shutdown.as_mut() => true,
+        () = std::future::ready(()) => false,
     }
 }

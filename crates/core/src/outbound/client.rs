@@ -373,6 +373,14 @@ fn classify(err: hyper_util::client::legacy::Error) -> OutboundError {
         if cause.downcast_ref::<Unresolved>().is_some() {
             return OutboundError::Dns;
         }
+        // The connector's own connect timeout (shared among a name's addresses) can fire
+        // before the call's total timeout does.
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return OutboundError::Timeout;
+        }
         source = cause.source();
     }
     OutboundError::Connect(root_cause(&err))

@@ -13,11 +13,20 @@ local retention = tonumber(ARGV[3])
 local delivered, failed, skipped = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local n_accounts, n_attempts, n_retries = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 
+-- Acknowledge first. If the entry is no longer pending, another worker took it over (this one
+-- stalled past the visibility timeout) and recorded its outcome already: keep the attempt
+-- records, which did happen, but do not count, retry or touch failed_count a second time.
+local first_time = true
+if entry ~= '' then
+  first_time = redis.call('XACK', KEYS[1], group, entry) == 1
+  redis.call('XDEL', KEYS[1], entry)
+end
+
 local i = 10
 for _ = 1, n_accounts do
   local key = ARGV[i]
   -- A deleted account must not come back as a hash holding only failed_count.
-  if redis.call('EXISTS', key) == 1 then
+  if first_time and redis.call('EXISTS', key) == 1 then
     if ARGV[i + 1] == 'incr' then
       redis.call('HINCRBY', key, 'failed_count', 1)
     else
@@ -34,11 +43,13 @@ if n_attempts > 0 and retention > 0 then
   redis.call('EXPIRE', KEYS[4], retention)
 end
 for _ = 1, n_retries do
-  redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1])
+  if first_time then
+    redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
   i = i + 2
 end
 
-if redis.call('EXISTS', KEYS[3]) == 1 then
+if first_time and redis.call('EXISTS', KEYS[3]) == 1 then
   local finals = delivered + failed + skipped
   if finals > 0 then
     redis.call('HINCRBY', KEYS[3], 'pending', -finals)
@@ -52,9 +63,5 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
   if skipped > 0 then
     redis.call('HINCRBY', KEYS[3], 'skipped', skipped)
   end
-end
-if entry ~= '' then
-  redis.call('XACK', KEYS[1], group, entry)
-  redis.call('XDEL', KEYS[1], entry)
 end
 return 1

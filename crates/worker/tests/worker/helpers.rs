@@ -120,14 +120,7 @@ impl World {
 
     /// Starts a worker on this world's store; it stops when the handle drops.
     pub fn start_worker(&self, config: WorkerConfig) -> RunningWorker {
-        let outbound = OutboundClient::new(OutboundConfig {
-            timeout: Duration::from_secs(2),
-            max_response_bytes: 64 * 1024,
-            policy: DestinationPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]),
-            user_agent: "pubhook-test".into(),
-        })
-        .unwrap();
-        let worker = Worker::build(self.store.clone(), outbound, config);
+        let worker = Worker::build(self.store.clone(), loopback_client(), config);
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(worker.run_until_stopped(async move {
             let _ = stopped.changed().await;
@@ -137,6 +130,17 @@ impl World {
             task: Some(task),
         }
     }
+}
+
+/// An outbound client that may reach loopback, with a 2 s timeout.
+pub fn loopback_client() -> OutboundClient {
+    OutboundClient::new(OutboundConfig {
+        timeout: Duration::from_secs(2),
+        max_response_bytes: 64 * 1024,
+        policy: DestinationPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]),
+        user_agent: "pubhook-test".into(),
+    })
+    .unwrap()
 }
 
 /// A worker running in this process.

@@ -124,3 +124,127 @@ async fn a_job_that_keeps_failing_is_set_aside_as_a_dead_letter() {
         .unwrap();
     assert_eq!(left, 0, "and leaves the stream");
 }
+
+#[tokio::test]
+async fn a_dead_lettered_batch_counts_as_failed_not_pending() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let owner = world.account("owner", &receiver.url()).await;
+    // A payload no worker can serialise: every run of its batch fails before any POST.
+    let reg = world.registration(owner.id, "e", "not json").await;
+    for n in 0..2 {
+        let sub = world.account(&format!("sub{n}"), &receiver.url()).await;
+        world.subscribe(sub.id, reg).await;
+    }
+    let triggered = world.trigger(reg).await;
+    let config = WorkerConfig {
+        visibility_timeout: Duration::from_millis(300),
+        ..test_config()
+    };
+    let _worker = world.start_worker(config);
+
+    let settled = crate::helpers::eventually(Duration::from_secs(15), || async {
+        let s = world.summary(triggered).await;
+        s.pending == 0 && s.failed == 2
+    })
+    .await;
+    assert!(settled, "{:?}", world.summary(triggered).await);
+    assert_eq!(
+        world.store.dead_letters(0, 10).await.unwrap().items.len(),
+        1
+    );
+    assert!(receiver.posts().is_empty());
+}
+
+#[tokio::test]
+async fn a_job_recorded_twice_is_counted_once() {
+    use pubhook_core::queue::{Job, Target, CONSUMER_GROUP, JOB_FIELD};
+    use pubhook_worker::delivery::{deliver, ConcurrencyLimits, DeliveryContext, DeliveryJob};
+    use pubhook_worker::retry::RetryPolicy;
+
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let owner = world.account("owner", &receiver.url()).await;
+    let sub = world.account("sub", &receiver.url()).await;
+    let reg = world.registration(owner.id, "e", "{}").await;
+    let subscription = world.subscribe(sub.id, reg).await;
+    let triggered = world.trigger(reg).await;
+
+    // The batch as the fan-out would queue it, read by a consumer so that it is pending.
+    let target = Target {
+        subscription_id: subscription,
+        account_id: sub.id,
+    };
+    let job = Job::DeliverBatchV1 {
+        triggered_id: triggered,
+        registration_id: reg,
+        request_id: None,
+        targets: vec![target.clone()],
+    };
+    let keys = world.store.keys();
+    let mut conn = world.store.connection().await.unwrap();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(keys.jobs())
+        .arg(CONSUMER_GROUP)
+        .arg("$")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let entry: String = redis::cmd("XADD")
+        .arg(keys.jobs())
+        .arg("*")
+        .arg(JOB_FIELD)
+        .arg(job.to_json())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(CONSUMER_GROUP)
+        .arg("stalled")
+        .arg("STREAMS")
+        .arg(keys.jobs())
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("HINCRBY")
+        .arg(keys.triggered(triggered))
+        .arg("pending")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // Two workers run it (one of them stalled past the visibility timeout): both POST, only
+    // the first to record counts.
+    let ctx = DeliveryContext {
+        store: world.store.clone(),
+        outbound: crate::helpers::loopback_client(),
+        retry: RetryPolicy::new(vec![Duration::from_millis(200)], 0.0),
+        max_failed_count: 250,
+        retention: Duration::from_secs(60),
+        limits: std::sync::Arc::new(ConcurrencyLimits::new(4, 4)),
+    };
+    for _ in 0..2 {
+        let job = DeliveryJob {
+            triggered,
+            registration: reg,
+            request_id: None,
+            targets: vec![target.clone()],
+            attempt: 1,
+        };
+        deliver(&ctx, &entry, job).await.unwrap();
+    }
+    assert_eq!(receiver.posts().len(), 2);
+    let summary = world.summary(triggered).await;
+    assert_eq!((summary.delivered, summary.pending), (1, 0), "{summary:?}");
+    let attempts = world
+        .store
+        .delivery_attempts(triggered, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(attempts.items.len(), 2, "both attempts are on record");
+}
