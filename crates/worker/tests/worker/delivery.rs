@@ -89,6 +89,14 @@ async fn two_subscribers_each_get_one_post_with_both_signatures_valid() {
         .items
         .iter()
         .all(|a| a["outcome"] == "delivered" && a["status_code"] == 200));
+    // Kept for the retention period (an hour in the test configuration), then gone.
+    let mut conn = world.store.connection().await.unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(world.store.keys().deliveries(triggered))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((3500..=3600).contains(&ttl), "TTL {ttl}");
 }
 
 #[tokio::test]
