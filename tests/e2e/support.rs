@@ -6,7 +6,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pubhook_core::domain::{
-    AccountId, Description, EndpointUrl, EventName, RegistrationId, SecretKey, Username,
+    AccountId, Description, EndpointUrl, EventName, RegistrationId, SecretKey, TriggeredId,
+    Username,
 };
 use pubhook_core::store::{NewAccount, Store};
 use serde_json::Value;
@@ -187,6 +188,16 @@ impl Seed {
             ids.extend(done.into_iter().map(|(_, id)| id));
         }
         ids
+    }
+
+    /// Triggers `registration` straight in the store, as its owner's request would.
+    pub async fn trigger(&self, registration: RegistrationId) -> TriggeredId {
+        self.store
+            .trigger(registration, None)
+            .await
+            .unwrap()
+            .expect("the registration exists")
+            .id
     }
 
     /// A registration of `owner` with every account of `subscribers` subscribed once.

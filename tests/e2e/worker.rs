@@ -100,14 +100,7 @@ async fn kill_9_loses_nothing_and_duplicates_stay_within_what_was_in_flight() {
     let (_, registration) = seeded_registration(&seed, &receivers, SUBSCRIBERS).await;
     let mut triggered = Vec::new();
     for _ in 0..TRIGGERS {
-        triggered.push(
-            seed.store
-                .trigger(registration, None)
-                .await
-                .unwrap()
-                .unwrap()
-                .id,
-        );
+        triggered.push(seed.trigger(registration).await);
     }
 
     let mut first = Process::spawn(&mut worker_command(redis.url(), &prefix));
@@ -126,15 +119,13 @@ async fn kill_9_loses_nothing_and_duplicates_stay_within_what_was_in_flight() {
 
     let _second = Process::spawn(&mut worker_command(redis.url(), &prefix));
     let all_recorded = eventually(Duration::from_secs(60), || async {
-        let mut done = true;
-        for &id in &triggered {
-            let s = summary(&seed, id).await;
-            done &= s.delivered == SUBSCRIBERS as i64 && s.pending == 0;
-        }
-        done
+        summaries(&seed, &triggered)
+            .await
+            .iter()
+            .all(|s| s.delivered == SUBSCRIBERS as i64 && s.pending == 0)
     })
     .await;
-    let summaries: Vec<_> = futures_summaries(&seed, &triggered).await;
+    let summaries = summaries(&seed, &triggered).await;
     assert!(
         all_recorded,
         "every delivery recorded as delivered: {summaries:?}"
@@ -156,7 +147,8 @@ async fn kill_9_loses_nothing_and_duplicates_stay_within_what_was_in_flight() {
     );
 }
 
-async fn futures_summaries(seed: &Seed, ids: &[TriggeredId]) -> Vec<DeliverySummary> {
+/// The delivery summaries of `ids`, in order.
+async fn summaries(seed: &Seed, ids: &[TriggeredId]) -> Vec<DeliverySummary> {
     let mut out = Vec::new();
     for &id in ids {
         out.push(summary(seed, id).await);
@@ -174,13 +166,7 @@ async fn sigterm_stops_a_busy_worker_with_status_0_and_its_jobs_are_finished_by_
     // grace period.
     let receivers = vec![Receiver::start_with_delay(Duration::from_secs(1)).await];
     let (_, registration) = seeded_registration(&seed, &receivers, SUBSCRIBERS).await;
-    let id = seed
-        .store
-        .trigger(registration, None)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = seed.trigger(registration).await;
 
     let mut worker = Process::spawn(&mut worker_command(redis.url(), &prefix));
     receivers[0]
@@ -221,7 +207,7 @@ async fn a_fan_out_to_10000_subscribers_completes_with_bounded_worker_memory() {
     let worker = Process::spawn(&mut worker_command(redis.url(), &prefix));
     // Warm up: one small trigger, so the baseline includes a worker that has delivered.
     let (_, small) = seeded_registration(&seed, &receivers[..1], 10).await;
-    seed.store.trigger(small, None).await.unwrap().unwrap();
+    seed.trigger(small).await;
     assert!(
         eventually(Duration::from_secs(20), || async {
             total_posts(&receivers) >= 10
@@ -230,13 +216,7 @@ async fn a_fan_out_to_10000_subscribers_completes_with_bounded_worker_memory() {
     );
     let baseline = worker.memory_kib("VmRSS");
 
-    let id = seed
-        .store
-        .trigger(registration, None)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = seed.trigger(registration).await;
     let done = eventually(Duration::from_secs(120), || async {
         summary(&seed, id).await.delivered == SUBSCRIBERS as i64
     })

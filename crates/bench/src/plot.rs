@@ -48,14 +48,7 @@ pub fn throughput(
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
     for (i, (label, points)) in series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(thin(points), colour.stroke_width(2)))
-            .map_err(|e| anyhow!("{e}"))?
-            .label(label.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
+        draw_line(&mut chart, i, label, points)?;
     }
     legend(&mut chart)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
@@ -95,18 +88,32 @@ pub fn latency_cdf(path: &Path, title: &str, series: &[(String, Vec<f64>)]) -> a
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
     for (i, (label, samples)) in series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        let points = cdf(samples);
-        chart
-            .draw_series(LineSeries::new(thin(&points), colour.stroke_width(2)))
-            .map_err(|e| anyhow!("{e}"))?
-            .label(label.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
+        draw_line(&mut chart, i, label, &cdf(samples))?;
     }
     legend(&mut chart)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// Line `i` of a chart, in its colour, with its legend entry.
+fn draw_line<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    i: usize,
+    label: &str,
+    points: &[(f64, f64)],
+) -> anyhow::Result<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let colour = COLOURS[i % COLOURS.len()];
+    chart
+        .draw_series(LineSeries::new(thin(points), colour.stroke_width(2)))
+        .map_err(|e| anyhow!("{e}"))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
     Ok(())
 }
 

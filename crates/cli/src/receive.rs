@@ -129,10 +129,7 @@ fn delivery(req: &HttpRequest, body: &[u8], state: &Receiver) -> HttpResponse {
             (verdict(legacy), verdict(standard))
         }
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
+    let now = pubhook_core::domain::now_seconds();
     let stale = timestamp.is_some_and(|ts| (now - ts).abs() > TIMESTAMP_TOLERANCE_SECS);
     let shown = &body[..body.len().min(PRINTED_BODY_BYTES)];
     say(&format!(

@@ -17,7 +17,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pubhook_core::queue::{CONSUMER_GROUP, JOB_FIELD};
+use pubhook_core::domain::now_seconds;
+use pubhook_core::queue::{Job, CONSUMER_GROUP, JOB_FIELD};
 use pubhook_core::store::{Connection, Store, StoreError};
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio::sync::OnceCell;
@@ -149,21 +150,7 @@ impl Consumer {
         for (id, consumer, _idle, deliveries) in pending {
             if deliveries >= MAX_DELIVERIES {
                 tracing::error!(stream_id = %id, consumer = %consumer, deliveries, "job keeps failing; moved to the dead-letter list");
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs();
-                let _: i64 = scripts::DEAD_LETTER
-                    .key(self.store.keys().jobs())
-                    .key(self.store.keys().dead_letters())
-                    .arg(CONSUMER_GROUP)
-                    .arg(&id)
-                    .arg(deliveries)
-                    .arg(now)
-                    .arg(DEAD_LETTER_CAP)
-                    .arg(self.store.keys().prefix())
-                    .invoke_async(&mut conn)
-                    .await?;
+                self.set_aside(&mut conn, &id, deliveries).await?;
             }
         }
         let claimed: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
@@ -177,6 +164,55 @@ impl Consumer {
             .query_async(&mut conn)
             .await?;
         Ok(claimed.claimed.into_iter().map(to_entry).collect())
+    }
+
+    /// Moves entry `id` to the dead-letter list. The job is read and interpreted here, with the
+    /// job contract of `pubhook_core::queue`, so the script only applies what it owed.
+    async fn set_aside(
+        &self,
+        conn: &mut Connection,
+        id: &str,
+        deliveries: usize,
+    ) -> Result<(), StoreError> {
+        let keys = self.store.keys();
+        let range: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(keys.jobs())
+            .arg(id)
+            .arg(id)
+            .query_async(conn)
+            .await?;
+        let raw = range
+            .ids
+            .into_iter()
+            .next()
+            .map(|entry| to_entry(entry).raw)
+            .unwrap_or_default();
+        let owed = match Job::from_json(&raw) {
+            Ok(Job::DeliverBatchV1 {
+                triggered_id,
+                targets,
+                ..
+            }) => Some((triggered_id, targets.len())),
+            Ok(Job::RetryV1 { triggered_id, .. }) => Some((triggered_id, 1)),
+            // A fan-out page owes nothing yet; an unreadable job names no trigger.
+            Ok(Job::FanOutV1 { .. }) | Err(_) => None,
+        };
+        let mut invocation = scripts::DEAD_LETTER.key(keys.jobs());
+        invocation.key(keys.dead_letters());
+        if let Some((triggered, _)) = owed {
+            invocation.key(keys.triggered(triggered));
+        }
+        let _: i64 = invocation
+            .arg(CONSUMER_GROUP)
+            .arg(id)
+            .arg(deliveries)
+            .arg(now_seconds())
+            .arg(DEAD_LETTER_CAP)
+            .arg(&raw)
+            .arg(owed.map_or(0, |(_, count)| count))
+            .invoke_async(conn)
+            .await?;
+        Ok(())
     }
 
     /// Resets the idle time of entries this consumer is still working on.

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pubhook_core::domain::{now_millis, AccountId, RegistrationId, SubscriptionId, TriggeredId};
+use pubhook_core::domain::{
+    now_millis, now_seconds, AccountId, RegistrationId, SubscriptionId, TriggeredId,
+};
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::{Job, Target, CONSUMER_GROUP};
 use pubhook_core::store::{Store, StoreError};
@@ -107,14 +109,15 @@ impl ConcurrencyLimits {
         }
     }
 
-    async fn acquire(&self, endpoint: &str) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+    async fn acquire(&self, endpoint: String) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
         let endpoint_semaphore = {
             let mut endpoints = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
-            if endpoints.len() >= TRACKED_ENDPOINTS {
+            // Idle endpoints are forgotten only when a new one would go past the bound.
+            if endpoints.len() >= TRACKED_ENDPOINTS && !endpoints.contains_key(&endpoint) {
                 endpoints.retain(|_, s| Arc::strong_count(s) > 1);
             }
             endpoints
-                .entry(endpoint.to_owned())
+                .entry(endpoint)
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint)))
                 .clone()
         };
@@ -290,11 +293,8 @@ async fn attempt_one(
     };
 
     // Limited per origin, not per URL: one slow server behind many paths is still one server.
-    let _permits = ctx
-        .limits
-        .acquire(&url.origin().ascii_serialization())
-        .await;
-    let timestamp = unix_seconds();
+    let _permits = ctx.limits.acquire(url.origin().ascii_serialization()).await;
+    let timestamp = now_seconds();
     let headers = delivery_headers(event, body, &subscriber.secret_key, webhook_id, timestamp);
     let started = Instant::now();
     // A `Bytes` clone shares the body: one copy of the payload per job, not per attempt.
@@ -453,8 +453,4 @@ fn attempt_record(job: &DeliveryJob, result: &AttemptResult, now_ms: u64) -> Str
     };
     // Ids, numbers and strings always serialise.
     serde_json::to_string(&record).unwrap_or_default()
-}
-
-fn unix_seconds() -> i64 {
-    i64::try_from(now_millis() / 1000).unwrap_or(i64::MAX)
 }

@@ -25,6 +25,11 @@ pub fn now_micros() -> Micros {
     i64::try_from(since_epoch().as_micros()).unwrap_or(i64::MAX)
 }
 
+/// The current time in whole seconds since the Unix epoch: signature timestamps.
+pub fn now_seconds() -> i64 {
+    i64::try_from(since_epoch().as_secs()).unwrap_or(i64::MAX)
+}
+
 /// The current time in milliseconds since the Unix epoch: the queue's retry scores.
 pub fn now_millis() -> u64 {
     u64::try_from(since_epoch().as_millis()).unwrap_or(u64::MAX)

@@ -1,36 +1,21 @@
 -- Sets aside a job that keeps crashing workers: copies it to the dead-letter list (newest first,
--- capped) and removes it from the stream. The deliveries of a batch or retry job count as failed
--- on its trigger's summary, so `pending` does not stay up for ever.
--- KEYS: the jobs stream, the dead-letter list.
--- ARGV: consumer group, stream id, times delivered, now (unix seconds), list cap, key prefix.
-local entries = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
-local job = ''
-if #entries == 1 then
-  local fields = entries[1][2]
-  for i = 1, #fields, 2 do
-    if fields[i] == 'job' then
-      job = fields[i + 1]
-    end
-  end
+-- capped) and removes it from the stream. The deliveries it still owed count as failed on its
+-- trigger's summary, so `pending` does not stay up for ever. Does nothing if the entry is no
+-- longer pending: a worker finished it after all.
+-- KEYS: the jobs stream, the dead-letter list, then the trigger's record if the job names one.
+-- ARGV: consumer group, stream id, times delivered, now (unix seconds), list cap, the job's
+--       JSON, the number of deliveries it owed.
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return 0
 end
-local ok, parsed = pcall(cjson.decode, job)
-if ok and type(parsed) == 'table' and type(parsed.triggered_id) == 'string' then
-  local given_up = 0
-  if parsed.type == 'deliver_batch.v1' and type(parsed.targets) == 'table' then
-    given_up = #parsed.targets
-  elseif parsed.type == 'retry.v1' then
-    given_up = 1
-  end
-  local triggered = ARGV[6] .. 'triggered:' .. parsed.triggered_id
-  if given_up > 0 and redis.call('EXISTS', triggered) == 1 then
-    redis.call('HINCRBY', triggered, 'pending', -given_up)
-    redis.call('HINCRBY', triggered, 'failed', given_up)
-  end
+redis.call('XDEL', KEYS[1], ARGV[2])
+local owed = tonumber(ARGV[7])
+if KEYS[3] and owed > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HINCRBY', KEYS[3], 'pending', -owed)
+  redis.call('HINCRBY', KEYS[3], 'failed', owed)
 end
 redis.call('LPUSH', KEYS[2], cjson.encode({
-  stream_id = ARGV[2], job = job, deliveries = tonumber(ARGV[3]), dead_at = tonumber(ARGV[4]),
+  stream_id = ARGV[2], job = ARGV[6], deliveries = tonumber(ARGV[3]), dead_at = tonumber(ARGV[4]),
 }))
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
 return 1

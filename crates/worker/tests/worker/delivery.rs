@@ -6,7 +6,7 @@ use pubhook_core::signing::{verify_pywebhooks_signature, verify_standard_signatu
 use pubhook_testkit::Receiver;
 use pubhook_worker::WorkerConfig;
 
-use crate::helpers::{eventually, test_config, World};
+use crate::helpers::{test_config, World};
 
 #[derive(serde::Deserialize)]
 struct Case {
@@ -71,14 +71,12 @@ async fn two_subscribers_each_get_one_post_with_both_signatures_valid() {
             standard
         ));
     }
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            let t = world.store.triggered(triggered).await.unwrap().unwrap();
-            t.summary.delivered == 2 && t.summary.pending == 0
+    // The summary counts both deliveries.
+    world
+        .wait_for_summary(triggered, Duration::from_secs(5), |s| {
+            s.delivered == 2 && s.pending == 0
         })
-        .await,
-        "the summary counts both deliveries"
-    );
+        .await;
     let attempts = world
         .store
         .delivery_attempts(triggered, 0, 10)
@@ -136,10 +134,7 @@ async fn bodies_are_byte_for_byte_what_python_json_dumps_gives() {
 async fn duplicate_subscriptions_get_duplicate_deliveries() {
     let world = World::new().await;
     let receiver = Receiver::start().await;
-    let owner = world.account("owner", &receiver.url()).await;
-    let sub = world.account("sub", &receiver.url()).await;
-    let reg = world.registration(owner.id, "e", "{}").await;
-    world.subscribe(sub.id, reg).await;
+    let (reg, sub) = world.one_subscriber(&receiver.url(), "{}").await;
     world.subscribe(sub.id, reg).await;
     let _worker = world.start_worker(test_config());
     world.trigger(reg).await;
@@ -156,10 +151,7 @@ async fn duplicate_subscriptions_get_duplicate_deliveries() {
 async fn a_secret_reset_signs_the_next_delivery_with_the_new_secret() {
     let world = World::new().await;
     let receiver = Receiver::start().await;
-    let owner = world.account("owner", &receiver.url()).await;
-    let sub = world.account("sub", &receiver.url()).await;
-    let reg = world.registration(owner.id, "e", r#"{"n":1}"#).await;
-    world.subscribe(sub.id, reg).await;
+    let (reg, sub) = world.one_subscriber(&receiver.url(), r#"{"n":1}"#).await;
     let _worker = world.start_worker(test_config());
     world.trigger(reg).await;
     let first = receiver.wait_for_posts(1, Duration::from_secs(10)).await;
@@ -195,10 +187,7 @@ async fn a_secret_reset_signs_the_next_delivery_with_the_new_secret() {
 async fn a_subscriber_at_max_failed_count_is_skipped_until_its_endpoint_is_updated() {
     let world = World::new().await;
     let receiver = Receiver::start().await;
-    let owner = world.account("owner", &receiver.url()).await;
-    let sub = world.account("sub", &receiver.url()).await;
-    let reg = world.registration(owner.id, "e", "{}").await;
-    world.subscribe(sub.id, reg).await;
+    let (reg, sub) = world.one_subscriber(&receiver.url(), "{}").await;
     let mut config = test_config();
     config.max_failed_count = 3;
     let _worker = world.start_worker(config);
@@ -213,12 +202,9 @@ async fn a_subscriber_at_max_failed_count_is_skipped_until_its_endpoint_is_updat
             .unwrap();
     }
     let skipped = world.trigger(reg).await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            world.summary(skipped).await.skipped == 1
-        })
-        .await
-    );
+    world
+        .wait_for_summary(skipped, Duration::from_secs(5), |s| s.skipped == 1)
+        .await;
     assert!(receiver.posts().is_empty(), "nothing was sent");
 
     let endpoint = pubhook_core::domain::EndpointUrl::parse(&receiver.url()).unwrap();

@@ -114,6 +114,34 @@ impl World {
         self.store.triggered(id).await.unwrap().unwrap().summary
     }
 
+    /// Waits up to `timeout` for the trigger's summary to satisfy `done` and returns it; fails
+    /// the test, showing the summary, if it never does.
+    pub async fn wait_for_summary(
+        &self,
+        id: TriggeredId,
+        timeout: Duration,
+        done: impl Fn(&DeliverySummary) -> bool,
+    ) -> DeliverySummary {
+        let reached = eventually(timeout, || async { done(&self.summary(id).await) }).await;
+        let summary = self.summary(id).await;
+        assert!(reached, "the summary never got there: {summary:?}");
+        summary
+    }
+
+    /// An owner and a subscriber, both with `endpoint`, and the owner's registration of
+    /// `event_data` with the subscriber subscribed once.
+    pub async fn one_subscriber(
+        &self,
+        endpoint: &str,
+        event_data: &str,
+    ) -> (RegistrationId, Subscriber) {
+        let owner = self.account("owner", endpoint).await;
+        let sub = self.account("sub", endpoint).await;
+        let reg = self.registration(owner.id, "e", event_data).await;
+        self.subscribe(sub.id, reg).await;
+        (reg, sub)
+    }
+
     pub async fn failed_count(&self, id: AccountId) -> i64 {
         self.store.account(id).await.unwrap().unwrap().failed_count
     }

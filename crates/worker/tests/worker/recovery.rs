@@ -70,16 +70,12 @@ async fn a_stopped_worker_exits_cleanly_and_a_new_one_finishes_the_rest() {
     );
 
     let _next = world.start_worker(test_config());
-    let done = crate::helpers::eventually(Duration::from_secs(20), || async {
-        let s = world.summary(triggered).await;
-        s.delivered == 40 && s.pending == 0
-    })
-    .await;
-    let summary = world.summary(triggered).await;
-    assert!(
-        done,
-        "every subscriber is delivered after the restart: {summary:?}"
-    );
+    // Every subscriber is delivered after the restart.
+    world
+        .wait_for_summary(triggered, Duration::from_secs(20), |s| {
+            s.delivered == 40 && s.pending == 0
+        })
+        .await;
     assert!(receiver.post_count() >= 40);
 }
 
@@ -143,12 +139,11 @@ async fn a_dead_lettered_batch_counts_as_failed_not_pending() {
     };
     let _worker = world.start_worker(config);
 
-    let settled = crate::helpers::eventually(Duration::from_secs(15), || async {
-        let s = world.summary(triggered).await;
-        s.pending == 0 && s.failed == 2
-    })
-    .await;
-    assert!(settled, "{:?}", world.summary(triggered).await);
+    world
+        .wait_for_summary(triggered, Duration::from_secs(15), |s| {
+            s.pending == 0 && s.failed == 2
+        })
+        .await;
     assert_eq!(
         world.store.dead_letters(0, 10).await.unwrap().items.len(),
         1

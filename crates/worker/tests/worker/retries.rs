@@ -4,28 +4,15 @@ use std::time::Duration;
 
 use pubhook_testkit::{Receiver, Reply};
 
-use crate::helpers::{eventually, test_config, World};
-
-async fn one_subscriber(
-    world: &World,
-    receiver: &Receiver,
-) -> (
-    pubhook_core::domain::RegistrationId,
-    pubhook_core::domain::AccountId,
-) {
-    let owner = world.account("owner", &receiver.url()).await;
-    let sub = world.account("sub", &receiver.url()).await;
-    let reg = world.registration(owner.id, "e", r#"{"x":1}"#).await;
-    world.subscribe(sub.id, reg).await;
-    (reg, sub.id)
-}
+use crate::helpers::{test_config, World};
 
 #[tokio::test]
 async fn a_receiver_answering_500_gets_exactly_four_posts_and_failed_count_four() {
     let world = World::new().await;
     let receiver = Receiver::start().await;
     receiver.set_post_default(Reply::new(500));
-    let (reg, sub) = one_subscriber(&world, &receiver).await;
+    let (reg, sub) = world.one_subscriber(&receiver.url(), r#"{"x":1}"#).await;
+    let sub = sub.id;
     let _worker = world.start_worker(test_config());
     let triggered = world.trigger(reg).await;
     let posts = receiver.wait_for_posts(4, Duration::from_secs(10)).await;
@@ -85,7 +72,8 @@ async fn failing_twice_then_succeeding_gives_three_posts_and_resets_failed_count
     let world = World::new().await;
     let receiver = Receiver::start().await;
     receiver.set_post_responses(vec![Reply::new(500), Reply::new(503)]);
-    let (reg, sub) = one_subscriber(&world, &receiver).await;
+    let (reg, sub) = world.one_subscriber(&receiver.url(), r#"{"x":1}"#).await;
+    let sub = sub.id;
     let _worker = world.start_worker(test_config());
     let triggered = world.trigger(reg).await;
     assert_eq!(
@@ -95,12 +83,9 @@ async fn failing_twice_then_succeeding_gives_three_posts_and_resets_failed_count
             .len(),
         3
     );
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            world.summary(triggered).await.delivered == 1
-        })
-        .await
-    );
+    world
+        .wait_for_summary(triggered, Duration::from_secs(5), |s| s.delivered == 1)
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.posts().len(), 3);
     assert_eq!(world.failed_count(sub).await, 0);
@@ -111,15 +96,13 @@ async fn gone_ends_the_retries_after_one_post() {
     let world = World::new().await;
     let receiver = Receiver::start().await;
     receiver.set_post_default(Reply::new(410));
-    let (reg, sub) = one_subscriber(&world, &receiver).await;
+    let (reg, sub) = world.one_subscriber(&receiver.url(), r#"{"x":1}"#).await;
+    let sub = sub.id;
     let _worker = world.start_worker(test_config());
     let triggered = world.trigger(reg).await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            world.summary(triggered).await.failed == 1
-        })
-        .await
-    );
+    world
+        .wait_for_summary(triggered, Duration::from_secs(5), |s| s.failed == 1)
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.posts().len(), 1);
     assert_eq!(world.failed_count(sub).await, 1);
@@ -133,7 +116,7 @@ async fn retry_after_slows_the_next_attempt_within_twice_the_schedule() {
         Reply::new(503).with_header("retry-after", "1"),
         Reply::new(503).with_header("retry-after", "3600"),
     ]);
-    let (reg, _) = one_subscriber(&world, &receiver).await;
+    let (reg, _) = world.one_subscriber(&receiver.url(), r#"{"x":1}"#).await;
     let _worker = world.start_worker(test_config());
     world.trigger(reg).await;
     let posts = receiver.wait_for_posts(3, Duration::from_secs(10)).await;
@@ -154,15 +137,13 @@ async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
     receiver.set_post_responses(vec![
         Reply::new(302).with_header("location", elsewhere.clone())
     ]);
-    let (reg, sub) = one_subscriber(&world, &receiver).await;
+    let (reg, sub) = world.one_subscriber(&receiver.url(), r#"{"x":1}"#).await;
+    let sub = sub.id;
     let _worker = world.start_worker(test_config());
     let triggered = world.trigger(reg).await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            world.summary(triggered).await.delivered == 1
-        })
-        .await
-    );
+    world
+        .wait_for_summary(triggered, Duration::from_secs(5), |s| s.delivered == 1)
+        .await;
     let posts = receiver.posts();
     assert_eq!(posts.len(), 2, "the 302, then the retry");
     assert!(
