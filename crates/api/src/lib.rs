@@ -5,6 +5,7 @@
 //! | `startup`      | [`Application`]: build (bind, connect) then run until stopped          |
 //! | `routes`       | one module per resource of the contract, plus health checks            |
 //! | `auth`         | the `api-key`/`username` check and the cache of verified keys          |
+//! | `client`       | the client address rate limits count against (`trusted_proxies`)       |
 //! | `content_type` | the 415 gate                                                          |
 //! | `body`         | size-limited JSON bodies                                              |
 //! | `paging`       | `start`/`limit`, `next_start` and 204                                  |
@@ -16,6 +17,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod client;
 pub mod content_type;
 pub mod error;
 pub mod paging;

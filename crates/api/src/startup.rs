@@ -12,6 +12,7 @@ use pubhook_core::settings::Settings;
 use pubhook_core::store::Store;
 
 use crate::auth::KeyCache;
+use crate::client::service_client_address;
 use crate::content_type::require_json;
 use crate::routes;
 use crate::state::{AppState, Limits};
@@ -45,13 +46,16 @@ impl Application {
                 key_reset_interval: settings.key_reset_interval,
                 pbkdf2_iterations: settings.pbkdf2_iterations,
             },
+            quotas: settings.limits.clone(),
+            trusted_proxies: settings.trusted_proxies.clone(),
         });
+        let trusted_proxies = settings.trusted_proxies.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .wrap(from_fn(require_json))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
-                .wrap(access_log())
+                .wrap(access_log(trusted_proxies.clone()))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
@@ -90,7 +94,16 @@ impl Application {
     }
 }
 
-/// Request logging without payloads, keys or query strings.
-fn access_log() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new(r#"%{r}a "%r" %s %b %Dms"#).exclude("/health/live")
+/// Request logging without payloads, keys or query strings (a query string may carry a key).
+/// The client is the peer address unless `trusted_proxies` vouch for `X-Forwarded-For`.
+fn access_log(trusted_proxies: Vec<ipnet::IpNet>) -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new(r#"%{client}xi "%{line}xi" %s %b %Dms"#)
+        .custom_request_replace("client", move |req| {
+            service_client_address(req, &trusted_proxies)
+                .map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+        })
+        .custom_request_replace("line", |req| {
+            format!("{} {} {:?}", req.method(), req.path(), req.version())
+        })
+        .exclude("/health/live")
 }

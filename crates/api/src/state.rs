@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use ipnet::IpNet;
 use pubhook_core::outbound::OutboundClient;
+use pubhook_core::settings::Limits as TenantLimits;
 use pubhook_core::store::Store;
 
 use crate::auth::KeyCache;
@@ -17,6 +19,10 @@ pub struct AppState {
     pub key_cache: KeyCache,
     /// Limits and costs from the settings.
     pub limits: Limits,
+    /// Quotas, rate limits and edge bounds (`limit_*` settings).
+    pub quotas: TenantLimits,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// The settings handlers need.

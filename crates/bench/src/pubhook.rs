@@ -167,7 +167,7 @@ impl Drop for Pubhook {
 
 /// The environment of every pubhook child (after every inherited `PUBHOOK_*` is removed).
 pub fn child_env(redis_url: &str, listen: SocketAddr) -> Vec<(&'static str, String)> {
-    vec![
+    let mut env = vec![
         ("PUBHOOK_REDIS_URL", redis_url.to_owned()),
         ("PUBHOOK_KEY_PREFIX", "bench:".to_owned()),
         ("PUBHOOK_LISTEN", listen.to_string()),
@@ -176,7 +176,15 @@ pub fn child_env(redis_url: &str, listen: SocketAddr) -> Vec<(&'static str, Stri
         ("PUBHOOK_LOG", "warn".to_owned()),
         ("PUBHOOK_RETRY_SCHEDULE", RETRY_SCHEDULE.to_owned()),
         ("PUBHOOK_RETRY_JITTER", "0".to_owned()),
-    ]
+    ];
+    // The load comes from one address: every tenant limit off, except in the abuse scenarios,
+    // which set their own.
+    env.extend(
+        pubhook_core::settings::limits_off_env()
+            .into_iter()
+            .map(|(name, value)| (name, value.to_owned())),
+    );
+    env
 }
 
 /// The last lines of a log, or a word that it is empty.

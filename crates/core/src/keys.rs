@@ -17,6 +17,7 @@
 //! | `{p}triggered:{id}`                         | hash   | one triggered record                       |
 //! | `{p}triggered`                              | zset   | every triggered record                     |
 //! | `{p}key-reset:{username}`                   | string | present while an API-key reset is cooling down |
+//! | `{p}limit:{what}:{subject}`                 | string | a rate-limit counter of one fixed window (see `store::limits`) |
 //! | `{p}triggered:{id}:deliveries`              | zset   | the delivery attempts of a trigger, by time |
 //! | `{p}jobs`                                   | stream | the job queue (see `queue`)                |
 //! | `{p}delayed`                                | zset   | retries waiting, scored by due time (ms)   |
@@ -132,6 +133,12 @@ impl Keys {
         self.join(format_args!("key-reset:{username}"))
     }
 
+    /// `{p}limit:{what}:{subject}`: the counter of one rate limit for one subject (a client
+    /// address, a username, an account id) in the current window.
+    pub fn rate_limit(&self, what: RateLimitKind, subject: &str) -> String {
+        self.join(format_args!("limit:{}:{subject}", what.as_str()))
+    }
+
     /// `{p}triggered:{id}:deliveries`
     pub fn deliveries(&self, id: TriggeredId) -> String {
         self.join(format_args!("triggered:{id}:deliveries"))
@@ -180,6 +187,34 @@ impl RecordKind {
             Self::Registration => "registration",
             Self::Subscription => "subscription",
             Self::Triggered => "triggered",
+        }
+    }
+}
+
+/// The things pubhook counts per window to limit them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitKind {
+    /// Accounts created, per client address.
+    AccountCreations,
+    /// Failed logins, per username.
+    AuthFailuresByUsername,
+    /// Failed logins (unknown usernames included), per client address.
+    AuthFailuresByClient,
+    /// Key resets requested, per client address.
+    Resets,
+    /// Triggers, per account.
+    Triggers,
+}
+
+impl RateLimitKind {
+    /// The kind's name in keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccountCreations => "account-creations",
+            Self::AuthFailuresByUsername => "auth-failures-user",
+            Self::AuthFailuresByClient => "auth-failures-client",
+            Self::Resets => "resets",
+            Self::Triggers => "triggers",
         }
     }
 }

@@ -37,6 +37,8 @@ pub fn test_settings(redis_url: &str) -> Settings {
         allowed_networks: vec!["127.0.0.0/8".parse().expect("valid network")],
         pbkdf2_iterations: 1000,
         request_timeout: Duration::from_secs(2),
+        // Suites create many accounts from one address; the limits' own tests turn them on.
+        limits: pubhook_core::settings::Limits::off(),
         ..Settings::default()
     }
 }

@@ -237,6 +237,146 @@ static KEYS: &[KeyDoc] = &[
             Ok(())
         },
     },
+    KeyDoc {
+        name: "key_reset_grace",
+        env: "PUBHOOK_KEY_RESET_GRACE",
+        default: "1h",
+        description: "after an API-key reset the old key keeps working this long, or until the new key is first used",
+        apply: |s, raw| {
+            s.key_reset_grace = parse_duration(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "trusted_proxies",
+        env: "PUBHOOK_TRUSTED_PROXIES",
+        default: "empty",
+        description: "comma-separated CIDRs of front proxies whose `X-Forwarded-For` names the client; other peers are the client",
+        apply: |s, raw| {
+            s.trusted_proxies = parse_networks(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "limit_account_creations",
+        env: "PUBHOOK_LIMIT_ACCOUNT_CREATIONS",
+        default: "20",
+        description: "accounts one client address may create per hour (429 after)",
+        apply: |s, raw| {
+            s.limits.account_creations = parse_whole_number(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "limit_auth_failures",
+        env: "PUBHOOK_LIMIT_AUTH_FAILURES",
+        default: "10",
+        description: "failed logins per minute, per username and per client address, before 429",
+        apply: |s, raw| {
+            s.limits.auth_failures = parse_whole_number(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "limit_resets",
+        env: "PUBHOOK_LIMIT_RESETS",
+        default: "5",
+        description: "key resets one client address may request per minute (429 after)",
+        apply: |s, raw| {
+            s.limits.resets = parse_whole_number(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "limit_triggers",
+        env: "PUBHOOK_LIMIT_TRIGGERS",
+        default: "50",
+        description: "triggers one account may make per second (429 after)",
+        apply: |s, raw| {
+            s.limits.triggers = parse_whole_number(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "limit_registrations",
+        env: "PUBHOOK_LIMIT_REGISTRATIONS",
+        default: "1000",
+        description: "registrations one account may own",
+        apply: |s, raw| {
+            s.limits.registrations = parse_whole_number(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "limit_subscriptions",
+        env: "PUBHOOK_LIMIT_SUBSCRIPTIONS",
+        default: "1000",
+        description: "subscriptions one account may hold",
+        apply: |s, raw| {
+            s.limits.subscriptions = parse_whole_number(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "limit_registration_subscriptions",
+        env: "PUBHOOK_LIMIT_REGISTRATION_SUBSCRIPTIONS",
+        default: "10000",
+        description: "subscriptions one registration may have",
+        apply: |s, raw| {
+            s.limits.registration_subscriptions = parse_whole_number(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "limit_payload_bytes",
+        env: "PUBHOOK_LIMIT_PAYLOAD_BYTES",
+        default: "262144",
+        description: "largest `event_data` (its JSON text); larger gets 413",
+        apply: |s, raw| {
+            s.limits.payload_bytes = parse_byte_size(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "limit_key_checks",
+        env: "PUBHOOK_LIMIT_KEY_CHECKS",
+        default: "2",
+        description: "slow (PBKDF2) API-key checks at once per API process; more waiting gets 503 at once",
+        apply: |s, raw| {
+            s.limits.key_checks = parse_whole_number(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "limit_connections_per_client",
+        env: "PUBHOOK_LIMIT_CONNECTIONS_PER_CLIENT",
+        default: "256",
+        description: "open connections per client address per API process; more are closed at once",
+        apply: |s, raw| {
+            s.limits.connections_per_client = parse_whole_number(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "limit_body_read_time",
+        env: "PUBHOOK_LIMIT_BODY_READ_TIME",
+        default: "10s",
+        description: "time a request body may take to arrive (408 and the connection closes after)",
+        apply: |s, raw| {
+            s.limits.body_read_time = parse_duration(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "limit_page_bytes",
+        env: "PUBHOOK_LIMIT_PAGE_BYTES",
+        default: "1048576",
+        description: "bytes of records in one page; a fuller page stops early with `next_start`",
+        apply: |s, raw| {
+            s.limits.page_bytes = parse_byte_size(raw)?;
+            Ok(())
+        },
+    },
 ];
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 mod catalog;
 mod error;
+mod limits;
 mod parse;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 pub use catalog::{documented_keys, KeyDoc};
 pub use error::{Origin, SettingsError};
+pub use limits::{limits_off_env, Limits};
 pub use parse::{parse_byte_size, parse_duration, parse_networks, parse_whole_number, ValueError};
 
 /// The settings file read when none is named and `PUBHOOK_CONFIG` is unset, if it exists.
@@ -76,6 +78,12 @@ pub struct Settings {
     pub worker_concurrency: usize,
     /// How long delivery attempt records are kept.
     pub delivery_retention: Duration,
+    /// How long the old API key keeps working after a reset, unless the new one is used first.
+    pub key_reset_grace: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed; every other peer is the client itself.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Quotas, rate limits and edge bounds (`limit_*`).
+    pub limits: Limits,
 }
 
 impl Default for Settings {
@@ -103,6 +111,9 @@ impl Default for Settings {
             visibility_timeout: Duration::from_secs(30),
             worker_concurrency: 128,
             delivery_retention: Duration::from_secs(7 * 24 * 3600),
+            key_reset_grace: Duration::from_secs(3600),
+            trusted_proxies: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -130,6 +141,9 @@ impl fmt::Debug for Settings {
             visibility_timeout,
             worker_concurrency,
             delivery_retention,
+            key_reset_grace,
+            trusted_proxies,
+            limits,
         } = self;
         let redis_url = redis_url
             .as_ref()
@@ -153,6 +167,9 @@ impl fmt::Debug for Settings {
             .field("visibility_timeout", visibility_timeout)
             .field("worker_concurrency", worker_concurrency)
             .field("delivery_retention", delivery_retention)
+            .field("key_reset_grace", key_reset_grace)
+            .field("trusted_proxies", trusted_proxies)
+            .field("limits", limits)
             .finish()
     }
 }

@@ -12,6 +12,7 @@
 mod accounts;
 mod connection;
 mod deliveries;
+mod limits;
 mod records;
 mod registrations;
 mod scripts;
@@ -28,6 +29,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use accounts::NewAccount;
 pub use connection::Connection;
+pub use limits::{RateLimit, Verdict};
 pub use records::{Account, DeliverySummary, Registration, Subscription, Triggered, WriteResult};
 pub use subscriptions::SubscribeRefusal;
 pub use triggered::TriggerRefusal;

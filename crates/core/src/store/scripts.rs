@@ -29,3 +29,5 @@ pub(super) static DELETE_ONE: LazyLock<Script> =
     LazyLock::new(|| with_lib(include_str!("scripts/delete_one.lua")));
 pub(super) static DELETE_BATCH: LazyLock<Script> =
     LazyLock::new(|| with_lib(include_str!("scripts/delete_batch.lua")));
+pub(super) static COUNT_HIT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/count_hit.lua")));
