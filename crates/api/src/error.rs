@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use pubhook_core::store::StoreError;
+use pubhook_core::store::{Quota, StoreError};
 use serde_json::json;
+
+/// `Retry-After` of a full count quota (registrations, subscriptions).
+const QUOTA_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// An error answered to the client.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,22 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(cause) => Self::Unavailable(cause),
             StoreError::UsernameTaken => Self::Conflict("Username already exists"),
             StoreError::LastAdmin => Self::Conflict("The last admin account cannot be deleted"),
+            StoreError::QuotaExceeded(quota) => Self::TooManyRequests {
+                message: match quota {
+                    Quota::Registrations => {
+                        "Quota reached: this account has the most registrations allowed"
+                    }
+                    Quota::Subscriptions => {
+                        "Quota reached: this account has the most subscriptions allowed"
+                    }
+                    Quota::RegistrationSubscriptions => {
+                        "Quota reached: this registration has the most subscriptions allowed"
+                    }
+                },
+                // A count quota frees up only when records are deleted; a minute keeps clients
+                // that retry on 429 from spinning.
+                retry_after: QUOTA_RETRY_AFTER,
+            },
             StoreError::Internal(cause) => Self::Internal(cause),
         }
     }

@@ -9,7 +9,7 @@ use actix_web::{dev::Server, web, App, HttpServer};
 use anyhow::Context as _;
 use pubhook_core::outbound::{DestinationPolicy, OutboundClient, OutboundConfig};
 use pubhook_core::settings::Settings;
-use pubhook_core::store::Store;
+use pubhook_core::store::{Quotas, Store};
 
 use crate::auth::KeyCache;
 use crate::client::service_client_address;
@@ -37,6 +37,11 @@ impl Application {
             user_agent: format!("pubhook/{}", env!("CARGO_PKG_VERSION")),
         })
         .context("could not build the outbound HTTP client")?;
+        let store = store.with_quotas(Quotas {
+            registrations: settings.limits.registrations,
+            subscriptions: settings.limits.subscriptions,
+            registration_subscriptions: settings.limits.registration_subscriptions,
+        });
         let state = web::Data::new(AppState {
             store,
             outbound,

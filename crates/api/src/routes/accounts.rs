@@ -1,11 +1,14 @@
 //! `/v1/account`, `/v1/account/{id}`, `/v1/accounts` and the two key resets.
 
+use std::time::Duration;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::domain::{epoch_seconds, AccountId, ApiKey, EndpointUrl, SecretKey, Username};
 use pubhook_core::hashing::hash_api_key;
+use pubhook_core::keys::RateLimitKind;
 use pubhook_core::outbound::KeyKind;
 use pubhook_core::signing::webhook_secret;
-use pubhook_core::store::{Account, NewAccount};
+use pubhook_core::store::{Account, NewAccount, RateLimit};
 use serde::Serialize;
 use serde_json::json;
 use tracing::instrument;
@@ -14,6 +17,7 @@ use super::endpoint::{check_echo, send_key};
 use super::{missing_id, resource};
 use crate::auth::{authenticate, Need};
 use crate::body::{json_object, string_field};
+use crate::client::{client_address, client_subject};
 use crate::error::ApiError;
 use crate::paging::{page_response, PageQuery};
 use crate::state::AppState;
@@ -81,6 +85,7 @@ impl AccountOut {
 /// keys, shown this once.
 #[instrument(skip_all)]
 async fn create_account(
+    req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -99,6 +104,24 @@ async fn create_account(
         .is_some()
     {
         return Err(ApiError::Conflict("Username already exists"));
+    }
+    // Counted before the echo: every attempt that gets this far makes pubhook call out.
+    let creations = RateLimit::new(
+        RateLimitKind::AccountCreations,
+        state.quotas.account_creations,
+        Duration::from_secs(3600),
+    );
+    let client = client_subject(client_address(&req, &state.trusted_proxies));
+    if let Some(retry_after) = state
+        .store
+        .hit_rate_limit(creations, &client)
+        .await?
+        .retry_after()
+    {
+        return Err(ApiError::TooManyRequests {
+            message: "Too many accounts created from this address",
+            retry_after,
+        });
     }
     check_echo(&state, &endpoint).await?;
 

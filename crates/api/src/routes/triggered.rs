@@ -1,8 +1,11 @@
 //! `/v1/webhook/triggered[/{id}]`: triggering a registration and reading what was triggered.
 
+use std::time::Duration;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::domain::{epoch_seconds, RegistrationId, TriggeredId};
-use pubhook_core::store::{Account, DeliverySummary, TriggerRefusal, Triggered};
+use pubhook_core::keys::RateLimitKind;
+use pubhook_core::store::{Account, DeliverySummary, RateLimit, TriggerRefusal, Triggered};
 use serde::Serialize;
 use tracing::instrument;
 
@@ -54,6 +57,27 @@ impl From<Triggered> for TriggeredOut {
 
 const NOT_YOURS: &str = "You don't have access to this registration record or it no longer exists";
 
+/// Counts a trigger against the caller's `limit_triggers` per second: 429 past it, and nothing
+/// is written. Counted in Redis, so the limit holds across every API process.
+async fn limit_triggers(state: &AppState, caller: &Account) -> Result<(), ApiError> {
+    let limit = RateLimit::new(
+        RateLimitKind::Triggers,
+        state.quotas.triggers,
+        Duration::from_secs(1),
+    );
+    let verdict = state
+        .store
+        .hit_rate_limit(limit, &caller.id.to_string())
+        .await?;
+    match verdict.retry_after() {
+        Some(retry_after) => Err(ApiError::TooManyRequests {
+            message: "Too many triggers: this account is over its rate limit",
+            retry_after,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// `POST /v1/webhook/triggered/{registration_id}`: the owner (only) triggers; the triggered
 /// record and its fan-out job are written in one atomic step, and delivery happens later.
 #[instrument(skip_all, fields(registration = %path))]
@@ -65,6 +89,7 @@ async fn trigger(
     const NOT_FOUND: &str = "Registration id not found";
     let caller = authenticate(&req, &state, Need::Account).await?;
     let id = RegistrationId::parse(&path).ok_or(ApiError::NotFound(NOT_FOUND))?;
+    limit_triggers(&state, &caller).await?;
     let request_id = uuid::Uuid::new_v4().to_string();
     tracing::info!(request_id = %request_id, "trigger");
     // Ownership is checked by the same script that writes, so a trigger is one round trip.

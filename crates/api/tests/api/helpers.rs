@@ -111,6 +111,11 @@ impl TestApp {
         }
     }
 
+    /// Creates an account named `user{n}`.
+    pub async fn create_account_named(&self, n: u32) -> Creds {
+        self.create_account(&format!("user{n}")).await
+    }
+
     /// Creates an admin directly in the store, as `pubhook init` does.
     pub async fn create_admin(&self, username: &str) -> Creds {
         let api_key = ApiKey::generate();

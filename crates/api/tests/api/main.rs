@@ -10,6 +10,7 @@ mod admin;
 mod helpers;
 mod outage;
 mod paging;
+mod quotas;
 mod registrations;
 mod subscriptions;
 mod triggered;

@@ -59,6 +59,9 @@ pub enum StoreError {
     /// Deleting this account would leave no admin.
     #[error("the last admin account cannot be deleted")]
     LastAdmin,
+    /// A count quota is full; nothing was written.
+    #[error("{} quota reached", .0.as_str())]
+    QuotaExceeded(Quota),
     /// Anything else: a bug or a corrupted record.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -85,6 +88,41 @@ impl From<redis::ParsingError> for StoreError {
     }
 }
 
+/// The count quotas the store enforces where it writes, so that concurrent writes from many
+/// API processes cannot overshoot them. `0` turns a quota off, and that is the default: the API
+/// sets them from the `limit_*` settings with [`Store::with_quotas`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quotas {
+    /// Registrations one account may own.
+    pub registrations: u32,
+    /// Subscriptions one account may hold.
+    pub subscriptions: u32,
+    /// Subscriptions one registration may have.
+    pub registration_subscriptions: u32,
+}
+
+/// Which count quota refused a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// `limit_registrations`
+    Registrations,
+    /// `limit_subscriptions`
+    Subscriptions,
+    /// `limit_registration_subscriptions`
+    RegistrationSubscriptions,
+}
+
+impl Quota {
+    /// The quota's setting name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registrations => "limit_registrations",
+            Self::Subscriptions => "limit_subscriptions",
+            Self::RegistrationSubscriptions => "limit_registration_subscriptions",
+        }
+    }
+}
+
 /// A page of records in creation order, as the contract's paging wants it.
 #[derive(Debug)]
 pub struct Page<T> {
@@ -107,6 +145,7 @@ pub struct Store {
     connections: Arc<[ConnectionManager]>,
     next: Arc<AtomicUsize>,
     keys: Keys,
+    quotas: Quotas,
 }
 
 impl Store {
@@ -132,7 +171,14 @@ impl Store {
             connections: connections.into(),
             next: Arc::default(),
             keys: Keys::new(prefix),
+            quotas: Quotas::default(),
         })
+    }
+
+    /// This store with count quotas on (see [`Quotas`]).
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
     }
 
     /// The key layout of this store.

@@ -3,13 +3,14 @@
 use tracing::instrument;
 
 use super::records::{Registration, WriteResult};
-use super::{scripts, Page, Store, StoreError};
+use super::{scripts, Page, Quota, Store, StoreError};
 use crate::domain::{now_micros, AccountId, Description, EventName, RegistrationId};
 use crate::keys::RecordKind;
 
 impl Store {
     /// Creates a registration owned by `owner`. `event_data` is the payload's JSON text, kept
-    /// byte for byte. `None` if the owner was deleted meanwhile.
+    /// byte for byte. `None` if the owner was deleted meanwhile; [`StoreError::QuotaExceeded`]
+    /// when the owner already has its quota of registrations.
     #[instrument(skip_all)]
     pub async fn create_registration(
         &self,
@@ -35,6 +36,7 @@ impl Store {
             .key(self.keys.account_registrations(owner))
             .arg(&id)
             .arg(registration.created)
+            .arg(self.quotas.registrations)
             .arg("id")
             .arg(&id)
             .arg("account_id")
@@ -49,6 +51,9 @@ impl Store {
             .arg(registration.created)
             .invoke_async(&mut conn)
             .await?;
+        if created < 0 {
+            return Err(StoreError::QuotaExceeded(Quota::Registrations));
+        }
         Ok((created == 1).then_some(registration))
     }
 

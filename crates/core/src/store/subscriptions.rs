@@ -3,7 +3,7 @@
 use tracing::instrument;
 
 use super::records::{Subscription, WriteResult};
-use super::{scripts, Page, Store, StoreError};
+use super::{scripts, Page, Quota, Store, StoreError};
 use crate::domain::{now_micros, AccountId, RegistrationId, SubscriptionId};
 use crate::keys::RecordKind;
 
@@ -17,7 +17,8 @@ pub enum SubscribeRefusal {
 }
 
 impl Store {
-    /// Subscribes `subscriber` to a registration.
+    /// Subscribes `subscriber` to a registration. [`StoreError::QuotaExceeded`] when the
+    /// subscriber or the registration already has its quota of subscriptions.
     #[instrument(skip_all)]
     pub async fn subscribe(
         &self,
@@ -41,6 +42,8 @@ impl Store {
             .key(self.keys.registration_subscriptions(registration))
             .arg(&id)
             .arg(subscription.created)
+            .arg(self.quotas.subscriptions)
+            .arg(self.quotas.registration_subscriptions)
             .arg("id")
             .arg(&id)
             .arg("account_id")
@@ -54,7 +57,9 @@ impl Store {
         Ok(match outcome {
             1 => Ok(subscription),
             0 => Err(SubscribeRefusal::NoSuchRegistration),
-            _ => Err(SubscribeRefusal::NoSuchAccount),
+            -1 => Err(SubscribeRefusal::NoSuchAccount),
+            -2 => return Err(StoreError::QuotaExceeded(Quota::Subscriptions)),
+            _ => return Err(StoreError::QuotaExceeded(Quota::RegistrationSubscriptions)),
         })
     }
 
