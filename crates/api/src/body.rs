@@ -3,6 +3,7 @@
 use actix_web::web;
 use serde_json::{Map, Value};
 
+use crate::edge::is_body_timeout;
 use crate::error::ApiError;
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413 before reading further.
@@ -10,6 +11,7 @@ pub async fn read_limited(payload: web::Payload, limit: usize) -> Result<web::By
     match payload.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Err(_) => Err(ApiError::PayloadTooLarge(limit)),
+        Ok(Err(e)) if is_body_timeout(&e) => Err(ApiError::RequestTimeout),
         Ok(Err(e)) => Err(ApiError::BadRequest(format!("Could not read body: {e}"))),
     }
 }

@@ -29,6 +29,10 @@ pub enum ApiError {
     /// 409 `{"Error": <message>}`: the request conflicts with what is stored.
     #[error("{0}")]
     Conflict(&'static str),
+    /// 408 `{"Error": "The request body did not arrive in time"}`, and the connection closes: the
+    /// body took longer than `limit_body_read_time`.
+    #[error("The request body did not arrive in time")]
+    RequestTimeout,
     /// 413 `{"Error": "Request body is larger than N bytes"}`.
     #[error("Request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -43,6 +47,10 @@ pub enum ApiError {
         /// How long until it is allowed again.
         retry_after: Duration,
     },
+    /// 429 `{"Error": "Too many connections from this address"}` with `Retry-After: 1`, and the
+    /// connection closes: the client holds `limit_connections_per_client` others.
+    #[error("Too many connections from this address")]
+    TooManyConnections,
     /// 503 `{"Error": "Storage unavailable"}`: Redis cannot be reached.
     #[error("Storage unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -86,9 +94,12 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests { .. } | Self::TooManyConnections => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -102,9 +113,20 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
-        if let Self::TooManyRequests { retry_after, .. } = self {
-            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            response.insert_header((header::RETRY_AFTER, seconds.max(1).to_string()));
+        match self {
+            Self::TooManyRequests { retry_after, .. } => {
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                response.insert_header((header::RETRY_AFTER, seconds.max(1).to_string()));
+            }
+            Self::TooManyConnections => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+                response.force_close();
+            }
+            // Whatever of the body is still on its way would be read as the next request.
+            Self::RequestTimeout => {
+                response.force_close();
+            }
+            _ => {}
         }
         response.json(json!({ "Error": self.to_string() }))
     }

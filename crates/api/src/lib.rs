@@ -7,6 +7,7 @@
 //! | `auth`         | the `api-key`/`username` check and the cache of verified keys          |
 //! | `client`       | the client address rate limits count against (`trusted_proxies`)       |
 //! | `content_type` | the 415 gate                                                          |
+//! | `edge`         | body deadline (408) and open connections per client address (429)     |
 //! | `body`         | size-limited JSON bodies                                              |
 //! | `paging`       | `start`/`limit`, `next_start` and 204                                  |
 //! | `error`        | [`ApiError`]: every HTTP failure and its `{"Error": ...}` body         |
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod body;
 pub mod client;
 pub mod content_type;
+pub mod edge;
 pub mod error;
 pub mod paging;
 pub mod routes;

@@ -14,6 +14,7 @@ use pubhook_core::store::{Quotas, Store};
 use crate::auth::KeyCache;
 use crate::client::service_client_address;
 use crate::content_type::require_json;
+use crate::edge::{enforce_edge_limits, ConnectionCounts};
 use crate::routes;
 use crate::state::{AppState, Limits};
 
@@ -55,15 +56,24 @@ impl Application {
             trusted_proxies: settings.trusted_proxies.clone(),
         });
         let trusted_proxies = settings.trusted_proxies.clone();
+        let body_read_time = settings.limits.body_read_time;
+        let connections = ConnectionCounts::default();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .wrap(from_fn(require_json))
+                .wrap(from_fn(move |req, next| {
+                    enforce_edge_limits(body_read_time, req, next)
+                }))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .wrap(access_log(trusted_proxies.clone()))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        .on_connect(connections.on_connect(
+            settings.limits.connections_per_client,
+            &settings.trusted_proxies,
+        ))
         .listen(listener)?
         .shutdown_timeout(10)
         .disable_signals()
