@@ -36,10 +36,15 @@ pub(super) async fn send_key(
         })
 }
 
+/// What a client is told of an endpoint the destination policy refuses.
+pub const ENDPOINT_REFUSED: &str = "Endpoint refused: the address is not allowed";
+
 fn outbound_failure(err: OutboundError, message: &str) -> ApiError {
+    // The detail (which address a name resolved to, and what kind it is) goes to the log only:
+    // told to clients, it would map the internal network for them.
     tracing::info!(class = err.class(), error = %err, "endpoint check failed");
     if err.class() == "blocked_destination" {
-        ApiError::BadRequest(format!("Endpoint refused: {err}"))
+        ApiError::BadRequest(ENDPOINT_REFUSED.to_owned())
     } else {
         ApiError::BadRequest(message.to_owned())
     }
