@@ -1,8 +1,14 @@
 //! Finds the Redis to use when none is configured, starting a private `redis-server` if need be.
 //!
 //! Order: a configured URL is used as given; else a Redis answering PING on `127.0.0.1:6379`;
-//! else `redis-server` from `PATH`, started as a child with its data in `./var/redis`. The child
-//! is pubhook's to stop: [`RedisChild::shutdown`] asks it to `SHUTDOWN` so the append-only file is
+//! else the private Redis another pubhook started in this folder (its socket
+//! `./var/redis/redis.sock` answers PING); else `redis-server` from `PATH`, started as a child
+//! with its data in `./var/redis`.
+//!
+//! A started Redis has no password, so it listens on no TCP port at all: only on a unix socket
+//! inside its data folder, which is made `0700`, so only the user running pubhook can reach it
+//! (a TCP port on loopback would be open to every local user and to any web page that makes the
+//! browser send to it). The child is pubhook's to stop: [`RedisChild::shutdown`] asks it to `SHUTDOWN` so the append-only file is
 //! flushed, and dropping a [`RedisChild`] kills it.
 //!
 //! The child runs in its own process group so that Ctrl-C in a terminal reaches pubhook only:
@@ -25,6 +31,10 @@ use tokio::time::{sleep, timeout, Instant};
 const LOCAL_REDIS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 6379);
 /// The data folder of a started `redis-server`, relative to the working directory.
 const DATA_DIR: &str = "var/redis";
+/// The unix socket of a started `redis-server`, inside its data folder.
+const SOCKET_FILE: &str = "redis.sock";
+/// Longest unix socket path the operating system takes (108 bytes on Linux, 104 on macOS).
+const MAX_SOCKET_PATH_BYTES: usize = 100;
 /// The log of a started `redis-server`, inside its data folder.
 const LOG_FILE: &str = "redis.log";
 /// How long a PING (connect, ask, answer) may take before nothing counts as listening.
@@ -44,64 +54,130 @@ pub async fn resolve_redis(
     if let Some(url) = configured {
         return Ok((url.to_owned(), None));
     }
-    let url = format!("redis://{LOCAL_REDIS}");
-    if let Ok(reply) = ping(LOCAL_REDIS, PING_TIMEOUT).await {
+    let data_dir = std::env::current_dir()
+        .context("could not find the working directory for Redis's data")?
+        .join(DATA_DIR);
+    resolve_local_redis(LOCAL_REDIS, &data_dir).await
+}
+
+/// [`resolve_redis`] without a configured URL: a Redis on `local`, else the private one whose
+/// socket is in `data_dir`, else a new private one there.
+async fn resolve_local_redis(
+    local: SocketAddr,
+    data_dir: &Path,
+) -> anyhow::Result<(String, Option<RedisChild>)> {
+    let url = format!("redis://{local}");
+    if let Ok(reply) = ping(&Target::Tcp(local), PING_TIMEOUT).await {
         return match classify(&reply) {
             Reply::Ready | Reply::Loading => {
-                tracing::info!(redis = %LOCAL_REDIS, "using the Redis answering on {LOCAL_REDIS}");
+                tracing::info!(redis = %local, "using the Redis answering on {local}");
                 Ok((url, None))
             }
             Reply::NeedsPassword => bail!(
-                "the Redis on {LOCAL_REDIS} needs a password: set PUBHOOK_REDIS_URL, e.g. \
+                "the Redis on {local} needs a password: set PUBHOOK_REDIS_URL, e.g. \
                  redis://:PASSWORD@127.0.0.1:6379"
             ),
             Reply::Other => bail!(
-                "something on {LOCAL_REDIS} answered PING with {reply:?}, so it is not a Redis \
+                "something on {local} answered PING with {reply:?}, so it is not a Redis \
                  pubhook can use: stop it or set PUBHOOK_REDIS_URL"
             ),
         };
     }
+    let socket = Target::Unix(data_dir.join(SOCKET_FILE));
+    if let Ok(Reply::Ready) = ping(&socket, PING_TIMEOUT).await.map(|r| classify(&r)) {
+        tracing::info!(
+            socket = %socket,
+            "using the private redis-server another pubhook started in this folder"
+        );
+        return Ok((socket.url(), None));
+    }
     let program = find_on_path("redis-server").ok_or_else(|| {
         anyhow!(
-            "no Redis answered on {LOCAL_REDIS} and redis-server is not on PATH: install it \
+            "no Redis answered on {local} and redis-server is not on PATH: install it \
              (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set \
              PUBHOOK_REDIS_URL"
         )
     })?;
-    let data_dir = std::env::current_dir()
-        .context("could not find the working directory for Redis's data")?
-        .join(DATA_DIR);
-    let child = RedisChild::start(&program, LOCAL_REDIS.port(), &data_dir).await?;
+    let child = RedisChild::start(&program, data_dir).await?;
     tracing::info!(
         pid = child.child.id(),
         data_dir = %data_dir.display(),
-        "no Redis answered on {LOCAL_REDIS}, so pubhook started its own redis-server; its data \
+        "no Redis answered on {local}, so pubhook started its own redis-server; its data \
          lives in {} and its log in {}",
         data_dir.display(),
         data_dir.join(LOG_FILE).display(),
     );
-    Ok((url, Some(child)))
+    Ok((child.target.url(), Some(child)))
 }
+
+/// Where a Redis listens.
+#[derive(Debug, Clone)]
+enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Target {
+    fn url(&self) -> String {
+        match self {
+            Self::Tcp(addr) => format!("redis://{addr}"),
+            Self::Unix(path) => format!("unix://{}", path.display()),
+        }
+    }
+
+    async fn connect(&self) -> io::Result<Box<dyn Duplex>> {
+        Ok(match self {
+            Self::Tcp(addr) => Box::new(TcpStream::connect(addr).await?),
+            #[cfg(unix)]
+            Self::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+            #[cfg(not(unix))]
+            Self::Unix(_) => return Err(io::Error::other("unix sockets need a unix system")),
+        })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A connection to Redis, over TCP or a unix socket.
+trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for T {}
 
 /// A `redis-server` pubhook started. Dropping it kills Redis (losing at most the last second of
 /// writes); [`RedisChild::shutdown`] stops it cleanly.
 #[derive(Debug)]
 pub struct RedisChild {
     child: Child,
-    addr: SocketAddr,
+    target: Target,
     data_dir: PathBuf,
 }
 
 impl RedisChild {
-    /// Starts `program` on loopback `port`, keeping its data and log in `data_dir` (created if
-    /// missing), and waits until it answers PING.
-    async fn start(program: &Path, port: u16, data_dir: &Path) -> anyhow::Result<Self> {
+    /// Starts `program` listening only on a unix socket in `data_dir`, keeping its data and log
+    /// there too (the folder is created if missing and made private to this user), and waits
+    /// until it answers PING.
+    async fn start(program: &Path, data_dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir).with_context(|| {
             format!(
                 "could not create Redis's data folder {}",
                 data_dir.display()
             )
         })?;
+        make_private(data_dir)?;
+        let socket = data_dir.join(SOCKET_FILE);
+        if socket.as_os_str().len() > MAX_SOCKET_PATH_BYTES {
+            bail!(
+                "the path of Redis's socket {} is longer than unix sockets allow: run pubhook \
+                 from a folder with a shorter path, or set PUBHOOK_REDIS_URL",
+                socket.display()
+            );
+        }
         let log_path = data_dir.join(LOG_FILE);
         // Redis writes to its log file once it has read its options; anything it prints before
         // (an option it refuses) goes to the same file through stdout and stderr.
@@ -112,7 +188,9 @@ impl RedisChild {
             .with_context(|| format!("could not open {}", log_path.display()))?;
         let mut command = Command::new(program);
         command
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--port", "0", "--unixsocketperm", "700"])
+            .arg("--unixsocket")
+            .arg(&socket)
             .arg("--dir")
             .arg(data_dir)
             .args(["--appendonly", "yes", "--save", "", "--daemonize", "no"])
@@ -131,7 +209,7 @@ impl RedisChild {
             .with_context(|| format!("could not start {}", program.display()))?;
         let mut redis = RedisChild {
             child,
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            target: Target::Unix(socket),
             data_dir: data_dir.to_owned(),
         };
         // On failure `redis` is dropped here, which kills the child.
@@ -154,14 +232,14 @@ impl RedisChild {
                     log_tail(log_path)
                 );
             }
-            if let Ok(Reply::Ready) = ping(self.addr, PING_TIMEOUT).await.map(|r| classify(&r)) {
+            if let Ok(Reply::Ready) = ping(&self.target, PING_TIMEOUT).await.map(|r| classify(&r)) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 bail!(
                     "redis-server did not answer PING on {} within {START_TIMEOUT:?}; \
                      the end of {}:\n{}",
-                    self.addr,
+                    self.target,
                     log_path.display(),
                     log_tail(log_path)
                 );
@@ -174,7 +252,7 @@ impl RedisChild {
     /// SIGTERM, and kills it if it has not exited after a while. Problems are logged, not
     /// returned: there is nothing more the caller could do.
     pub async fn shutdown(mut self) {
-        if let Err(error) = request_shutdown(self.addr).await {
+        if let Err(error) = request_shutdown(&self.target).await {
             tracing::warn!(%error, "redis-server refused SHUTDOWN; sending it SIGTERM");
             self.terminate().await;
         }
@@ -233,11 +311,11 @@ fn classify(reply: &str) -> Reply {
     }
 }
 
-/// Sends PING in RESP on a plain TCP connection and returns the first line of the answer
-/// (`+PONG` from a ready Redis). Fails if nothing connects and answers within `limit`.
-async fn ping(addr: SocketAddr, limit: Duration) -> io::Result<String> {
+/// Sends PING in RESP on a plain connection and returns the first line of the answer (`+PONG`
+/// from a ready Redis). Fails if nothing connects and answers within `limit`.
+async fn ping(target: &Target, limit: Duration) -> io::Result<String> {
     let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = target.connect().await?;
         stream.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
         let mut line = String::new();
         // Bounded: whatever answers might not be Redis and might not end its line.
@@ -254,8 +332,8 @@ async fn ping(addr: SocketAddr, limit: Duration) -> io::Result<String> {
 
 /// Sends `SHUTDOWN`. Redis closes the connection without answering when it complies, and answers
 /// an error when it refuses.
-async fn request_shutdown(addr: SocketAddr) -> io::Result<()> {
-    let mut stream = timeout(PING_TIMEOUT, TcpStream::connect(addr))
+async fn request_shutdown(target: &Target) -> io::Result<()> {
+    let mut stream = timeout(PING_TIMEOUT, target.connect())
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "could not connect"))??;
     stream.write_all(b"*1\r\n$8\r\nSHUTDOWN\r\n").await?;
@@ -273,6 +351,19 @@ async fn request_shutdown(addr: SocketAddr) -> io::Result<()> {
         Ok(Err(error)) if error.kind() == io::ErrorKind::ConnectionReset => Ok(()),
         Ok(Err(error)) => Err(error),
     }
+}
+
+/// Makes `dir` reachable by its owner only (`0700`), since the socket in it has no password.
+#[cfg(unix)]
+fn make_private(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("could not make {} private (0700)", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn make_private(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// The executable `program` in the first `PATH` folder that has it.
@@ -380,7 +471,7 @@ mod tests {
     #[tokio::test]
     async fn ping_fails_when_nothing_listens() {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-        assert!(ping(addr, PING_TIMEOUT).await.is_err());
+        assert!(ping(&Target::Tcp(addr), PING_TIMEOUT).await.is_err());
     }
 
     #[test]
@@ -388,23 +479,36 @@ mod tests {
         assert_eq!(find_on_path("pubhook-no-such-program"), None);
     }
 
+    #[cfg(unix)]
     #[tokio::test]
-    async fn a_started_redis_answers_ping_and_shuts_down_with_its_data_flushed() {
+    async fn a_started_redis_listens_only_on_a_private_socket_and_flushes_on_shutdown() {
+        use std::os::unix::fs::PermissionsExt as _;
         let Some(program) = find_on_path("redis-server") else {
             eprintln!("skipped: redis-server is not on PATH");
             return;
         };
         let dir = TempDir::new();
-        let port = free_port();
-        let redis = RedisChild::start(&program, port, &dir.0)
+        let redis = RedisChild::start(&program, &dir.0)
             .await
             .expect("redis starts");
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let target = Target::Unix(dir.0.join(SOCKET_FILE));
+        assert_eq!(redis.target.url(), target.url());
 
-        assert_eq!(ping(addr, PING_TIMEOUT).await.expect("answer"), "+PONG");
+        assert_eq!(ping(&target, PING_TIMEOUT).await.expect("answer"), "+PONG");
+        let mode = |path: &Path| path.metadata().expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.0), 0o700, "the data folder is private");
+        assert_eq!(
+            mode(&dir.0.join(SOCKET_FILE)),
+            0o700,
+            "the socket is private"
+        );
+        let pid = redis.child.id().expect("running");
+        // Redis opened no TCP listener: every socket it holds is the unix one or a client.
+        let tcp_ports = tcp_listeners_of(pid);
+        assert!(tcp_ports.is_empty(), "redis listens on TCP {tcp_ports:?}");
 
         redis.shutdown().await;
-        assert!(ping(addr, PING_TIMEOUT).await.is_err(), "stopped");
+        assert!(ping(&target, PING_TIMEOUT).await.is_err(), "stopped");
         assert!(
             dir.0.join(LOG_FILE).is_file(),
             "the log is in the data folder"
@@ -421,20 +525,69 @@ mod tests {
         assert!(aof_written, "append-only data in {}", dir.0.display());
     }
 
+    /// Local ports of TCP sockets in LISTEN state held by process `pid` (Linux `/proc`).
+    #[cfg(unix)]
+    fn tcp_listeners_of(pid: u32) -> Vec<String> {
+        let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+                    .filter_map(|link| {
+                        let link = link.to_string_lossy().into_owned();
+                        link.strip_prefix("socket:[")
+                            .and_then(|rest| rest.strip_suffix(']'))
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut ports = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let text = std::fs::read_to_string(table).unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // fields: sl local rem st ... inode (10th)
+                if fields.len() > 9 && fields[3] == "0A" && inodes.iter().any(|i| i == fields[9]) {
+                    ports.push(fields[1].to_owned());
+                }
+            }
+        }
+        ports
+    }
+
+    #[tokio::test]
+    async fn without_a_local_redis_one_is_started_and_a_second_pubhook_finds_its_socket() {
+        if find_on_path("redis-server").is_none() {
+            eprintln!("skipped: redis-server is not on PATH");
+            return;
+        }
+        let dir = TempDir::new();
+        let nothing = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let (url, child) = resolve_local_redis(nothing, &dir.0).await.expect("started");
+        let child = child.expect("a redis-server was started");
+        assert_eq!(url, format!("unix://{}", dir.0.join(SOCKET_FILE).display()));
+        let store = pubhook_core::store::Store::connect(&url, "t:", 1).expect("a usable URL");
+        store.ping().await.expect("the store reaches Redis over the socket");
+        let (again, second) = resolve_local_redis(nothing, &dir.0).await.expect("found");
+        assert_eq!(again, url, "the second process uses the same Redis");
+        assert!(second.is_none(), "and starts none of its own");
+        child.shutdown().await;
+    }
+
     #[tokio::test]
     async fn a_redis_that_cannot_start_is_reported_with_its_log() {
         let Some(program) = find_on_path("redis-server") else {
             eprintln!("skipped: redis-server is not on PATH");
             return;
         };
-        // Occupy the port so redis-server cannot bind it.
-        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
-        let port = taken.local_addr().expect("address").port();
+        // A folder where the socket should be: redis-server cannot bind it.
         let dir = TempDir::new();
-        let message = RedisChild::start(&program, port, &dir.0)
+        std::fs::create_dir_all(dir.0.join(SOCKET_FILE).join("occupied")).expect("folder");
+        let message = RedisChild::start(&program, &dir.0)
             .await
             .map(|_| ())
-            .expect_err("port taken")
+            .expect_err("socket path taken")
             .to_string();
         assert!(
             message.contains("redis-server exited as it started"),
