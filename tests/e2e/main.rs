@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access_log;
 mod binary;
 mod support;
 mod worker;

@@ -568,7 +568,10 @@ mod tests {
         let child = child.expect("a redis-server was started");
         assert_eq!(url, format!("unix://{}", dir.0.join(SOCKET_FILE).display()));
         let store = pubhook_core::store::Store::connect(&url, "t:", 1).expect("a usable URL");
-        store.ping().await.expect("the store reaches Redis over the socket");
+        store
+            .ping()
+            .await
+            .expect("the store reaches Redis over the socket");
         let (again, second) = resolve_local_redis(nothing, &dir.0).await.expect("found");
         assert_eq!(again, url, "the second process uses the same Redis");
         assert!(second.is_none(), "and starts none of its own");

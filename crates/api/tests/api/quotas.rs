@@ -196,3 +196,48 @@ async fn account_creation_is_limited_per_client_address() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance() {
+    let redis = pubhook_testkit::shared_redis().await;
+    let app = spawn_app_with(Settings {
+        limits: Limits {
+            account_creations: 1,
+            ..Limits::off()
+        },
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..test_settings(redis.url())
+    })
+    .await;
+    let create = |name: &'static str, client: &'static str| {
+        app.request(Method::POST, "/v1/account")
+            .header("x-forwarded-for", client)
+            .json(&json!({"username": name, "endpoint": app.receiver.url()}))
+            .send()
+    };
+    let cases = [
+        (
+            "first client, first account",
+            "a1",
+            "198.51.100.1",
+            StatusCode::CREATED,
+        ),
+        (
+            "first client, over its allowance",
+            "a2",
+            "198.51.100.1",
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        ("second client", "b1", "198.51.100.2", StatusCode::CREATED),
+        (
+            "a forged hop left of the real client changes nothing",
+            "a3",
+            "6.6.6.6, 198.51.100.1",
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+    ];
+    for (what, name, client, expected) in cases {
+        let response = create(name, client).await.unwrap();
+        assert_eq!(response.status(), expected, "{what}");
+    }
+}
