@@ -310,7 +310,7 @@ static KEYS: &[KeyDoc] = &[
     KeyDoc {
         name: "limit_subscriptions",
         env: "PUBHOOK_LIMIT_SUBSCRIPTIONS",
-        default: "1000",
+        default: "10000",
         description: "subscriptions one account may hold",
         apply: |s, raw| {
             s.limits.subscriptions = parse_whole_number(raw)?;
@@ -320,7 +320,7 @@ static KEYS: &[KeyDoc] = &[
     KeyDoc {
         name: "limit_registration_subscriptions",
         env: "PUBHOOK_LIMIT_REGISTRATION_SUBSCRIPTIONS",
-        default: "10000",
+        default: "100000",
         description: "subscriptions one registration may have",
         apply: |s, raw| {
             s.limits.registration_subscriptions = parse_whole_number(raw)?;
