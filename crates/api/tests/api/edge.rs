@@ -3,20 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use pubhook_core::settings::{Limits, Settings};
+use pubhook_core::settings::Limits;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::helpers::{spawn_app_with, test_settings, TestApp};
-
-async fn spawn_app_with_limits(limits: Limits) -> TestApp {
-    let redis = pubhook_testkit::shared_redis().await;
-    spawn_app_with(Settings {
-        limits,
-        ..test_settings(redis.url())
-    })
-    .await
-}
+use crate::helpers::{spawn_app_with_limits, TestApp};
 
 async fn connect(app: &TestApp) -> TcpStream {
     let address = app.address.trim_start_matches("http://");

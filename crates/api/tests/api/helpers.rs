@@ -5,7 +5,7 @@ use std::time::Duration;
 use pubhook_api::Application;
 use pubhook_core::domain::{ApiKey, SecretKey, Username};
 use pubhook_core::hashing::hash_api_key;
-use pubhook_core::settings::Settings;
+use pubhook_core::settings::{Limits, Settings};
 use pubhook_core::store::{NewAccount, Store};
 use pubhook_testkit::{random_prefix, shared_redis, Receiver};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -38,7 +38,7 @@ pub fn test_settings(redis_url: &str) -> Settings {
         pbkdf2_iterations: 1000,
         request_timeout: Duration::from_secs(2),
         // Suites create many accounts from one address; the limits' own tests turn them on.
-        limits: pubhook_core::settings::Limits::off(),
+        limits: Limits::off(),
         ..Settings::default()
     }
 }
@@ -46,6 +46,16 @@ pub fn test_settings(redis_url: &str) -> Settings {
 pub async fn spawn_app() -> TestApp {
     let redis = shared_redis().await;
     spawn_app_with(test_settings(redis.url())).await
+}
+
+/// An app with these limits on (the others of [`test_settings`] as they are).
+pub async fn spawn_app_with_limits(limits: Limits) -> TestApp {
+    let redis = shared_redis().await;
+    spawn_app_with(Settings {
+        limits,
+        ..test_settings(redis.url())
+    })
+    .await
 }
 
 pub async fn spawn_app_with(settings: Settings) -> TestApp {

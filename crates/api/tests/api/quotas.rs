@@ -9,16 +9,7 @@ use pubhook_core::settings::{Limits, Settings};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{spawn_app_with, status_and_json, test_settings, TestApp};
-
-async fn spawn_app_with_limits(limits: Limits) -> TestApp {
-    let redis = pubhook_testkit::shared_redis().await;
-    spawn_app_with(Settings {
-        limits,
-        ..test_settings(redis.url())
-    })
-    .await
-}
+use crate::helpers::{spawn_app_with, spawn_app_with_limits, status_and_json, test_settings};
 
 /// The Retry-After of a 429, in seconds.
 fn retry_after(response: &reqwest::Response) -> u64 {
