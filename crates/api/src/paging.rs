@@ -2,9 +2,9 @@
 //! page carries `next_start`; an empty page is a 204 with no body.
 
 use actix_web::{HttpRequest, HttpResponse};
-use pubhook_core::store::Page;
+use actix_web::http::header::ContentType;
+use pubhook_core::store::{Page, PageRange};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
@@ -57,25 +57,85 @@ fn parse_digits(raw: &str) -> Option<u64> {
     raw.parse().ok()
 }
 
-/// 204 for an empty page, else 200 `{"<key>": [...], "next_start": n?}`.
+impl PageQuery {
+    /// The records to read for this query, at most about `max_bytes` of them (0: no bound).
+    pub fn range(self, max_bytes: usize) -> PageRange {
+        PageRange {
+            start: self.start,
+            limit: self.limit,
+            max_bytes,
+        }
+    }
+}
+
+/// Writes `value` as JSON at the end of `out`.
+pub fn write_json<S: Serialize + ?Sized>(out: &mut Vec<u8>, value: &S) -> Result<(), ApiError> {
+    serde_json::to_writer(out, value).map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// A page without a byte budget, its records through serde: 204 when empty, else 200
+/// `{"<key>": [...], "next_start": n?}`.
 pub fn page_response<T, O: Serialize>(
     key: &str,
     page: Page<T>,
     to_wire: impl Fn(T) -> O,
 ) -> Result<HttpResponse, ApiError> {
+    write_page(key, page, None, |item, out| write_json(out, &to_wire(item)))
+}
+
+/// A page written straight to bytes, each record by `write_item`, under `range`'s byte budget:
+/// once the records written pass `range.max_bytes`, the page ends before the record that passed
+/// it (there is always at least one) and `next_start` is the rank of that record, so a client
+/// that follows `next_start` sees every record once. 204 when empty.
+pub fn budgeted_page<T>(
+    key: &str,
+    range: PageRange,
+    page: Page<T>,
+    write_item: impl FnMut(T, &mut Vec<u8>) -> Result<(), ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    write_page(key, page, Some(range), write_item)
+}
+
+fn write_page<T>(
+    key: &str,
+    page: Page<T>,
+    budget: Option<PageRange>,
+    mut write_item: impl FnMut(T, &mut Vec<u8>) -> Result<(), ApiError>,
+) -> Result<HttpResponse, ApiError> {
     if page.items.is_empty() {
         return Ok(HttpResponse::NoContent().finish());
     }
-    let items: Vec<O> = page.items.into_iter().map(to_wire).collect();
-    let mut body = Map::new();
-    body.insert(
-        key.to_owned(),
-        serde_json::to_value(items).map_err(|e| ApiError::Internal(e.into()))?,
-    );
-    if let Some(next) = page.next_start {
-        body.insert("next_start".to_owned(), Value::from(next));
+    let max_bytes = budget.map_or(0, |range| range.max_bytes);
+    let mut out = Vec::with_capacity(256);
+    out.push(b'{');
+    write_json(&mut out, key)?;
+    out.extend_from_slice(b":[");
+    let items_start = out.len();
+    let mut next_start = page.next_start;
+    let mut written = 0u64;
+    // Each record is dropped once written, so a page is held about once, not twice.
+    for item in page.items {
+        let before = out.len();
+        if written > 0 {
+            out.push(b',');
+        }
+        write_item(item, &mut out)?;
+        if max_bytes > 0 && written > 0 && out.len() - items_start > max_bytes {
+            out.truncate(before);
+            next_start = budget.map(|range| range.start + written);
+            break;
+        }
+        written += 1;
     }
-    Ok(HttpResponse::Ok().json(Value::Object(body)))
+    out.push(b']');
+    if let Some(next) = next_start {
+        out.extend_from_slice(b",\"next_start\":");
+        write_json(&mut out, &next)?;
+    }
+    out.push(b'}');
+    Ok(HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .body(out))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use tracing::instrument;
 
 use super::records::{Subscription, WriteResult};
-use super::{scripts, Page, Store, StoreError};
+use super::{scripts, Page, PageRange, Store, StoreError};
 use crate::domain::{now_micros, AccountId, RegistrationId, SubscriptionId};
 use crate::keys::RecordKind;
 
@@ -73,14 +73,12 @@ impl Store {
     pub async fn subscriptions_of(
         &self,
         subscriber: AccountId,
-        start: u64,
-        limit: u64,
+        range: PageRange,
     ) -> Result<Page<Subscription>, StoreError> {
         self.page(
             self.keys.account_subscriptions(subscriber),
             RecordKind::Subscription,
-            start,
-            limit,
+            range,
             Subscription::from_fields,
         )
         .await
@@ -97,8 +95,7 @@ impl Store {
         self.page(
             self.keys.registration_subscriptions(registration),
             RecordKind::Subscription,
-            start,
-            limit,
+            PageRange::unbounded(start, limit),
             Subscription::from_fields,
         )
         .await
@@ -108,14 +105,12 @@ impl Store {
     #[instrument(skip_all)]
     pub async fn subscriptions_page(
         &self,
-        start: u64,
-        limit: u64,
+        range: PageRange,
     ) -> Result<Page<Subscription>, StoreError> {
         self.page(
             self.keys.subscriptions(),
             RecordKind::Subscription,
-            start,
-            limit,
+            range,
             Subscription::from_fields,
         )
         .await
