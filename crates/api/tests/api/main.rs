@@ -7,6 +7,7 @@
 
 mod accounts;
 mod admin;
+mod budgets;
 mod helpers;
 mod outage;
 mod paging;
