@@ -105,7 +105,11 @@ impl JsonBody {
 
 /// A required string field: `Missing <name> field` when absent, `Invalid <name>: must be a
 /// string` when another type.
-pub fn string_field<'a>(body: &'a JsonBody, name: &str, missing: &str) -> Result<&'a str, ApiError> {
+pub fn string_field<'a>(
+    body: &'a JsonBody,
+    name: &str,
+    missing: &str,
+) -> Result<&'a str, ApiError> {
     let not_string = || ApiError::BadRequest(format!("Invalid {name}: must be a string"));
     match body.field(name)? {
         None => Err(ApiError::BadRequest(missing.to_owned())),
@@ -266,7 +270,10 @@ impl<'de> Visitor<'de> for StringSeed<'_> {
     fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Field, E> {
         // The parser lends a string without escapes straight from the body.
         let offset = (s.as_ptr() as usize).wrapping_sub(self.body.as_ptr() as usize);
-        if offset.checked_add(s.len()).is_some_and(|end| end <= self.body.len()) {
+        if offset
+            .checked_add(s.len())
+            .is_some_and(|end| end <= self.body.len())
+        {
             Ok(Field::Slice(offset..offset + s.len()))
         } else {
             Ok(Field::Unescaped(s.to_owned()))

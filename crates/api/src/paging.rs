@@ -1,8 +1,8 @@
 //! The contract's paging: `start` (0..10^15-1) and `limit` (1..100) are both required; a full
 //! page carries `next_start`; an empty page is a 204 with no body.
 
-use actix_web::{HttpRequest, HttpResponse};
 use actix_web::http::header::ContentType;
+use actix_web::{HttpRequest, HttpResponse};
 use pubhook_core::store::{Page, PageRange};
 use serde::Serialize;
 
@@ -127,9 +127,8 @@ fn page_body<T>(
     out.extend_from_slice(b":[");
     let items_start = out.len();
     let mut next_start = page.next_start;
-    let mut written = 0u64;
     // Each record is dropped once written, so a page is held about once, not twice.
-    for item in page.items {
+    for (written, item) in (0u64..).zip(page.items) {
         let before = out.len();
         if written > 0 {
             out.push(b',');
@@ -140,7 +139,6 @@ fn page_body<T>(
             next_start = budget.map(|range| range.start + written);
             break;
         }
-        written += 1;
     }
     out.push(b']');
     if let Some(next) = next_start {
@@ -184,7 +182,10 @@ mod tests {
     /// How pages were written before: a `Value` of the records, inside a map.
     fn as_before(page: Page<Item>) -> String {
         let mut body = Map::new();
-        body.insert("items".to_owned(), serde_json::to_value(page.items).unwrap());
+        body.insert(
+            "items".to_owned(),
+            serde_json::to_value(page.items).unwrap(),
+        );
         if let Some(next) = page.next_start {
             body.insert("next_start".to_owned(), Value::from(next));
         }

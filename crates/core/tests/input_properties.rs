@@ -20,7 +20,8 @@ const BATCHES: u32 = 6;
 
 /// Python's `json.dumps(json.loads(line))` of each line, in one python3 run.
 fn python_dumps(lines: &[String]) -> Vec<String> {
-    let script = "import json, sys\nfor line in sys.stdin:\n    print(json.dumps(json.loads(line)))\n";
+    let script =
+        "import json, sys\nfor line in sys.stdin:\n    print(json.dumps(json.loads(line)))\n";
     let mut child = Command::new("python3")
         .args(["-c", script])
         .env("PYTHONIOENCODING", "utf-8")
@@ -32,7 +33,10 @@ fn python_dumps(lines: &[String]) -> Vec<String> {
     let input = lines.join("\n") + "\n";
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let output = child.wait_with_output().expect("python3 output");
-    writer.join().expect("writer thread").expect("writing to python3");
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("writing to python3");
     assert!(output.status.success(), "python3 failed: {output:?}");
     String::from_utf8(output.stdout)
         .expect("json.dumps writes ASCII")

@@ -111,10 +111,37 @@ fn a_field_no_route_reads_is_a_500_not_a_panic() {
 
 /// Pieces that JSON bodies, valid or nearly so, are made of.
 const TOKENS: &[&str] = &[
-    "{", "}", "[", "]", ",", ":", " ", "\n", "\"event\"", "\"event_data\"", "\"username\"",
-    "\"description\"", "\"a\"", "\"\\u00e9\"", "\"\\ud800\"", "\"\\ud83d\\ude00\"", "\"\\/\"",
-    "\"$serde_json::private::Number\"", "\"12\"", "\"1E5\"", "1", "-0", "1.5e3", "1E5", "0.10",
-    "12345678901234567890123", "true", "null", "\"", "\\", "é",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    " ",
+    "\n",
+    "\"event\"",
+    "\"event_data\"",
+    "\"username\"",
+    "\"description\"",
+    "\"a\"",
+    "\"\\u00e9\"",
+    "\"\\ud800\"",
+    "\"\\ud83d\\ude00\"",
+    "\"\\/\"",
+    "\"$serde_json::private::Number\"",
+    "\"12\"",
+    "\"1E5\"",
+    "1",
+    "-0",
+    "1.5e3",
+    "1E5",
+    "0.10",
+    "12345678901234567890123",
+    "true",
+    "null",
+    "\"",
+    "\\",
+    "é",
 ];
 
 /// Any JSON value, deep enough to nest objects in arrays in objects.
@@ -130,17 +157,15 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec(("[a-c]{1,2}|event|event_data", inner), 0..6).prop_map(
-                |pairs| {
-                    // Written by hand below, so repeated keys reach the parser.
-                    Value::Array(
-                        pairs
-                            .into_iter()
-                            .map(|(k, v)| Value::Array(vec![Value::String(k), v]))
-                            .collect(),
-                    )
-                }
-            ),
+            prop::collection::vec(("[a-c]{1,2}|event|event_data", inner), 0..6).prop_map(|pairs| {
+                // Written by hand below, so repeated keys reach the parser.
+                Value::Array(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| Value::Array(vec![Value::String(k), v]))
+                        .collect(),
+                )
+            }),
         ]
     })
 }

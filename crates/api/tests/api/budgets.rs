@@ -9,7 +9,9 @@ use pubhook_testkit::shared_redis;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{error, spawn_app, spawn_app_with, status_and_json, test_settings, Creds, TestApp};
+use crate::helpers::{
+    error, spawn_app, spawn_app_with, status_and_json, test_settings, Creds, TestApp,
+};
 
 /// An app with only the payload and page limits on, at their defaults.
 async fn spawn_app_with_budgets() -> TestApp {
@@ -99,7 +101,9 @@ async fn a_page_stops_at_the_byte_budget_and_next_start_reaches_every_record_onc
         let id = {
             let (status, body) = status_and_json(
                 app.as_user(Method::POST, "/v1/webhook/registration", &jane)
-                    .json(&json!({"event": format!("e{i}"), "description": "d", "event_data": data}))
+                    .json(
+                        &json!({"event": format!("e{i}"), "description": "d", "event_data": data}),
+                    )
                     .send()
                     .await
                     .unwrap(),
@@ -129,7 +133,11 @@ async fn a_page_stops_at_the_byte_budget_and_next_start_reaches_every_record_onc
         }
         assert_eq!(response.status(), StatusCode::OK);
         let bytes = response.bytes().await.unwrap();
-        assert!(bytes.len() <= budget + 1024, "a page of {} bytes", bytes.len());
+        assert!(
+            bytes.len() <= budget + 1024,
+            "a page of {} bytes",
+            bytes.len()
+        );
         let body: Value = serde_json::from_slice(&bytes).unwrap();
         let page = body["registrations"].as_array().unwrap();
         pages.push(page.len());
@@ -162,9 +170,17 @@ async fn a_record_larger_than_the_page_budget_comes_alone() {
             .list("/v1/webhook/registrations", &jane, start, 100)
             .await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["registrations"].as_array().unwrap().len(), 1, "at {start}");
+        assert_eq!(
+            body["registrations"].as_array().unwrap().len(),
+            1,
+            "at {start}"
+        );
         let next = (start < 2).then_some(start + 1);
-        assert_eq!(body["next_start"].as_u64(), next, "at {start}: cut short, or the end");
+        assert_eq!(
+            body["next_start"].as_u64(),
+            next,
+            "at {start}: cut short, or the end"
+        );
     }
     let (status, _) = app.list("/v1/webhook/registrations", &jane, 3, 100).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -272,8 +288,16 @@ async fn pages_and_records_are_written_as_before_byte_for_byte() {
     }
     let event_data = r#""event_data":{"z":1,"a":[1.50,1e+16,-0,"é/"],"n":null}"#;
     assert!(bodies[0].contains(event_data), "{}", bodies[0]);
-    assert!(bodies[1].starts_with(r#"{"registrations":[{"account_id":"#), "{}", bodies[1]);
-    assert!(bodies[1].ends_with(r#""}],"next_start":1}"#), "{}", bodies[1]);
+    assert!(
+        bodies[1].starts_with(r#"{"registrations":[{"account_id":"#),
+        "{}",
+        bodies[1]
+    );
+    assert!(
+        bodies[1].ends_with(r#""}],"next_start":1}"#),
+        "{}",
+        bodies[1]
+    );
     assert!(bodies[1].contains(event_data));
     assert!(bodies[1].contains(r#","description":"d \"q\" é","epoch":"#));
 }

@@ -98,10 +98,7 @@ impl Store {
 
     /// A page of all triggered records, oldest first.
     #[instrument(skip_all)]
-    pub async fn triggered_page(
-        &self,
-        range: PageRange,
-    ) -> Result<Page<Triggered>, StoreError> {
+    pub async fn triggered_page(&self, range: PageRange) -> Result<Page<Triggered>, StoreError> {
         self.page(
             self.keys.triggered_all(),
             RecordKind::Triggered,
