@@ -1,10 +1,27 @@
 //! Request bodies: read with a size limit and parsed as JSON, with errors in the API's shape.
+//!
+//! A body is parsed once, without building a tree: the fields the API reads
+//! ([`BODY_FIELDS`]) are kept (a string as a slice of the body, `event_data` as its stored JSON
+//! text, see [`canonical`]), every other value is checked and dropped. The memory of a request
+//! is its body plus its `event_data` text, whatever the body holds. The errors are those that
+//! parsing the body into a `serde_json::Value` gave, message and position alike.
+
+mod canonical;
+
+use std::ops::Range;
 
 use actix_web::web;
-use serde_json::{Map, Value};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::edge::is_body_timeout;
 use crate::error::ApiError;
+use canonical::{Canonical, NumberText, NUMBER_TOKEN};
+
+/// The fields any route reads from a body. Only these are kept; a route asking for another
+/// name is a bug (500).
+pub const BODY_FIELDS: [&str; 5] = ["username", "endpoint", "event", "description", "event_data"];
+/// The field kept as JSON text rather than as a string.
+const JSON_FIELD: &str = "event_data";
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413 before reading further.
 pub async fn read_limited(payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
@@ -16,38 +33,289 @@ pub async fn read_limited(payload: web::Payload, limit: usize) -> Result<web::By
     }
 }
 
+/// A JSON object body, parsed: its bytes and the [`BODY_FIELDS`] it has.
+#[derive(Debug)]
+pub struct JsonBody {
+    bytes: web::Bytes,
+    fields: [Option<Field>; BODY_FIELDS.len()],
+}
+
+/// One kept field.
+#[derive(Debug)]
+enum Field {
+    /// A string without escapes: where it is in the body.
+    Slice(Range<usize>),
+    /// A string with escapes, unescaped.
+    Unescaped(String),
+    /// Anything but a string.
+    NotString,
+    /// `event_data`: its JSON text as stored.
+    Json(String),
+}
+
 /// Reads a JSON object body. Malformed JSON, an empty body and a non-object are 400s.
-pub async fn json_object(
-    payload: web::Payload,
-    limit: usize,
-) -> Result<Map<String, Value>, ApiError> {
+pub async fn json_object(payload: web::Payload, limit: usize) -> Result<JsonBody, ApiError> {
     let body = read_limited(payload, limit).await?;
-    if body.iter().all(u8::is_ascii_whitespace) {
+    parse_object(body)
+}
+
+/// Parses a JSON object body (the part of [`json_object`] after reading).
+pub fn parse_object(bytes: web::Bytes) -> Result<JsonBody, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest(
             "Malformed JSON body: the body is empty".into(),
         ));
     }
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::BadRequest(
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let parsed = BodySeed { body: &bytes }
+        .deserialize(&mut de)
+        .and_then(|fields| de.end().map(|()| fields));
+    match parsed {
+        Ok(Some(fields)) => Ok(JsonBody { bytes, fields }),
+        Ok(None) => Err(ApiError::BadRequest(
             "Invalid body: expected a JSON object".into(),
         )),
         Err(e) => Err(ApiError::BadRequest(format!("Malformed JSON body: {e}"))),
     }
 }
 
+impl JsonBody {
+    fn field(&self, name: &str) -> Result<Option<&Field>, ApiError> {
+        let index = field_index(name).ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("body field {name} is not in BODY_FIELDS"))
+        })?;
+        Ok(self.fields[index].as_ref())
+    }
+
+    /// The JSON text of `event_data` as it is stored (see [`canonical`]); `missing` when absent.
+    pub fn json_field(&self, missing: &str) -> Result<&str, ApiError> {
+        match self.field(JSON_FIELD)? {
+            Some(Field::Json(text)) => Ok(text),
+            _ => Err(ApiError::BadRequest(missing.to_owned())),
+        }
+    }
+
+    /// Takes the JSON text of `event_data` and drops the body, so a large payload is held once.
+    pub fn into_json_field(mut self, missing: &str) -> Result<String, ApiError> {
+        self.json_field(missing)?;
+        match self.fields[field_index(JSON_FIELD).unwrap_or_default()].take() {
+            Some(Field::Json(text)) => Ok(text),
+            _ => Err(ApiError::BadRequest(missing.to_owned())),
+        }
+    }
+}
+
 /// A required string field: `Missing <name> field` when absent, `Invalid <name>: must be a
 /// string` when another type.
 pub fn string_field<'a>(
-    body: &'a Map<String, Value>,
+    body: &'a JsonBody,
     name: &str,
     missing: &str,
 ) -> Result<&'a str, ApiError> {
-    match body.get(name) {
+    let not_string = || ApiError::BadRequest(format!("Invalid {name}: must be a string"));
+    match body.field(name)? {
         None => Err(ApiError::BadRequest(missing.to_owned())),
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(ApiError::BadRequest(format!(
-            "Invalid {name}: must be a string"
-        ))),
+        Some(Field::Slice(range)) => std::str::from_utf8(&body.bytes[range.clone()])
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("parsed string"))),
+        Some(Field::Unescaped(s)) => Ok(s),
+        Some(Field::NotString | Field::Json(_)) => Err(not_string()),
     }
 }
+
+fn field_index(name: &str) -> Option<usize> {
+    BODY_FIELDS.iter().position(|known| *known == name)
+}
+
+type Fields = [Option<Field>; BODY_FIELDS.len()];
+
+/// The top level of a body: the kept fields of an object, or `None` for any other value.
+struct BodySeed<'b> {
+    body: &'b [u8],
+}
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = Option<Fields>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_> {
+    type Value = Option<Fields>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Canonical { out: None }.visit_seq(seq)?;
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields: Fields = Default::default();
+        let mut first = true;
+        while let Some(key) = map.next_key_seed(TopKey { first })? {
+            let slot = match key {
+                TopKeySeen::NumberToken => {
+                    // `Value` reads this object as a number, which is not an object.
+                    map.next_value_seed(NumberText)?;
+                    return Ok(None);
+                }
+                TopKeySeen::Other => {
+                    map.next_value_seed(Canonical { out: None })?;
+                    None
+                }
+                TopKeySeen::Kept(index) if BODY_FIELDS[index] == JSON_FIELD => {
+                    let mut text = Vec::new();
+                    map.next_value_seed(Canonical {
+                        out: Some(&mut text),
+                    })?;
+                    let text = String::from_utf8(text).map_err(de::Error::custom)?;
+                    Some((index, Field::Json(text)))
+                }
+                TopKeySeen::Kept(index) => {
+                    let field = map.next_value_seed(StringSeed { body: self.body })?;
+                    Some((index, field))
+                }
+            };
+            if let Some((index, field)) = slot {
+                // A repeated key keeps its last value, as in a `Value`.
+                fields[index] = Some(field);
+            }
+            first = false;
+        }
+        Ok(Some(fields))
+    }
+}
+
+/// What a top-level key is.
+enum TopKeySeen {
+    NumberToken,
+    Kept(usize),
+    Other,
+}
+
+struct TopKey {
+    first: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for TopKey {
+    type Value = TopKeySeen;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<TopKeySeen, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopKey {
+    type Value = TopKeySeen;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<TopKeySeen, E> {
+        if self.first && key == NUMBER_TOKEN {
+            return Ok(TopKeySeen::NumberToken);
+        }
+        Ok(field_index(key).map_or(TopKeySeen::Other, TopKeySeen::Kept))
+    }
+}
+
+/// A kept field's value: a string (where it lies in the body, or unescaped), or a checked
+/// non-string.
+struct StringSeed<'b> {
+    body: &'b [u8],
+}
+
+impl<'de> DeserializeSeed<'de> for StringSeed<'_> {
+    type Value = Field;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Field, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StringSeed<'_> {
+    type Value = Field;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Field, E> {
+        // The parser lends a string without escapes straight from the body.
+        let offset = (s.as_ptr() as usize).wrapping_sub(self.body.as_ptr() as usize);
+        if offset
+            .checked_add(s.len())
+            .is_some_and(|end| end <= self.body.len())
+        {
+            Ok(Field::Slice(offset..offset + s.len()))
+        } else {
+            Ok(Field::Unescaped(s.to_owned()))
+        }
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Field, E> {
+        Ok(Field::Unescaped(s.to_owned()))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Field, E> {
+        Ok(Field::NotString)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Field, E> {
+        Ok(Field::NotString)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Field, E> {
+        Ok(Field::NotString)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Field, E> {
+        Ok(Field::NotString)
+    }
+
+    fn visit_unit<E>(self) -> Result<Field, E> {
+        Ok(Field::NotString)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field, A::Error> {
+        Canonical { out: None }.visit_seq(seq)?;
+        Ok(Field::NotString)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field, A::Error> {
+        Canonical { out: None }.visit_map(map)?;
+        Ok(Field::NotString)
+    }
+}
+
+#[cfg(test)]
+mod tests;

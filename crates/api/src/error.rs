@@ -36,6 +36,9 @@ pub enum ApiError {
     /// 413 `{"Error": "Request body is larger than N bytes"}`.
     #[error("Request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// 413 `{"Error": "event_data is larger than N bytes"}`: over `limit_payload_bytes`.
+    #[error("event_data is larger than {0} bytes")]
+    PayloadQuota(usize),
     /// 415 `{"Error": "Unsupported Media Type"}`: a body that is not `application/json`.
     #[error("Unsupported Media Type")]
     UnsupportedMediaType,
@@ -95,7 +98,7 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge(_) | Self::PayloadQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } | Self::TooManyConnections => {
                 StatusCode::TOO_MANY_REQUESTS

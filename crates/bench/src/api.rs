@@ -155,6 +155,36 @@ pub fn trigger_request(
     build(addr, Method::POST, &path, Some(owner), None)
 }
 
+/// `GET <path>?start=<start>&limit=<limit>` as `account`.
+pub fn list_request(
+    addr: SocketAddr,
+    account: &Account,
+    path: &str,
+    start: u64,
+    limit: u64,
+) -> anyhow::Result<Request<Body>> {
+    let path = format!("{path}?start={start}&limit={limit}");
+    build(addr, Method::GET, &path, Some(account), None)
+}
+
+/// `POST <path>` as `account` with a body already written.
+pub fn post_bytes_request(
+    addr: SocketAddr,
+    account: &Account,
+    path: &str,
+    body: Bytes,
+) -> anyhow::Result<Request<Body>> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header("host", addr.to_string())
+        .header("username", account.username.as_str())
+        .header("api-key", account.api_key.as_str())
+        .header("content-type", "application/json")
+        .body(Body::new(body))
+        .context("building a request")
+}
+
 fn build(
     addr: SocketAddr,
     method: Method,

@@ -39,7 +39,7 @@ pub struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fan-out,many-small,retries,api"
+        default_value = "fan-out,many-small,retries,api,memory"
     )]
     pub scenarios: Vec<ScenarioKind>,
 }
@@ -76,6 +76,8 @@ pub enum ScenarioKind {
     Retries,
     /// Authenticated GETs and triggers at full speed.
     Api,
+    /// Peak RSS growth of the API for the largest pages and for concurrent 1 MiB POSTs.
+    Memory,
 }
 
 impl ScenarioKind {
@@ -86,6 +88,7 @@ impl ScenarioKind {
             Self::ManySmall => "many-small",
             Self::Retries => "retries",
             Self::Api => "api",
+            Self::Memory => "memory",
         }
     }
 }
@@ -95,6 +98,8 @@ impl ScenarioKind {
 pub struct Plan {
     /// Runs of each scenario.
     pub runs: usize,
+    /// Shorter phases and smaller sizes (`--quick`).
+    pub quick: bool,
     /// The ways pubhook is run, each scenario once per mode.
     pub modes: Vec<Mode>,
     /// The scenarios.
@@ -154,6 +159,7 @@ impl Plan {
         scenarios.dedup();
         Self {
             runs: cli.runs.map_or(if quick { 1 } else { 3 }, usize::from),
+            quick,
             modes,
             scenarios,
             receiver_ports: 8,

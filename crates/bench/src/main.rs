@@ -51,6 +51,8 @@ const HEADLINES: &[&str] = &[
     "redis_commands_per_delivery",
     "redis_client_commands_per_delivery",
     "peak_rss_mb",
+    "page_rss_growth_ratio",
+    "post_rss_growth_ratio",
 ];
 
 #[tokio::main]
@@ -234,6 +236,7 @@ fn budget(plan: &Plan, scenario: ScenarioKind) -> Duration {
             ScenarioKind::ManySmall => plan.many_small_duration * 2 + plan.drain_timeout,
             ScenarioKind::Retries => plan.retry_timeout + Duration::from_secs(2),
             ScenarioKind::Api => plan.api_duration * 2 + Duration::from_secs(20),
+            ScenarioKind::Memory => Duration::from_secs(120),
         }
 }
 

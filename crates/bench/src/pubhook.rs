@@ -31,13 +31,15 @@ struct Named {
 
 impl Pubhook {
     /// Starts pubhook in `mode` against `redis_url`, logging to `<log_dir>/<log_name>-<role>.log`,
-    /// and waits until the API answers.
-    pub async fn start(
+    /// with `extra` set in the children's environment after [`child_env`] (so a scenario can
+    /// turn a limit back on), and waits until the API answers.
+    pub async fn start_with_env(
         binary: &Path,
         mode: Mode,
         redis_url: &str,
         log_dir: &Path,
         log_name: &str,
+        extra: &[(&'static str, String)],
     ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -63,6 +65,7 @@ impl Pubhook {
             }
             let child = command
                 .envs(child_env(redis_url, addr))
+                .envs(extra.iter().cloned())
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log_err)
@@ -156,6 +159,31 @@ impl Pubhook {
     }
 }
 
+impl Pubhook {
+    /// The process that serves the API (`standalone` or `serve`): its pid.
+    pub fn api_pid(&self) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|c| c.role != "worker")
+            .map(|c| c.child.id())
+    }
+}
+
+/// `VmRSS` (resident now) and `VmHWM` (its peak) of process `pid`, in bytes.
+pub fn rss_of(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let rss = parse_status_kib(&status, "VmRSS:").with_context(|| format!("parsing {path}"))?;
+    let hwm = parse_vm_hwm(&status).with_context(|| format!("parsing {path}"))?;
+    Ok((rss, hwm))
+}
+
+/// Sets `VmHWM` of process `pid` back to its current RSS (Linux's `clear_refs` value 5), so a
+/// phase's own peak can be read afterwards. False where the kernel or permissions refuse.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
 impl Drop for Pubhook {
     fn drop(&mut self) {
         for named in &mut self.children {
@@ -226,9 +254,14 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 
 /// `VmHWM` in bytes, from the text of `/proc/<pid>/status`.
 fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    parse_status_kib(status, "VmHWM:")
+}
+
+/// The field `name` (e.g. `VmRSS:`) in bytes, from the text of `/proc/<pid>/status`.
+fn parse_status_kib(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(name))?;
     let kib: u64 = line
-        .trim_start_matches("VmHWM:")
+        .trim_start_matches(name)
         .trim()
         .trim_end_matches("kB")
         .trim()

@@ -212,6 +212,20 @@ const TARGETS: &[Target] = &[
         bound: 3.0,
     },
     Target {
+        scenario: "memory",
+        key: "page_rss_growth_ratio",
+        text: "memory: peak RSS growth for the largest pages under 3x the bytes in flight",
+        at_least: false,
+        bound: 3.0,
+    },
+    Target {
+        scenario: "memory",
+        key: "post_rss_growth_ratio",
+        text: "memory: peak RSS growth for 20 concurrent 1 MiB POSTs under 3x the bytes in flight",
+        at_least: false,
+        bound: 3.0,
+    },
+    Target {
         scenario: "*",
         key: "peak_rss_mb",
         text: "pubhook's RSS under 100 MB throughout (largest of all scenarios)",
@@ -252,6 +266,7 @@ fn description(scenario: &str, results: &Results) -> String {
             plan.api_duration.as_secs_f64(),
             plan.api_connections
         ),
+        "memory" => "Peak RSS growth of the API process (`VmHWM` reset through `clear_refs`, and `VmRSS` sampled every 2 ms) against the bytes in flight, in two phases on fresh processes: registrations with `event_data` at the payload limit (256 KiB) read with `limit=100` by several readers at once, each following `next_start` (page budget 1 MiB: 100 records in the full run, 8 readers; 20 and 4 with `--quick`); then 20 concurrent 1 MiB `POST /v1/webhook/registration` (body and payload limits raised to 2 MiB).".to_owned(),
         _ => String::new(),
     }
 }

@@ -19,7 +19,7 @@ use crate::auth::{authenticate, Need};
 use crate::body::{json_object, string_field};
 use crate::client::{client_address, client_subject};
 use crate::error::ApiError;
-use crate::paging::{page_response, PageQuery};
+use crate::paging::{budgeted_page, write_json, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the account routes.
@@ -201,10 +201,11 @@ async fn list_accounts(
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Admin).await?;
     let page = PageQuery::from_request(&req)?;
-    let accounts = state.store.accounts_page(page.start, page.limit).await?;
-    page_response("accounts", accounts, |account| {
+    let range = page.range(state.quotas.page_bytes);
+    let accounts = state.store.accounts_page(range).await?;
+    budgeted_page("accounts", range, accounts, |account, out| {
         let own = account.id == caller.id;
-        AccountOut::new(account, own)
+        write_json(out, &AccountOut::new(account, own))
     })
 }
 

@@ -1,17 +1,16 @@
 //! `/v1/webhook/registration[/{id}]` and `/v1/webhook/registrations`.
 
+use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
-use pubhook_core::domain::{epoch_seconds, AccountId, Description, EventName, RegistrationId};
-use pubhook_core::store::{Account, Registration, WriteResult};
-use serde::Serialize;
-use serde_json::Value;
+use pubhook_core::domain::{epoch_seconds, Description, EventName, RegistrationId};
+use pubhook_core::store::{Account, Page, PageRange, Registration, WriteResult};
 use tracing::instrument;
 
 use super::{missing_id, resource};
 use crate::auth::{authenticate, Need};
 use crate::body::{json_object, string_field};
 use crate::error::ApiError;
-use crate::paging::{page_response, PageQuery};
+use crate::paging::{budgeted_page, write_json, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the registration routes.
@@ -35,36 +34,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A registration as the API shows it, fields sorted as PyWebhooks printed them.
-#[derive(Serialize)]
-struct RegistrationOut {
-    account_id: AccountId,
-    description: String,
-    epoch: f64,
-    event: String,
-    event_data: Value,
-    id: RegistrationId,
-}
+/// A registration as the API shows it, fields sorted as PyWebhooks printed them. Written by
+/// hand rather than through serde, so that `event_data`, kept as JSON text, goes out as it is
+/// stored without being parsed.
+struct RegistrationOut(Registration);
 
-impl TryFrom<Registration> for RegistrationOut {
-    type Error = ApiError;
-
-    fn try_from(r: Registration) -> Result<Self, ApiError> {
-        let event_data = serde_json::from_str(&r.event_data).map_err(|e| {
-            ApiError::Internal(anyhow::Error::new(e).context("stored event_data is not JSON"))
-        })?;
-        Ok(Self {
-            account_id: r.account_id,
-            description: r.description,
-            epoch: epoch_seconds(r.created),
-            event: r.event,
-            event_data,
-            id: r.id,
-        })
+impl RegistrationOut {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        let r = &self.0;
+        out.extend_from_slice(b"{\"account_id\":");
+        write_json(out, &r.account_id)?;
+        out.extend_from_slice(b",\"description\":");
+        write_json(out, &r.description)?;
+        out.extend_from_slice(b",\"epoch\":");
+        write_json(out, &epoch_seconds(r.created))?;
+        out.extend_from_slice(b",\"event\":");
+        write_json(out, &r.event)?;
+        out.extend_from_slice(b",\"event_data\":");
+        out.extend_from_slice(r.event_data.as_bytes());
+        out.extend_from_slice(b",\"id\":");
+        write_json(out, &r.id)?;
+        out.push(b'}');
+        Ok(())
     }
 }
 
 /// `POST /v1/webhook/registration`: any account registers a named event with its payload.
+/// `event_data` is stored as its JSON text (see `body`), at most `limit_payload_bytes` of it.
 #[instrument(skip_all)]
 async fn create_registration(
     req: HttpRequest,
@@ -80,55 +76,48 @@ async fn create_registration(
         "description",
         "Missing description field",
     )?);
-    let event_data = body
-        .get("event_data")
-        .ok_or_else(|| ApiError::BadRequest("Missing event_data field".into()))?;
-    let event_data = serde_json::to_string(event_data).map_err(|e| ApiError::Internal(e.into()))?;
+    let event_data = body.into_json_field("Missing event_data field")?;
+    let quota = state.quotas.payload_bytes;
+    if quota > 0 && event_data.len() > quota {
+        return Err(ApiError::PayloadQuota(quota));
+    }
     let registration = state
         .store
         .create_registration(caller.id, &event, &description, event_data)
         .await?
         .ok_or(ApiError::Unauthorized("Invalid API key or Username"))?;
-    Ok(HttpResponse::Created().json(RegistrationOut::try_from(registration)?))
+    let mut out = Vec::with_capacity(registration.event_data.len() + 256);
+    RegistrationOut(registration).write_json(&mut out)?;
+    Ok(HttpResponse::Created()
+        .insert_header(ContentType::json())
+        .body(out))
 }
 
 /// `GET /v1/webhook/registration`: the caller's own registrations, paged.
 #[instrument(skip_all)]
 async fn list_own(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
-    let page = PageQuery::from_request(&req)?;
-    let registrations = state
-        .store
-        .registrations_of(caller.id, page.start, page.limit)
-        .await?;
-    registrations_response(registrations)
+    let range = PageQuery::from_request(&req)?.range(state.quotas.page_bytes);
+    let registrations = state.store.registrations_of(caller.id, range).await?;
+    registrations_response(range, registrations)
 }
 
 /// `GET /v1/webhook/registrations`: every registration, paged, for any account.
 #[instrument(skip_all)]
 async fn list_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authenticate(&req, &state, Need::Account).await?;
-    let page = PageQuery::from_request(&req)?;
-    let registrations = state
-        .store
-        .registrations_page(page.start, page.limit)
-        .await?;
-    registrations_response(registrations)
+    let range = PageQuery::from_request(&req)?.range(state.quotas.page_bytes);
+    let registrations = state.store.registrations_page(range).await?;
+    registrations_response(range, registrations)
 }
 
 fn registrations_response(
-    page: pubhook_core::store::Page<Registration>,
+    range: PageRange,
+    page: Page<Registration>,
 ) -> Result<HttpResponse, ApiError> {
-    let items = page
-        .items
-        .into_iter()
-        .map(RegistrationOut::try_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    let page = pubhook_core::store::Page {
-        items,
-        next_start: page.next_start,
-    };
-    page_response("registrations", page, |r| r)
+    budgeted_page("registrations", range, page, |registration, out| {
+        RegistrationOut(registration).write_json(out)
+    })
 }
 
 /// The registration if the caller may change it: its owner, or an admin. For anyone else a

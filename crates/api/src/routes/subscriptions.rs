@@ -2,14 +2,14 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::domain::{epoch_seconds, AccountId, RegistrationId, SubscriptionId};
-use pubhook_core::store::{SubscribeRefusal, Subscription, WriteResult};
+use pubhook_core::store::{Page, PageRange, SubscribeRefusal, Subscription, WriteResult};
 use serde::Serialize;
 use tracing::instrument;
 
 use super::{missing_id, resource};
 use crate::auth::{authenticate, Need};
 use crate::error::ApiError;
-use crate::paging::{page_response, PageQuery};
+use crate::paging::{budgeted_page, write_json, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the subscription routes.
@@ -81,11 +81,9 @@ async fn subscribe(
 async fn list_own(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
     let page = PageQuery::from_request(&req)?;
-    let subscriptions = state
-        .store
-        .subscriptions_of(caller.id, page.start, page.limit)
-        .await?;
-    page_response("subscriptions", subscriptions, SubscriptionOut::from)
+    let range = page.range(state.quotas.page_bytes);
+    let subscriptions = state.store.subscriptions_of(caller.id, range).await?;
+    subscriptions_response(range, subscriptions)
 }
 
 /// `GET /v1/webhook/subscriptions`: every subscription, paged. Paging is checked before
@@ -94,11 +92,18 @@ async fn list_own(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 async fn list_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let page = PageQuery::from_request(&req)?;
     authenticate(&req, &state, Need::Account).await?;
-    let subscriptions = state
-        .store
-        .subscriptions_page(page.start, page.limit)
-        .await?;
-    page_response("subscriptions", subscriptions, SubscriptionOut::from)
+    let range = page.range(state.quotas.page_bytes);
+    let subscriptions = state.store.subscriptions_page(range).await?;
+    subscriptions_response(range, subscriptions)
+}
+
+fn subscriptions_response(
+    range: PageRange,
+    page: Page<Subscription>,
+) -> Result<HttpResponse, ApiError> {
+    budgeted_page("subscriptions", range, page, |subscription, out| {
+        write_json(out, &SubscriptionOut::from(subscription))
+    })
 }
 
 /// `DELETE /v1/webhook/subscription/{id}`: the subscriber or an admin.

@@ -12,7 +12,7 @@ use tracing::instrument;
 use super::{missing_id, resource};
 use crate::auth::{authenticate, Need};
 use crate::error::ApiError;
-use crate::paging::{page_response, PageQuery};
+use crate::paging::{budgeted_page, page_response, write_json, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the triggered routes.
@@ -171,6 +171,9 @@ async fn readable_triggered(
 async fn list_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let page = PageQuery::from_request(&req)?;
     authenticate(&req, &state, Need::Account).await?;
-    let triggered = state.store.triggered_page(page.start, page.limit).await?;
-    page_response("triggered_webhooks", triggered, TriggeredOut::from)
+    let range = page.range(state.quotas.page_bytes);
+    let triggered = state.store.triggered_page(range).await?;
+    budgeted_page("triggered_webhooks", range, triggered, |t, out| {
+        write_json(out, &TriggeredOut::from(t))
+    })
 }

@@ -23,6 +23,7 @@ fn outcome(rate: f64, p99: f64, passed: bool) -> Outcome {
 
 fn plan() -> Plan {
     Plan {
+        quick: false,
         runs: 3,
         modes: vec![Mode::Standalone, Mode::Split],
         scenarios: vec![ScenarioKind::FanOut],

@@ -5,6 +5,7 @@ pub mod api;
 pub mod ceiling;
 pub mod fan_out;
 pub mod many_small;
+pub mod memory;
 pub mod retries;
 
 use std::collections::HashMap;
@@ -147,6 +148,7 @@ pub async fn run(env: &Env<'_>, scenario: ScenarioKind, mode: Mode) -> anyhow::R
         ScenarioKind::ManySmall => many_small::run(env, mode).await,
         ScenarioKind::Retries => retries::run(env, mode).await,
         ScenarioKind::Api => api::run(env, mode).await,
+        ScenarioKind::Memory => memory::run(env, mode).await,
     }
 }
 
@@ -156,15 +158,26 @@ pub async fn fresh_pubhook(
     mode: Mode,
     scenario: ScenarioKind,
 ) -> anyhow::Result<(Pubhook, Api)> {
+    fresh_pubhook_with_env(env, mode, scenario.name(), &[]).await
+}
+
+/// [`fresh_pubhook`] with extra `PUBHOOK_*` settings, its logs named after `phase`.
+pub async fn fresh_pubhook_with_env(
+    env: &Env<'_>,
+    mode: Mode,
+    phase: &str,
+    extra: &[(&'static str, String)],
+) -> anyhow::Result<(Pubhook, Api)> {
     env.redis.flush_all().await?;
     env.receivers.reset();
-    let log_name = format!("run{}-{}-{}", env.run, scenario.name(), mode.name());
-    let pubhook = Pubhook::start(
+    let log_name = format!("run{}-{}-{}", env.run, phase, mode.name());
+    let pubhook = Pubhook::start_with_env(
         env.pubhook_bin,
         mode,
         &env.redis.url(),
         env.log_dir,
         &log_name,
+        extra,
     )
     .await?;
     let api = Api::new(pubhook.addr());

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tracing::instrument;
 
 use super::records::{Account, Fields, WriteResult};
-use super::{scripts, Page, Store, StoreError};
+use super::{scripts, Page, PageRange, Store, StoreError};
 use crate::domain::{now_micros, AccountId, EndpointUrl, SecretKey, Username};
 use crate::keys::RecordKind;
 
@@ -103,12 +103,11 @@ impl Store {
 
     /// A page of all accounts, oldest first.
     #[instrument(skip_all)]
-    pub async fn accounts_page(&self, start: u64, limit: u64) -> Result<Page<Account>, StoreError> {
+    pub async fn accounts_page(&self, range: PageRange) -> Result<Page<Account>, StoreError> {
         self.page(
             self.keys.accounts(),
             RecordKind::Account,
-            start,
-            limit,
+            range,
             Account::from_fields,
         )
         .await

@@ -132,6 +132,29 @@ pub struct Page<T> {
     pub next_start: Option<u64>,
 }
 
+/// Which records a page holds: `limit` of them from rank `start`, and no more than the caller can
+/// write in `max_bytes` (0: no byte bound), give or take one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRange {
+    /// Rank of the first record.
+    pub start: u64,
+    /// Most records.
+    pub limit: u64,
+    /// Byte budget of the page's records; 0 for none.
+    pub max_bytes: usize,
+}
+
+impl PageRange {
+    /// `limit` records from `start`, with no byte bound.
+    pub fn unbounded(start: u64, limit: u64) -> Self {
+        Self {
+            start,
+            limit,
+            max_bytes: 0,
+        }
+    }
+}
+
 /// The Redis store: a few multiplexed connections and the key layout.
 ///
 /// A multiplexed connection carries any number of concurrent commands, pipelined on one socket,
@@ -210,15 +233,21 @@ impl Store {
         Ok(())
     }
 
-    /// Reads `limit` records from rank `start` of `index`, in creation order.
+    /// Reads the records of `range` from `index`, in creation order. Records are read until
+    /// their values pass `range.max_bytes`; a page cut short that way has `next_start` at the
+    /// first record it did not read.
     async fn page<T>(
         &self,
         index: String,
         kind: RecordKind,
-        start: u64,
-        limit: u64,
+        range: PageRange,
         parse: impl Fn(records::Fields) -> Result<T, StoreError>,
     ) -> Result<Page<T>, StoreError> {
+        let PageRange {
+            start,
+            limit,
+            max_bytes,
+        } = range;
         let mut conn = self.connection().await?;
         let last = start.saturating_add(limit).saturating_sub(1);
         let reply: Vec<redis::Value> = scripts::PAGE
@@ -226,13 +255,17 @@ impl Store {
             .arg(self.keys.record_prefix(kind))
             .arg(start)
             .arg(last)
+            .arg(max_bytes)
             .invoke_async(&mut conn)
             .await?;
         let mut reply = reply.into_iter();
-        let seen: u64 = match reply.next() {
-            Some(value) => redis::from_redis_value(value)?,
-            None => 0,
+        let mut count = || -> Result<u64, StoreError> {
+            match reply.next() {
+                Some(value) => Ok(redis::from_redis_value(value)?),
+                None => Ok(0),
+            }
         };
+        let (in_range, read) = (count()?, count()?);
         let mut items = Vec::with_capacity(reply.len());
         for value in reply {
             let fields: Vec<(String, String)> = redis::from_redis_value(value)?;
@@ -241,7 +274,11 @@ impl Store {
                 items.push(parse(records::Fields::new(fields))?);
             }
         }
-        let next_start = (seen == limit).then(|| start + limit);
+        let next_start = if read < in_range {
+            Some(start + read)
+        } else {
+            (in_range == limit).then(|| start + limit)
+        };
         Ok(Page { items, next_start })
     }
 

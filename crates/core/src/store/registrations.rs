@@ -3,7 +3,7 @@
 use tracing::instrument;
 
 use super::records::{Registration, WriteResult};
-use super::{scripts, Page, Quota, Store, StoreError};
+use super::{scripts, Page, PageRange, Quota, Store, StoreError};
 use crate::domain::{now_micros, AccountId, Description, EventName, RegistrationId};
 use crate::keys::RecordKind;
 
@@ -72,14 +72,12 @@ impl Store {
     pub async fn registrations_of(
         &self,
         owner: AccountId,
-        start: u64,
-        limit: u64,
+        range: PageRange,
     ) -> Result<Page<Registration>, StoreError> {
         self.page(
             self.keys.account_registrations(owner),
             RecordKind::Registration,
-            start,
-            limit,
+            range,
             Registration::from_fields,
         )
         .await
@@ -89,14 +87,12 @@ impl Store {
     #[instrument(skip_all)]
     pub async fn registrations_page(
         &self,
-        start: u64,
-        limit: u64,
+        range: PageRange,
     ) -> Result<Page<Registration>, StoreError> {
         self.page(
             self.keys.registrations(),
             RecordKind::Registration,
-            start,
-            limit,
+            range,
             Registration::from_fields,
         )
         .await

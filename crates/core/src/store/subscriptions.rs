@@ -3,7 +3,7 @@
 use tracing::instrument;
 
 use super::records::{Subscription, WriteResult};
-use super::{scripts, Page, Quota, Store, StoreError};
+use super::{scripts, Page, PageRange, Quota, Store, StoreError};
 use crate::domain::{now_micros, AccountId, RegistrationId, SubscriptionId};
 use crate::keys::RecordKind;
 
@@ -78,14 +78,12 @@ impl Store {
     pub async fn subscriptions_of(
         &self,
         subscriber: AccountId,
-        start: u64,
-        limit: u64,
+        range: PageRange,
     ) -> Result<Page<Subscription>, StoreError> {
         self.page(
             self.keys.account_subscriptions(subscriber),
             RecordKind::Subscription,
-            start,
-            limit,
+            range,
             Subscription::from_fields,
         )
         .await
@@ -102,8 +100,7 @@ impl Store {
         self.page(
             self.keys.registration_subscriptions(registration),
             RecordKind::Subscription,
-            start,
-            limit,
+            PageRange::unbounded(start, limit),
             Subscription::from_fields,
         )
         .await
@@ -113,14 +110,12 @@ impl Store {
     #[instrument(skip_all)]
     pub async fn subscriptions_page(
         &self,
-        start: u64,
-        limit: u64,
+        range: PageRange,
     ) -> Result<Page<Subscription>, StoreError> {
         self.page(
             self.keys.subscriptions(),
             RecordKind::Subscription,
-            start,
-            limit,
+            range,
             Subscription::from_fields,
         )
         .await

@@ -3,7 +3,7 @@
 use tracing::instrument;
 
 use super::records::{DeliverySummary, Triggered};
-use super::{scripts, Page, Store, StoreError};
+use super::{scripts, Page, PageRange, Store, StoreError};
 use crate::domain::{now_micros, AccountId, RegistrationId, TriggeredId};
 use crate::keys::RecordKind;
 use crate::queue::Job;
@@ -98,16 +98,11 @@ impl Store {
 
     /// A page of all triggered records, oldest first.
     #[instrument(skip_all)]
-    pub async fn triggered_page(
-        &self,
-        start: u64,
-        limit: u64,
-    ) -> Result<Page<Triggered>, StoreError> {
+    pub async fn triggered_page(&self, range: PageRange) -> Result<Page<Triggered>, StoreError> {
         self.page(
             self.keys.triggered_all(),
             RecordKind::Triggered,
-            start,
-            limit,
+            range,
             Triggered::from_fields,
         )
         .await
