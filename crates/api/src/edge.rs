@@ -42,14 +42,7 @@ use crate::error::ApiError;
 pub struct BodyTimedOut(pub Duration);
 
 /// Whether a body read failed because its deadline passed.
-pub fn is_body_timeout(err: &actix_web::Error) -> bool {
-    match err.as_error::<PayloadError>() {
-        None => false,
-        Some(err) => is_deadline(err),
-    }
-}
-
-fn is_deadline(err: &PayloadError) -> bool {
+pub fn is_deadline(err: &PayloadError) -> bool {
     match err {
         PayloadError::Io(io) | PayloadError::Incomplete(Some(io)) => io
             .get_ref()

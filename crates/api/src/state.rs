@@ -6,6 +6,7 @@ use ipnet::IpNet;
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::settings::Limits as TenantLimits;
 use pubhook_core::store::Store;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::auth::KeyCache;
 
@@ -23,6 +24,44 @@ pub struct AppState {
     pub quotas: TenantLimits,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Payload bytes being written to Redis at once (see [`PayloadWrites`]).
+    pub payload_writes: PayloadWrites,
+}
+
+/// Bounds the payload bytes this process has on their way to Redis at once.
+///
+/// A payload on its way to Redis lives several times over: as its stored text, in the script
+/// call's arguments, in the packed command and in the connection's write buffer. Twenty 1 MiB
+/// registrations written at once would each hold all of those; past this budget a write waits
+/// for earlier ones to finish instead, holding only its text. Small payloads take one permit of
+/// 1 KiB each, so ordinary traffic never waits.
+pub struct PayloadWrites(Semaphore);
+
+/// Bytes of payloads on their way to Redis at once, per API process.
+const PAYLOAD_WRITE_BUDGET_BYTES: usize = 4 * 1024 * 1024;
+/// The unit of the budget's permits.
+const PERMIT_BYTES: usize = 1024;
+
+impl Default for PayloadWrites {
+    fn default() -> Self {
+        Self(Semaphore::new(PAYLOAD_WRITE_BUDGET_BYTES / PERMIT_BYTES))
+    }
+}
+
+impl PayloadWrites {
+    /// Waits until `bytes` more may be written; the room is given back when the permit drops.
+    /// A payload larger than the whole budget waits until it has the budget to itself.
+    pub async fn reserve(&self, bytes: usize) -> SemaphorePermit<'_> {
+        let permits = bytes
+            .div_ceil(PERMIT_BYTES)
+            .clamp(1, PAYLOAD_WRITE_BUDGET_BYTES / PERMIT_BYTES);
+        // The semaphore is never closed, so acquiring only waits.
+        #[allow(clippy::expect_used)]
+        self.0
+            .acquire_many(u32::try_from(permits).unwrap_or(u32::MAX))
+            .await
+            .expect("the payload write budget is never closed")
+    }
 }
 
 /// The settings handlers need.
@@ -34,4 +73,28 @@ pub struct Limits {
     pub key_reset_interval: Duration,
     /// PBKDF2 iterations for new API-key hashes.
     pub pbkdf2_iterations: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_past_the_budget_wait_for_earlier_ones_and_small_ones_pass() {
+        let writes = PayloadWrites::default();
+        let first = writes.reserve(3 * 1024 * 1024).await;
+        // 1 MiB more fits in the 4 MiB budget; another 1 MiB does not.
+        let second = writes.reserve(1024 * 1024).await;
+        let third = tokio::time::timeout(Duration::from_millis(50), writes.reserve(1024 * 1024));
+        assert!(third.await.is_err(), "a write past the budget went ahead");
+        drop(first);
+        let third = tokio::time::timeout(Duration::from_secs(1), writes.reserve(1024 * 1024));
+        assert!(third.await.is_ok(), "the freed room was not given back");
+        drop(second);
+        // A payload larger than the whole budget still gets written, alone.
+        let huge = tokio::time::timeout(Duration::from_secs(1), writes.reserve(64 << 20));
+        assert!(huge.await.is_ok());
+    }
 }

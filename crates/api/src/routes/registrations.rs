@@ -68,7 +68,7 @@ async fn create_registration(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
-    let body = json_object(payload, state.limits.max_body_bytes).await?;
+    let body = json_object(&req, payload, state.limits.max_body_bytes).await?;
     let event = string_field(&body, "event", "Missing event field")?;
     let event = EventName::parse(event).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let description = Description::new(string_field(
@@ -81,11 +81,13 @@ async fn create_registration(
     if quota > 0 && event_data.len() > quota {
         return Err(ApiError::PayloadQuota(quota));
     }
+    let room = state.payload_writes.reserve(event_data.len()).await;
     let registration = state
         .store
         .create_registration(caller.id, &event, &description, event_data)
         .await?
         .ok_or(ApiError::Unauthorized("Invalid API key or Username"))?;
+    drop(room);
     let mut out = Vec::with_capacity(registration.event_data.len() + 256);
     RegistrationOut(registration).write_json(&mut out)?;
     Ok(HttpResponse::Created()
@@ -151,7 +153,7 @@ async fn update_description(
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
     let id = owned_registration(&state, &caller, &path).await?;
-    let body = json_object(payload, state.limits.max_body_bytes).await?;
+    let body = json_object(&req, payload, state.limits.max_body_bytes).await?;
     let description = Description::new(string_field(
         &body,
         "description",
