@@ -7,7 +7,7 @@ use pubhook_core::outbound::OutboundClient;
 use pubhook_core::settings::Limits as TenantLimits;
 use pubhook_core::store::Store;
 
-use crate::auth::KeyCache;
+use crate::auth::{KeyCache, SlowKeyChecks};
 
 /// Shared state of the API, one per process.
 pub struct AppState {
@@ -17,6 +17,8 @@ pub struct AppState {
     pub outbound: OutboundClient,
     /// Verified API keys.
     pub key_cache: KeyCache,
+    /// The bound on slow (legacy PBKDF2) key verifications.
+    pub slow_checks: SlowKeyChecks,
     /// Limits and costs from the settings.
     pub limits: Limits,
     /// Quotas, rate limits and edge bounds (`limit_*` settings).
@@ -32,6 +34,6 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Minimum time between two API-key resets of one username.
     pub key_reset_interval: Duration,
-    /// PBKDF2 iterations for new API-key hashes.
-    pub pbkdf2_iterations: u32,
+    /// How long the old API key keeps working after a reset somebody else asked for.
+    pub key_reset_grace: Duration,
 }

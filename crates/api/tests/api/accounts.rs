@@ -63,10 +63,11 @@ async fn creating_an_account_answers_the_full_record_with_plaintext_keys_once() 
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(own["api_key"], body["api_key"]);
+    // New keys are stored in the fast form (docs/security.md): `method$salt$hash`.
     assert!(own["api_key"]
         .as_str()
         .unwrap()
-        .starts_with("pbkdf2:sha256:"));
+        .starts_with("hmac-sha256$"));
     assert_eq!(own["secret_key"], body["secret_key"]);
     assert_eq!(own["username"], "johndoe");
 }

@@ -121,7 +121,7 @@ impl TestApp {
                 username: &Username::parse(username).expect("valid username"),
                 endpoint: None,
                 is_admin: true,
-                api_key_hash: hash_api_key(api_key.expose(), 1000),
+                api_key_hash: hash_api_key(api_key.expose()),
                 secret_key: secret_key.clone(),
             })
             .await
