@@ -180,13 +180,18 @@ mod tests {
 
     #[test]
     fn usernames_are_checked() {
-        let control = "must be a non-empty string of at most 128 characters without control characters";
+        let control =
+            "must be a non-empty string of at most 128 characters without control characters";
         let blanks = "must not begin or end with blanks (they cannot survive an HTTP header)";
         let ascii = "must be visible ASCII only: letters, digits and punctuation, no spaces";
         let cases: [(&str, &str, Option<&str>); 16] = [
             ("a plain name", "johndoe", None),
             ("punctuation", "john.doe+bots@example.com", None),
-            ("every visible ASCII character", "!\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~", None),
+            (
+                "every visible ASCII character",
+                "!\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~",
+                None,
+            ),
             ("128 chars", &"x".repeat(128), None),
             ("empty", "", Some(control)),
             ("129 chars", &"x".repeat(129), Some(control)),

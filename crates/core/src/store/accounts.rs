@@ -11,8 +11,8 @@ use std::time::Duration;
 use tracing::instrument;
 
 use super::records::{Account, Fields, WriteResult};
-use crate::domain::Micros;
 use super::{scripts, Page, Store, StoreError};
+use crate::domain::Micros;
 use crate::domain::{now_micros, AccountId, EndpointUrl, SecretKey, Username};
 use crate::keys::RecordKind;
 
@@ -141,7 +141,11 @@ impl Store {
     /// at once, on every API process, because the cache is keyed by the stored hash. `false`
     /// when the account is gone.
     #[instrument(skip_all)]
-    pub async fn replace_api_key_hash(&self, id: AccountId, hash: &str) -> Result<bool, StoreError> {
+    pub async fn replace_api_key_hash(
+        &self,
+        id: AccountId,
+        hash: &str,
+    ) -> Result<bool, StoreError> {
         self.run_key_script(&scripts::REPLACE_API_KEY, id, &[hash])
             .await
     }
@@ -156,8 +160,12 @@ impl Store {
         hash: &str,
         old_key_until: Micros,
     ) -> Result<bool, StoreError> {
-        self.run_key_script(&scripts::STAGE_API_KEY, id, &[hash, &old_key_until.to_string()])
-            .await
+        self.run_key_script(
+            &scripts::STAGE_API_KEY,
+            id,
+            &[hash, &old_key_until.to_string()],
+        )
+        .await
     }
 
     /// Makes the pending key `hash`, which was just used, the account's key and drops the old
@@ -339,7 +347,12 @@ mod tests {
             })
         };
         let cases = [
-            ("no reset", account(None), 500, vec![(KeySlot::Current, "old")]),
+            (
+                "no reset",
+                account(None),
+                500,
+                vec![(KeySlot::Current, "old")],
+            ),
             (
                 "in the grace period",
                 account(pending()),
