@@ -31,13 +31,14 @@ struct Named {
 
 impl Pubhook {
     /// Starts pubhook in `mode` against `redis_url`, logging to `<log_dir>/<log_name>-<role>.log`,
-    /// and waits until the API answers.
+    /// and waits until the API answers. `extra_env` goes on top of [`child_env`]: the abuse scenarios turn on the limits they test.
     pub async fn start(
         binary: &Path,
         mode: Mode,
         redis_url: &str,
         log_dir: &Path,
         log_name: &str,
+        extra_env: &[(&'static str, String)],
     ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -63,6 +64,7 @@ impl Pubhook {
             }
             let child = command
                 .envs(child_env(redis_url, addr))
+                .envs(extra_env.iter().cloned())
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log_err)

@@ -2,6 +2,7 @@
 //! meter) and what each run of one yields: an [`Outcome`].
 
 pub mod api;
+pub mod auth_flood;
 pub mod ceiling;
 pub mod fan_out;
 pub mod many_small;
@@ -147,6 +148,7 @@ pub async fn run(env: &Env<'_>, scenario: ScenarioKind, mode: Mode) -> anyhow::R
         ScenarioKind::ManySmall => many_small::run(env, mode).await,
         ScenarioKind::Retries => retries::run(env, mode).await,
         ScenarioKind::Api => api::run(env, mode).await,
+        ScenarioKind::AuthFlood => auth_flood::run(env, mode).await,
     }
 }
 
@@ -155,6 +157,16 @@ pub async fn fresh_pubhook(
     env: &Env<'_>,
     mode: Mode,
     scenario: ScenarioKind,
+) -> anyhow::Result<(Pubhook, Api)> {
+    fresh_pubhook_with_env(env, mode, scenario, &[]).await
+}
+
+/// [`fresh_pubhook`] with extra `PUBHOOK_*` variables (the limits an abuse scenario tests).
+pub async fn fresh_pubhook_with_env(
+    env: &Env<'_>,
+    mode: Mode,
+    scenario: ScenarioKind,
+    extra_env: &[(&'static str, String)],
 ) -> anyhow::Result<(Pubhook, Api)> {
     env.redis.flush_all().await?;
     env.receivers.reset();
@@ -165,6 +177,7 @@ pub async fn fresh_pubhook(
         &env.redis.url(),
         env.log_dir,
         &log_name,
+        extra_env,
     )
     .await?;
     let api = Api::new(pubhook.addr());
