@@ -19,7 +19,8 @@
 //!
 //! Every failure is counted in Redis, per username and per client address (unknown usernames
 //! against the address only), so every API process sees it; past `limit_auth_failures` a
-//! minute the answer is 429 with `Retry-After`. A request whose key is in the cache or in the
+//! minute the answer is 429 with `Retry-After`, and the process remembers the refusal until
+//! the window ends ([`RefusalMemo`]). A request whose key is in the cache or in the
 //! fast form and right costs no Redis round trip beyond the account lookup.
 
 use std::collections::HashMap;
@@ -210,55 +211,67 @@ impl FailureCounter {
 
     /// 429 when the client or `username` has already used its allowance of failures.
     async fn refuse_if_over(&self, state: &AppState, username: &str) -> Result<(), ApiError> {
-        let (by_user, by_client) = tokio::join!(
-            state.store.check_rate_limit(
-                Self::limit(state, RateLimitKind::AuthFailuresByUsername),
-                username
-            ),
-            state.store.check_rate_limit(
-                Self::limit(state, RateLimitKind::AuthFailuresByClient),
-                &self.client
-            ),
-        );
-        too_many_failures(by_user?, by_client?)
+        self.settle(state, Some(username), false).await
     }
 
     /// Counts one failure against the client and, if known, the username: 429 when that goes
     /// past the limit, so the caller answers its 401 only under it.
     async fn count(&self, state: &AppState, username: Option<&str>) -> Result<(), ApiError> {
-        let by_user = async {
-            match username {
-                Some(username) => {
-                    state
-                        .store
-                        .hit_rate_limit(
-                            Self::limit(state, RateLimitKind::AuthFailuresByUsername),
-                            username,
-                        )
-                        .await
-                }
-                None => Ok(Verdict::Allowed),
-            }
-        };
+        self.settle(state, username, true).await
+    }
+
+    /// Reads (or with `hit`, counts on) the counters of the client and `username`. A subject
+    /// the memo already knows to be over is answered from it, without Redis: counting more
+    /// failures on a full window changes nothing.
+    async fn settle(
+        &self,
+        state: &AppState,
+        username: Option<&str>,
+        hit: bool,
+    ) -> Result<(), ApiError> {
+        use RateLimitKind::{AuthFailuresByClient, AuthFailuresByUsername};
+        let memo = &state.auth_refusals;
+        let known = username
+            .and_then(|u| memo.retry_after(AuthFailuresByUsername, u))
+            .max(memo.retry_after(AuthFailuresByClient, &self.client));
+        if let Some(retry_after) = known {
+            return Err(too_many_failures(retry_after));
+        }
         let (by_user, by_client) = tokio::join!(
-            by_user,
-            state.store.hit_rate_limit(
-                Self::limit(state, RateLimitKind::AuthFailuresByClient),
-                &self.client
-            ),
+            ask_counter(state, AuthFailuresByUsername, username, hit),
+            ask_counter(state, AuthFailuresByClient, Some(&self.client), hit),
         );
-        too_many_failures(by_user?, by_client?)
+        match by_user?.retry_after().max(by_client?.retry_after()) {
+            Some(retry_after) => Err(too_many_failures(retry_after)),
+            None => Ok(()),
+        }
     }
 }
 
-fn too_many_failures(by_user: Verdict, by_client: Verdict) -> Result<(), ApiError> {
-    let retry_after = by_user.retry_after().max(by_client.retry_after());
-    match retry_after {
-        Some(retry_after) => Err(ApiError::TooManyRequests {
-            message: "Too many failed authentication attempts; try again later",
-            retry_after,
-        }),
-        None => Ok(()),
+/// One counter's verdict, noted in the memo; `Allowed` without a subject.
+async fn ask_counter(
+    state: &AppState,
+    kind: RateLimitKind,
+    subject: Option<&str>,
+    hit: bool,
+) -> Result<Verdict, ApiError> {
+    let Some(subject) = subject else {
+        return Ok(Verdict::Allowed);
+    };
+    let limit = FailureCounter::limit(state, kind);
+    let verdict = if hit {
+        state.store.hit_rate_limit(limit, subject).await?
+    } else {
+        state.store.check_rate_limit(limit, subject).await?
+    };
+    state.auth_refusals.note(kind, subject, verdict);
+    Ok(verdict)
+}
+
+fn too_many_failures(retry_after: Duration) -> ApiError {
+    ApiError::TooManyRequests {
+        message: "Too many failed authentication attempts; try again later",
+        retry_after,
     }
 }
 
@@ -320,49 +333,106 @@ async fn run_blocking(check: impl FnOnce() -> bool + Send + 'static) -> Result<b
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("key verification failed: {e}")))
 }
 
-/// Verified (stored hash, presented key) pairs, for a short, bounded time.
-pub struct KeyCache {
+/// Digests that stay true until their own expiry, at most `capacity` of them: the shared core
+/// of [`KeyCache`] and [`RefusalMemo`].
+struct ExpiringDigests {
     entries: Mutex<HashMap<[u8; 32], Instant>>,
-    ttl: Duration,
     capacity: usize,
 }
 
-impl KeyCache {
-    /// An empty cache; `capacity` 0 or `ttl` 0 disables it.
-    pub fn new(ttl: Duration, capacity: usize) -> Self {
+impl ExpiringDigests {
+    fn new(capacity: usize) -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
-            ttl,
             capacity,
         }
     }
 
-    /// Whether `presented` was verified against `stored` within the last `ttl`.
-    fn is_fresh(&self, stored: &str, presented: &str) -> bool {
-        let digest = cache_key(stored, presented);
+    /// The expiry of `digest`, if it has not passed.
+    fn live_until(&self, digest: &[u8; 32]) -> Option<Instant> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
-            .get(&digest)
-            .is_some_and(|expiry| *expiry > Instant::now())
+            .get(digest)
+            .copied()
+            .filter(|expiry| *expiry > Instant::now())
     }
 
-    /// Notes that `presented` verified against `stored`.
-    fn remember(&self, stored: &str, presented: &str) {
-        if self.capacity == 0 || self.ttl.is_zero() {
+    fn insert(&self, digest: [u8; 32], expiry: Instant) {
+        if self.capacity == 0 {
             return;
         }
-        let digest = cache_key(stored, presented);
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.capacity {
             entries.retain(|_, expiry| *expiry > now);
             if entries.len() >= self.capacity {
                 // Still full of live entries: start over rather than track recency. The cost is
-                // one fast hash per active client, once.
+                // one check each, once.
                 entries.clear();
             }
         }
-        entries.insert(digest, now + self.ttl);
+        entries.insert(digest, expiry);
+    }
+}
+
+/// Verified (stored hash, presented key) pairs, for a short, bounded time.
+pub struct KeyCache {
+    digests: ExpiringDigests,
+    ttl: Duration,
+}
+
+impl KeyCache {
+    /// An empty cache; `capacity` 0 or `ttl` 0 disables it.
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            digests: ExpiringDigests::new(if ttl.is_zero() { 0 } else { capacity }),
+            ttl,
+        }
+    }
+
+    /// Whether `presented` was verified against `stored` within the last `ttl`.
+    fn is_fresh(&self, stored: &str, presented: &str) -> bool {
+        self.digests
+            .live_until(&cache_key(stored, presented))
+            .is_some()
+    }
+
+    /// Notes that `presented` verified against `stored`.
+    fn remember(&self, stored: &str, presented: &str) {
+        self.digests
+            .insert(cache_key(stored, presented), Instant::now() + self.ttl);
+    }
+}
+
+/// Subjects (a username, a client address) that Redis said are past their failure allowance,
+/// until their window ends. A fixed window only ever runs out, so the answer stays true until
+/// then on every process; remembering it spares Redis two calls per refused request, which is
+/// most of what a flood of wrong keys costs.
+pub struct RefusalMemo {
+    digests: ExpiringDigests,
+}
+
+impl RefusalMemo {
+    /// Remembers at most `capacity` subjects.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            digests: ExpiringDigests::new(capacity),
+        }
+    }
+
+    fn retry_after(&self, kind: RateLimitKind, subject: &str) -> Option<Duration> {
+        self.digests
+            .live_until(&cache_key(kind.as_str(), subject))
+            .map(|until| until.saturating_duration_since(Instant::now()))
+    }
+
+    fn note(&self, kind: RateLimitKind, subject: &str, verdict: Verdict) {
+        if let Some(retry_after) = verdict.retry_after() {
+            self.digests.insert(
+                cache_key(kind.as_str(), subject),
+                Instant::now() + retry_after,
+            );
+        }
     }
 }
 
@@ -394,7 +464,7 @@ mod tests {
         let cache = KeyCache::new(Duration::from_secs(60), 3);
         for i in 0..10 {
             cache.remember(&format!("hash{i}"), "key");
-            assert!(cache.entries.lock().unwrap().len() <= 3);
+            assert!(cache.digests.entries.lock().unwrap().len() <= 3);
         }
     }
 
@@ -403,6 +473,37 @@ mod tests {
         let cache = KeyCache::new(Duration::ZERO, 3);
         cache.remember("hash", "key");
         assert!(!cache.is_fresh("hash", "key"));
+    }
+
+    #[test]
+    fn a_refusal_is_remembered_for_its_subject_until_its_window_ends() {
+        let memo = RefusalMemo::new(10);
+        let kind = RateLimitKind::AuthFailuresByClient;
+        memo.note(kind, "192.0.2.1", Verdict::Allowed);
+        assert_eq!(
+            memo.retry_after(kind, "192.0.2.1"),
+            None,
+            "allowed is not noted"
+        );
+        let limited = Verdict::Limited {
+            retry_after: Duration::from_secs(30),
+        };
+        memo.note(kind, "192.0.2.1", limited);
+        let left = memo.retry_after(kind, "192.0.2.1").unwrap();
+        assert!(left > Duration::from_secs(29) && left <= Duration::from_secs(30));
+        assert_eq!(memo.retry_after(kind, "192.0.2.2"), None);
+        assert_eq!(
+            memo.retry_after(RateLimitKind::AuthFailuresByUsername, "192.0.2.1"),
+            None
+        );
+        memo.note(
+            kind,
+            "192.0.2.3",
+            Verdict::Limited {
+                retry_after: Duration::ZERO,
+            },
+        );
+        assert_eq!(memo.retry_after(kind, "192.0.2.3"), None, "an ended window");
     }
 
     #[actix_web::test]

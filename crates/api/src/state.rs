@@ -7,7 +7,7 @@ use pubhook_core::outbound::OutboundClient;
 use pubhook_core::settings::Limits as TenantLimits;
 use pubhook_core::store::Store;
 
-use crate::auth::{KeyCache, SlowKeyChecks};
+use crate::auth::{KeyCache, RefusalMemo, SlowKeyChecks};
 
 /// Shared state of the API, one per process.
 pub struct AppState {
@@ -19,6 +19,8 @@ pub struct AppState {
     pub key_cache: KeyCache,
     /// The bound on slow (legacy PBKDF2) key verifications.
     pub slow_checks: SlowKeyChecks,
+    /// Usernames and client addresses known to be past their failure allowance.
+    pub auth_refusals: RefusalMemo,
     /// Limits and costs from the settings.
     pub limits: Limits,
     /// Quotas, rate limits and edge bounds (`limit_*` settings).
