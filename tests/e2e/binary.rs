@@ -5,7 +5,14 @@ use std::time::Duration;
 use pubhook_testkit::{random_prefix, shared_redis, Receiver};
 use serde_json::json;
 
-use crate::support::{free_port, pubhook, run, stdout_json, wait_until_up, Api, Process, GET, OK};
+use pubhook_core::domain::{EndpointUrl, SecretKey, Username};
+use pubhook_core::hashing::hash_api_key;
+use pubhook_core::store::NewAccount;
+use reqwest::StatusCode;
+
+use crate::support::{
+    free_port, pubhook, run, stdout_json, wait_until_up, Api, Process, Seed, GET, OK, POST,
+};
 
 #[tokio::test]
 async fn init_prints_the_admin_keys_once_and_rotates_them_on_request() {
@@ -79,4 +86,96 @@ async fn serve_takes_a_pywebhooks_client_from_account_to_trigger_and_stops_on_si
     server.signal("TERM");
     let status = server.wait_exit(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn init_makes_an_admin_even_when_a_non_admin_holds_the_admin_name() {
+    let redis = shared_redis().await;
+    let prefix = random_prefix();
+    let port = free_port();
+    let mut server = Process::spawn(
+        pubhook(redis.url(), &prefix)
+            .env("PUBHOOK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PUBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+            .arg("serve"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&base).await;
+    let api = Api::new(&base);
+    let receiver = Receiver::start().await;
+
+    // Before init, the public API refuses the name the admin will take...
+    let body = api
+        .expect(
+            StatusCode::CONFLICT,
+            POST,
+            "/v1/account",
+            None,
+            Some(json!({"username": "admin", "endpoint": receiver.url()})),
+        )
+        .await;
+    assert_eq!(body, json!({"Error": "Username already exists"}));
+
+    // ...but a store may hold a non-admin `admin` from before (or from PyWebhooks).
+    let squatter_key = "5".repeat(40);
+    Seed::new(redis.url(), &prefix)
+        .store
+        .create_account(NewAccount {
+            username: &Username::parse("admin").unwrap(),
+            endpoint: Some(&EndpointUrl::parse(&receiver.url()).unwrap()),
+            is_admin: false,
+            api_key_hash: hash_api_key(&squatter_key),
+            secret_key: SecretKey::generate(),
+        })
+        .await
+        .unwrap();
+
+    let output = run(pubhook(redis.url(), &prefix).arg("init"));
+    let admin = stdout_json(&output);
+    let username = admin["username"].as_str().unwrap().to_owned();
+    assert!(
+        username.starts_with("admin-") && username.len() == 14,
+        "{username}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not an admin"), "{stderr}");
+
+    let admin_creds = Some((username.as_str(), admin["api_key"].as_str().unwrap()));
+    let listing = api
+        .expect(OK, GET, "/v1/accounts?start=0&limit=10", admin_creds, None)
+        .await;
+    assert_eq!(listing["accounts"].as_array().unwrap().len(), 2);
+    let (status, body) = api
+        .call(
+            GET,
+            "/v1/accounts?start=0&limit=10",
+            Some(("admin", &squatter_key)),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::UNAUTHORIZED, json!({"Error": "Not an Admin"})),
+        "the name gives no rights"
+    );
+
+    // Later runs find the admin init made, whatever its name.
+    let again = run(pubhook(redis.url(), &prefix).arg("init"));
+    assert!(!again.status.success());
+    let rotated = stdout_json(&run(
+        pubhook(redis.url(), &prefix).args(["init", "--rotate-keys"])
+    ));
+    assert_eq!(rotated["username"], username.as_str());
+    let rotated_creds = Some((username.as_str(), rotated["api_key"].as_str().unwrap()));
+    api.expect(
+        OK,
+        GET,
+        "/v1/accounts?start=0&limit=10",
+        rotated_creds,
+        None,
+    )
+    .await;
+
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(15)).await;
 }

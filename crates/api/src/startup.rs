@@ -11,7 +11,7 @@ use pubhook_core::outbound::{DestinationPolicy, OutboundClient, OutboundConfig};
 use pubhook_core::settings::Settings;
 use pubhook_core::store::{Quotas, Store};
 
-use crate::auth::KeyCache;
+use crate::auth::{KeyCache, RefusalMemo, SlowKeyChecks};
 use crate::client::service_client_address;
 use crate::content_type::require_json;
 use crate::edge::{enforce_edge_limits, ConnectionCounts};
@@ -47,10 +47,12 @@ impl Application {
             store,
             outbound,
             key_cache: KeyCache::new(settings.api_key_cache_ttl, settings.api_key_cache_capacity),
+            slow_checks: SlowKeyChecks::new(settings.limits.key_checks),
+            auth_refusals: RefusalMemo::new(settings.api_key_cache_capacity),
             limits: Limits {
                 max_body_bytes: settings.max_body_bytes,
                 key_reset_interval: settings.key_reset_interval,
-                pbkdf2_iterations: settings.pbkdf2_iterations,
+                key_reset_grace: settings.key_reset_grace,
             },
             quotas: settings.limits.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),

@@ -8,7 +8,7 @@ use pubhook_core::settings::Limits as TenantLimits;
 use pubhook_core::store::Store;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::auth::KeyCache;
+use crate::auth::{KeyCache, RefusalMemo, SlowKeyChecks};
 
 /// Shared state of the API, one per process.
 pub struct AppState {
@@ -18,6 +18,10 @@ pub struct AppState {
     pub outbound: OutboundClient,
     /// Verified API keys.
     pub key_cache: KeyCache,
+    /// The bound on slow (legacy PBKDF2) key verifications.
+    pub slow_checks: SlowKeyChecks,
+    /// Usernames and client addresses known to be past their failure allowance.
+    pub auth_refusals: RefusalMemo,
     /// Limits and costs from the settings.
     pub limits: Limits,
     /// Quotas, rate limits and edge bounds (`limit_*` settings).
@@ -71,8 +75,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Minimum time between two API-key resets of one username.
     pub key_reset_interval: Duration,
-    /// PBKDF2 iterations for new API-key hashes.
-    pub pbkdf2_iterations: u32,
+    /// How long the old API key keeps working after a reset somebody else asked for.
+    pub key_reset_grace: Duration,
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fan-out,many-small,retries,api,memory"
+        default_value = "fan-out,many-small,retries,api,memory,auth-flood"
     )]
     pub scenarios: Vec<ScenarioKind>,
 }
@@ -78,6 +78,9 @@ pub enum ScenarioKind {
     Api,
     /// Peak RSS growth of the API for the largest pages and for concurrent 1 MiB POSTs.
     Memory,
+    /// Legitimate GETs and triggers while 200 connections send wrong keys for accounts with
+    /// legacy PBKDF2 hashes.
+    AuthFlood,
 }
 
 impl ScenarioKind {
@@ -89,6 +92,7 @@ impl ScenarioKind {
             Self::Retries => "retries",
             Self::Api => "api",
             Self::Memory => "memory",
+            Self::AuthFlood => "auth-flood",
         }
     }
 }
@@ -137,6 +141,10 @@ pub struct Plan {
     /// How long each API phase (GETs, then triggers) lasts.
     #[serde(with = "secs")]
     pub api_duration: Duration,
+    /// Connections sending wrong keys in the auth-flood scenario.
+    pub flood_connections: usize,
+    /// Connections of legitimate clients in the auth-flood scenario.
+    pub flood_legit_connections: usize,
     /// Connections of the ceiling loop: the worker's default concurrency.
     pub ceiling_connections: usize,
     /// How long the ceiling loop runs.
@@ -176,6 +184,8 @@ impl Plan {
             retry_timeout: pick(20_000, 10_000),
             api_connections: 64,
             api_duration: pick(4_000, 2_000),
+            flood_connections: 200,
+            flood_legit_connections: 16,
             ceiling_connections: 128,
             ceiling_duration: pick(3_000, 1_500),
         }

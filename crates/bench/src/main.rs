@@ -47,6 +47,8 @@ const HEADLINES: &[&str] = &[
     "healthy_per_s",
     "get_per_s",
     "trigger_per_s",
+    "legit_get_p99_ms",
+    "legit_trigger_p99_ms",
     "cpu_s_per_1000_deliveries",
     "redis_commands_per_delivery",
     "redis_client_commands_per_delivery",
@@ -235,7 +237,9 @@ fn budget(plan: &Plan, scenario: ScenarioKind) -> Duration {
             ScenarioKind::FanOut => plan.fan_out_timeout,
             ScenarioKind::ManySmall => plan.many_small_duration * 2 + plan.drain_timeout,
             ScenarioKind::Retries => plan.retry_timeout + Duration::from_secs(2),
-            ScenarioKind::Api => plan.api_duration * 2 + Duration::from_secs(20),
+            ScenarioKind::Api | ScenarioKind::AuthFlood => {
+                plan.api_duration * 2 + Duration::from_secs(20)
+            }
             ScenarioKind::Memory => Duration::from_secs(120),
         }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context as _};
 use pubhook_api::Application;
-use pubhook_core::domain::{ApiKey, SecretKey, Username};
+use pubhook_core::domain::{ApiKey, SecretKey, Username, RESERVED_ADMIN_USERNAME};
 use pubhook_core::hashing::hash_api_key;
 use pubhook_core::outbound::{DestinationPolicy, OutboundClient, OutboundConfig};
 use pubhook_core::settings::Settings;
@@ -13,9 +13,6 @@ use serde_json::json;
 
 use crate::cli::{Cli, Command};
 use crate::redis_child::{resolve_redis, RedisChild};
-
-/// The username `pubhook init` gives the admin, as PyWebhooks did.
-const ADMIN_USERNAME: &str = "admin";
 
 /// Runs the command the command line names.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -34,7 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(&settings, store).await,
         Command::Worker => work(&settings, store).await,
         Command::Standalone => standalone(&settings, store, &redis_url).await,
-        Command::Init { rotate_keys } => init(&settings, &store, rotate_keys).await,
+        Command::Init { rotate_keys } => init(&store, rotate_keys).await,
         Command::Receive { .. } => Ok(()),
     };
     stop_redis(redis_child).await;
@@ -105,30 +102,38 @@ pub fn worker_config(settings: &Settings) -> WorkerConfig {
 
 /// Creates the admin, or with `rotate_keys` gives it new keys; prints
 /// `{"username","api_key","secret_key"}` on stdout.
-async fn init(settings: &Settings, store: &Store, rotate_keys: bool) -> anyhow::Result<()> {
+///
+/// The admin is called `admin`, a name the public API refuses. A store may still hold a
+/// non-admin `admin` (made before the name was reserved, or migrated from PyWebhooks, where
+/// anyone could take it once the admin was gone). `init` never promotes that account, whose
+/// keys and endpoint belong to whoever made it: it makes the admin under `admin-<8 hex>`
+/// instead and says so on stderr. Admin rights come from the flag, never from the name, so
+/// whatever the public API did before, `init` can always make an admin.
+async fn init(store: &Store, rotate_keys: bool) -> anyhow::Result<()> {
     let api_key = ApiKey::generate();
     let secret_key = SecretKey::generate();
-    let api_key_hash = hash_api_key(api_key.expose(), settings.pbkdf2_iterations);
-    let existing = store.account_by_username(ADMIN_USERNAME).await?;
-    match existing {
-        Some(admin) if admin.is_admin && rotate_keys => {
+    let api_key_hash = hash_api_key(api_key.expose());
+    let admins = store.admin_accounts().await?;
+    // The admin `init` made, if any: the one called `admin`, else the oldest.
+    let existing = admins
+        .iter()
+        .find(|a| a.username == RESERVED_ADMIN_USERNAME)
+        .or(admins.first());
+    let username = match existing {
+        Some(admin) if rotate_keys => {
             store.replace_api_key_hash(admin.id, &api_key_hash).await?;
             store.replace_secret_key(admin.id, &secret_key).await?;
-        }
-        Some(admin) if admin.is_admin => {
-            bail!("an admin account already exists; use `pubhook init --rotate-keys` to give it new keys")
+            admin.username.clone()
         }
         Some(_) => {
-            bail!("the username {ADMIN_USERNAME:?} belongs to an account that is not an admin")
-        }
-        None if store.admin_count().await? > 0 && !rotate_keys => {
-            bail!("an admin account already exists")
+            bail!("an admin account already exists; use `pubhook init --rotate-keys` to give it new keys")
         }
         None => {
-            let username = Username::parse(ADMIN_USERNAME)?;
+            let username = free_admin_username(store).await?;
+            let parsed = Username::parse(&username)?;
             let created = store
                 .create_account(NewAccount {
-                    username: &username,
+                    username: &parsed,
                     endpoint: None,
                     is_admin: true,
                     api_key_hash,
@@ -140,17 +145,37 @@ async fn init(settings: &Settings, store: &Store, rotate_keys: bool) -> anyhow::
                 Err(StoreError::UsernameTaken) => bail!("another process created the admin first"),
                 Err(e) => return Err(e.into()),
             }
+            username
         }
-    }
+    };
     println!(
         "{}",
         json!({
-            "username": ADMIN_USERNAME,
+            "username": username,
             "api_key": api_key.expose(),
             "secret_key": secret_key.expose(),
         })
     );
     Ok(())
+}
+
+/// `admin`, or `admin-<8 random hex>` when a non-admin account holds `admin`. The suffix is
+/// random so that nobody can take the fallback name in advance either.
+async fn free_admin_username(store: &Store) -> anyhow::Result<String> {
+    if store
+        .account_by_username(RESERVED_ADMIN_USERNAME)
+        .await?
+        .is_none()
+    {
+        return Ok(RESERVED_ADMIN_USERNAME.to_owned());
+    }
+    let random = ApiKey::generate();
+    let name = format!("{RESERVED_ADMIN_USERNAME}-{}", &random.expose()[..8]);
+    eprintln!(
+        "the username {RESERVED_ADMIN_USERNAME:?} belongs to an account that is not an admin; \
+         creating the admin as {name:?}"
+    );
+    Ok(name)
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -3,7 +3,7 @@
 //! | module      | owns                                                                    |
 //! |-------------|-------------------------------------------------------------------------|
 //! | `domain`    | parsed newtypes (`Username`, `EndpointUrl`, `EventName`, typed ids, keys) |
-//! | `hashing`   | Werkzeug-format PBKDF2 hashing and constant-time verification of API keys |
+//! | `hashing`   | API-key hashes (fast HMAC form, legacy PBKDF2 read), constant-time checks  |
 //! | `signing`   | delivery signatures (`pywebhooks-signature`, Standard Webhooks)           |
 //! | `pyjson`    | byte-exact Python `json.dumps` serialisation of payloads                  |
 //! | `settings`  | typed, layered configuration (defaults, TOML, `PUBHOOK_*`, flags)          |

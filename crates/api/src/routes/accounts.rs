@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use pubhook_core::domain::{epoch_seconds, AccountId, ApiKey, EndpointUrl, SecretKey, Username};
+use pubhook_core::domain::{
+    epoch_seconds, now_micros, AccountId, ApiKey, EndpointUrl, SecretKey, Username,
+};
 use pubhook_core::hashing::hash_api_key;
 use pubhook_core::keys::RateLimitKind;
 use pubhook_core::outbound::KeyKind;
@@ -15,7 +17,7 @@ use tracing::instrument;
 
 use super::endpoint::{check_echo, send_key};
 use super::{missing_id, resource};
-use crate::auth::{authenticate, Need};
+use crate::auth::{authenticate, optional_owner, Need};
 use crate::body::{json_object, string_field};
 use crate::client::{client_address, client_subject};
 use crate::error::ApiError;
@@ -80,9 +82,13 @@ impl AccountOut {
     }
 }
 
+/// The window of `limit_resets`.
+const RESET_WINDOW: Duration = Duration::from_secs(60);
+
 /// `POST /v1/account`: public. Validates the fields, refuses a taken username before calling
 /// out, runs the echo challenge, then creates the account atomically. 201 with the plaintext
-/// keys, shown this once.
+/// keys, shown this once. The name `admin` is kept for `pubhook init` and answered as taken,
+/// which is what PyWebhooks, whose admin always existed, answered too.
 #[instrument(skip_all)]
 async fn create_account(
     req: HttpRequest,
@@ -97,11 +103,12 @@ async fn create_account(
 
     // PyWebhooks called the endpoint before noticing the name was taken; asking first spares
     // the endpoint a request. The create below stays the real, atomic check.
-    if state
-        .store
-        .account_by_username(username.as_str())
-        .await?
-        .is_some()
+    if username.is_reserved()
+        || state
+            .store
+            .account_by_username(username.as_str())
+            .await?
+            .is_some()
     {
         return Err(ApiError::Conflict("Username already exists"));
     }
@@ -126,7 +133,7 @@ async fn create_account(
     check_echo(&state, &endpoint).await?;
 
     let api_key = ApiKey::generate();
-    let api_key_hash = hash_blocking(&api_key, state.limits.pbkdf2_iterations).await?;
+    let api_key_hash = hash_api_key(api_key.expose());
     let account = state
         .store
         .create_account(NewAccount {
@@ -221,50 +228,76 @@ async fn delete_all_accounts(
 }
 
 /// `POST /v1/account/reset/apikey`: needs only the `username` header, as in PyWebhooks: the new
-/// key goes to the account's endpoint, never to the caller. Limited to one per username per
-/// `key_reset_interval`, so nobody can keep another user's key changing.
+/// key goes to the account's endpoint, never to the caller. At most `limit_resets` a minute per
+/// client address (which also bounds probing for usernames), and one per username per
+/// `key_reset_interval`.
+///
+/// Anyone may ask, so an anonymous reset must not lock the owner out: the new key is stored as
+/// pending, and the old one keeps working until the new one is first used or until
+/// `key_reset_grace` has passed (at once when that is 0). A request that also carries the
+/// account's right `api-key` comes from the owner: its new key replaces the old one at once,
+/// and the per-username interval does not apply to it.
 #[instrument(skip_all)]
 async fn reset_api_key(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    count_reset(&req, &state).await?;
     let username = req
         .headers()
         .get("username")
         .ok_or_else(|| ApiError::BadRequest("Missing the username header value".into()))?
         .to_str()
         .map_err(|_| ApiError::NotFound("Username not found"))?;
-    let account = state
-        .store
-        .account_by_username(username)
-        .await?
-        .ok_or(ApiError::NotFound("Username not found"))?;
+    let owner = optional_owner(&req, &state).await?;
+    let is_owner = owner.is_some();
+    let account = match owner {
+        Some(owner) => owner,
+        None => state
+            .store
+            .account_by_username(username)
+            .await?
+            .ok_or(ApiError::NotFound("Username not found"))?,
+    };
     let endpoint = EndpointUrl::from_stored(&account.endpoint)
         .ok_or(ApiError::NotFound("Endpoint not found"))?;
-    if let Some(retry_after) = state
-        .store
-        .start_key_reset_cooldown(username, state.limits.key_reset_interval)
-        .await?
-    {
-        return Err(ApiError::TooManyRequests {
-            message: "An API key reset for this username was requested too recently",
-            retry_after,
-        });
+    if !is_owner {
+        if let Some(retry_after) = state
+            .store
+            .start_key_reset_cooldown(username, state.limits.key_reset_interval)
+            .await?
+        {
+            return Err(ApiError::TooManyRequests {
+                message: "An API key reset for this username was requested too recently",
+                retry_after,
+            });
+        }
     }
     let api_key = ApiKey::generate();
-    let hash = hash_blocking(&api_key, state.limits.pbkdf2_iterations).await?;
+    let hash = hash_api_key(api_key.expose());
     send_key(&state, &endpoint, KeyKind::ApiKey, api_key.expose()).await?;
-    state.store.replace_api_key_hash(account.id, &hash).await?;
+    let grace = state.limits.key_reset_grace;
+    if is_owner || grace.is_zero() {
+        state.store.replace_api_key_hash(account.id, &hash).await?;
+    } else {
+        let grace_micros = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
+        let old_key_until = now_micros().saturating_add(grace_micros);
+        state
+            .store
+            .stage_api_key_hash(account.id, &hash, old_key_until)
+            .await?;
+    }
     Ok(HttpResponse::Ok().json(json!({ "Message": "New key sent to endpoint" })))
 }
 
 /// `POST /v1/account/reset/secretkey`: authenticated; the new secret goes to the endpoint and
-/// signs every delivery from then on.
+/// signs every delivery from then on. Counts against `limit_resets` like the API-key reset.
 #[instrument(skip_all)]
 async fn reset_secret_key(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    count_reset(&req, &state).await?;
     let caller = authenticate(&req, &state, Need::Account).await?;
     let endpoint = EndpointUrl::from_stored(&caller.endpoint)
         .ok_or(ApiError::NotFound("Endpoint not found"))?;
@@ -274,10 +307,18 @@ async fn reset_secret_key(
     Ok(HttpResponse::Ok().json(json!({ "Message": "New key sent to endpoint" })))
 }
 
-/// PBKDF2 on a blocking thread, so the server's event loop keeps serving.
-async fn hash_blocking(key: &ApiKey, iterations: u32) -> Result<String, ApiError> {
-    let key = key.clone();
-    web::block(move || hash_api_key(key.expose(), iterations))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing failed: {e}")))
+/// Counts one reset request against its client address: 429 past `limit_resets` a minute.
+/// Every request counts, for a known username or not, so the route cannot be used to try
+/// names at speed.
+async fn count_reset(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let limit = RateLimit::new(RateLimitKind::Resets, state.quotas.resets, RESET_WINDOW);
+    let client = client_subject(client_address(req, &state.trusted_proxies));
+    let verdict = state.store.hit_rate_limit(limit, &client).await?;
+    match verdict.retry_after() {
+        Some(retry_after) => Err(ApiError::TooManyRequests {
+            message: "Too many key resets from this address; try again later",
+            retry_after,
+        }),
+        None => Ok(()),
+    }
 }

@@ -128,6 +128,17 @@ impl TestApp {
 
     /// Creates an admin directly in the store, as `pubhook init` does.
     pub async fn create_admin(&self, username: &str) -> Creds {
+        self.store_account(username, true, hash_api_key).await
+    }
+
+    /// Creates an account directly in the store, without an endpoint, its API key hashed by
+    /// `hash`: records the public API would not write (a non-admin `admin`, a legacy hash).
+    pub async fn store_account(
+        &self,
+        username: &str,
+        is_admin: bool,
+        hash: impl Fn(&str) -> String,
+    ) -> Creds {
         let api_key = ApiKey::generate();
         let secret_key = SecretKey::generate();
         let account = self
@@ -135,12 +146,12 @@ impl TestApp {
             .create_account(NewAccount {
                 username: &Username::parse(username).expect("valid username"),
                 endpoint: None,
-                is_admin: true,
-                api_key_hash: hash_api_key(api_key.expose(), 1000),
+                is_admin,
+                api_key_hash: hash(api_key.expose()),
                 secret_key: secret_key.clone(),
             })
             .await
-            .expect("admin created");
+            .expect("account created");
         Creds {
             id: account.id.to_string(),
             username: username.to_owned(),

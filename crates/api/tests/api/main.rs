@@ -7,6 +7,7 @@
 
 mod accounts;
 mod admin;
+mod auth;
 mod budgets;
 mod edge;
 mod helpers;

@@ -41,6 +41,8 @@ fn plan() -> Plan {
         retry_timeout: Duration::from_secs(20),
         api_connections: 64,
         api_duration: Duration::from_secs(4),
+        flood_connections: 200,
+        flood_legit_connections: 16,
         ceiling_connections: 128,
         ceiling_duration: Duration::from_secs(3),
     }

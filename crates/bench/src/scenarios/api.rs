@@ -85,7 +85,14 @@ pub async fn run(env: &Env<'_>, mode: Mode) -> anyhow::Result<Outcome> {
     Ok(out)
 }
 
-fn report_phase(env: &Env<'_>, out: &mut Outcome, key: &str, noun: &str, result: &LoadResult) {
+/// Adds the rate, latency percentiles and failures of one loop under `key`.
+pub(crate) fn report_phase(
+    env: &Env<'_>,
+    out: &mut Outcome,
+    key: &str,
+    noun: &str,
+    result: &LoadResult,
+) {
     out.throughput(
         env,
         &format!("{key}_per_s"),

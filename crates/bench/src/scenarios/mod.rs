@@ -2,6 +2,7 @@
 //! meter) and what each run of one yields: an [`Outcome`].
 
 pub mod api;
+pub mod auth_flood;
 pub mod ceiling;
 pub mod fan_out;
 pub mod many_small;
@@ -149,6 +150,7 @@ pub async fn run(env: &Env<'_>, scenario: ScenarioKind, mode: Mode) -> anyhow::R
         ScenarioKind::Retries => retries::run(env, mode).await,
         ScenarioKind::Api => api::run(env, mode).await,
         ScenarioKind::Memory => memory::run(env, mode).await,
+        ScenarioKind::AuthFlood => auth_flood::run(env, mode).await,
     }
 }
 

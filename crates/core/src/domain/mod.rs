@@ -8,7 +8,9 @@ mod names;
 
 pub use ids::{AccountId, RegistrationId, SubscriptionId, TriggeredId};
 pub use keys::{ApiKey, SecretKey};
-pub use names::{Description, EndpointUrl, EventName, InvalidField, Username};
+pub use names::{
+    Description, EndpointUrl, EventName, InvalidField, Username, RESERVED_ADMIN_USERNAME,
+};
 
 /// Microseconds since the Unix epoch: the creation time of every record and its sort score.
 pub type Micros = i64;

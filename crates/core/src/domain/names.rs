@@ -22,18 +22,24 @@ impl InvalidField {
 
 /// Longest accepted username, in characters.
 pub const MAX_USERNAME_CHARS: usize = 128;
+/// The username `pubhook init` gives the admin, as PyWebhooks did. Reserved: see
+/// [`Username::is_reserved`].
+pub const RESERVED_ADMIN_USERNAME: &str = "admin";
 /// Longest accepted event name, in characters.
 pub const MAX_EVENT_CHARS: usize = 256;
 /// Longest accepted endpoint URL, in bytes.
 pub const MAX_ENDPOINT_BYTES: usize = 2048;
 
-/// An account's username: a non-empty string of at most 128 characters without control
-/// characters (it travels in the `username` header). Case-sensitive, as in PyWebhooks.
+/// An account's username: 1 to 128 visible ASCII characters (`!` to `~`). It travels in the
+/// `username` header, where surrounding blanks are trimmed away and anything outside ASCII is
+/// not reliably text, so any other name could be created but never log in; look-alike letters
+/// from other scripts are refused for the same reason. Case-sensitive, as in PyWebhooks.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Username(String);
 
 impl Username {
-    /// Parses a username from a request body value.
+    /// Parses a username from a request body value. Each refusal says why; the first three
+    /// messages are the ones pubhook has always given.
     pub fn parse(raw: &str) -> Result<Self, InvalidField> {
         const REASON: &str =
             "must be a non-empty string of at most 128 characters without control characters";
@@ -43,7 +49,25 @@ impl Username {
         {
             return Err(InvalidField::new("username", REASON));
         }
+        if raw.starts_with(char::is_whitespace) || raw.ends_with(char::is_whitespace) {
+            return Err(InvalidField::new(
+                "username",
+                "must not begin or end with blanks (they cannot survive an HTTP header)",
+            ));
+        }
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidField::new(
+                "username",
+                "must be visible ASCII only: letters, digits and punctuation, no spaces",
+            ));
+        }
         Ok(Self(raw.to_owned()))
+    }
+
+    /// Whether this name is kept for the admin that `pubhook init` makes: the public API refuses
+    /// it, so nobody can take it before `init` runs.
+    pub fn is_reserved(&self) -> bool {
+        self.0 == RESERVED_ADMIN_USERNAME
     }
 
     /// The username as text.
@@ -156,17 +180,59 @@ mod tests {
 
     #[test]
     fn usernames_are_checked() {
-        let cases = [
-            ("a plain name", "johndoe", true),
-            ("unicode", "jöhn😀", true),
-            ("empty", "", false),
-            ("128 chars", &"x".repeat(128), true),
-            ("129 chars", &"x".repeat(129), false),
-            ("newline", "john\ndoe", false),
-            ("tab", "john\tdoe", false),
+        let control =
+            "must be a non-empty string of at most 128 characters without control characters";
+        let blanks = "must not begin or end with blanks (they cannot survive an HTTP header)";
+        let ascii = "must be visible ASCII only: letters, digits and punctuation, no spaces";
+        let cases: [(&str, &str, Option<&str>); 16] = [
+            ("a plain name", "johndoe", None),
+            ("punctuation", "john.doe+bots@example.com", None),
+            (
+                "every visible ASCII character",
+                "!\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~",
+                None,
+            ),
+            ("128 chars", &"x".repeat(128), None),
+            ("empty", "", Some(control)),
+            ("129 chars", &"x".repeat(129), Some(control)),
+            ("newline", "john\ndoe", Some(control)),
+            ("tab", "john\tdoe", Some(control)),
+            ("a leading space", " john", Some(blanks)),
+            ("a trailing space", "john ", Some(blanks)),
+            ("only a space", " ", Some(blanks)),
+            ("a trailing no-break space", "john\u{a0}", Some(blanks)),
+            ("an inner space", "john doe", Some(ascii)),
+            ("non-ASCII letters", "jöhn", Some(ascii)),
+            ("an emoji", "john😀", Some(ascii)),
+            ("a Cyrillic look-alike", "аdmin", Some(ascii)),
         ];
-        for (what, raw, ok) in cases {
-            assert_eq!(Username::parse(raw).is_ok(), ok, "{what}");
+        for (what, raw, refusal) in cases {
+            let got = Username::parse(raw).err().map(|e| e.reason);
+            assert_eq!(got, refusal, "{what}");
+        }
+    }
+
+    #[test]
+    fn only_the_admin_name_is_reserved() {
+        assert!(Username::parse("admin").unwrap().is_reserved());
+        assert!(!Username::parse("Admin").unwrap().is_reserved());
+        assert!(!Username::parse("admin-1").unwrap().is_reserved());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_string_never_panics_and_keeps_only_visible_ascii(raw in "\\PC{0,140}|[ -~]{0,130}|.{0,3}") {
+            if let Ok(name) = Username::parse(&raw) {
+                proptest::prop_assert!(!name.as_str().is_empty());
+                proptest::prop_assert!(name.as_str().len() <= MAX_USERNAME_CHARS);
+                proptest::prop_assert!(name.as_str().bytes().all(|b| (0x21..=0x7e).contains(&b)));
+                proptest::prop_assert_eq!(name.as_str(), raw.as_str());
+            }
+        }
+
+        #[test]
+        fn every_visible_ascii_name_is_accepted(raw in "[!-~]{1,128}") {
+            proptest::prop_assert!(Username::parse(&raw).is_ok());
         }
     }
 

@@ -151,7 +151,7 @@ static KEYS: &[KeyDoc] = &[
         name: "api_key_cache_ttl",
         env: "PUBHOOK_API_KEY_CACHE_TTL",
         default: "30s",
-        description: "how long a verified API key skips PBKDF2",
+        description: "how long a verified API key is remembered without hashing it again",
         apply: |s, raw| {
             s.api_key_cache_ttl = parse_duration(raw)?;
             Ok(())
@@ -171,7 +171,7 @@ static KEYS: &[KeyDoc] = &[
         name: "pbkdf2_iterations",
         env: "PUBHOOK_PBKDF2_ITERATIONS",
         default: "600000",
-        description: "PBKDF2-HMAC-SHA256 iterations for new API-key hashes",
+        description: "unused since new API-key hashes are HMAC-SHA256 (legacy PBKDF2 hashes carry their own count); still validated so old configurations load",
         apply: |s, raw| {
             s.pbkdf2_iterations = at_least(parse_whole_number(raw)?, MIN_PBKDF2_ITERATIONS)?;
             Ok(())
@@ -341,7 +341,7 @@ static KEYS: &[KeyDoc] = &[
         name: "limit_key_checks",
         env: "PUBHOOK_LIMIT_KEY_CHECKS",
         default: "2",
-        description: "slow (PBKDF2) API-key checks at once per API process; more waiting gets 503 at once",
+        description: "slow (legacy PBKDF2) API-key checks at once per API process, with a queue of 4 per check; past it 429 at once",
         apply: |s, raw| {
             s.limits.key_checks = parse_whole_number(raw)?;
             Ok(())

@@ -58,11 +58,12 @@ pub struct Settings {
     pub allowed_networks: Vec<IpNet>,
     /// Failed deliveries in a row after which a subscriber is skipped.
     pub max_failed_count: u32,
-    /// How long a verified API key skips PBKDF2.
+    /// How long a verified API key is remembered without hashing it again.
     pub api_key_cache_ttl: Duration,
     /// Most verified keys cached per API process.
     pub api_key_cache_capacity: usize,
-    /// PBKDF2-HMAC-SHA256 iterations for new API-key hashes.
+    /// Unused: new API-key hashes are the fast HMAC-SHA256 form, and legacy PBKDF2 hashes carry
+    /// their own iteration count. Kept, and validated, so existing configurations still load.
     pub pbkdf2_iterations: u32,
     /// Most of an endpoint's response pubhook reads.
     pub max_response_bytes: usize,

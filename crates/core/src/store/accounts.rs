@@ -1,4 +1,10 @@
 //! Accounts: create with a unique username, look up for authentication, update, delete.
+//!
+//! An account holds one API-key hash, and after a reset that somebody other than the owner asked
+//! for, a pending one beside it (`api_key_pending`, with the deadline `api_key_pending_until`).
+//! [`Account::live_api_key_hashes`] says which of them a presented key may match at a given
+//! time; the scripts that move keys between the two fields compare-and-set, so a reset is never
+//! overwritten by a verification that read the record before it.
 
 use std::time::Duration;
 
@@ -6,6 +12,7 @@ use tracing::instrument;
 
 use super::records::{Account, Fields, WriteResult};
 use super::{scripts, Page, PageRange, Store, StoreError};
+use crate::domain::Micros;
 use crate::domain::{now_micros, AccountId, EndpointUrl, SecretKey, Username};
 use crate::keys::RecordKind;
 
@@ -38,6 +45,7 @@ impl Store {
             is_admin: new.is_admin,
             failed_count: 0,
             api_key_hash: new.api_key_hash,
+            pending_api_key: None,
             secret_key: new.secret_key,
             created: now_micros(),
         };
@@ -127,16 +135,76 @@ impl Store {
         .await
     }
 
-    /// Replaces the stored API-key hash. Cached verifications of the old key stop matching at
-    /// once, on every API process, because the cache is keyed by the stored hash.
+    /// Gives the account a new API-key hash at once and drops any pending one (the owner's own
+    /// reset, `pubhook init --rotate-keys`). Cached verifications of the old key stop matching
+    /// at once, on every API process, because the cache is keyed by the stored hash. `false`
+    /// when the account is gone.
     #[instrument(skip_all)]
     pub async fn replace_api_key_hash(
         &self,
         id: AccountId,
         hash: &str,
-    ) -> Result<WriteResult, StoreError> {
-        self.update_fields(self.keys.account(id), &[("api_key", hash)])
+    ) -> Result<bool, StoreError> {
+        self.run_key_script(&scripts::REPLACE_API_KEY, id, &[hash])
             .await
+    }
+
+    /// Stores `hash` as the pending key of a reset that somebody other than the owner asked
+    /// for; the current key keeps working until the pending one is first used or until
+    /// `old_key_until`. Replaces an earlier pending key. `false` when the account is gone.
+    #[instrument(skip_all)]
+    pub async fn stage_api_key_hash(
+        &self,
+        id: AccountId,
+        hash: &str,
+        old_key_until: Micros,
+    ) -> Result<bool, StoreError> {
+        self.run_key_script(
+            &scripts::STAGE_API_KEY,
+            id,
+            &[hash, &old_key_until.to_string()],
+        )
+        .await
+    }
+
+    /// Makes the pending key `hash`, which was just used, the account's key and drops the old
+    /// one. `false` when the pending key is no longer `hash` (another reset came in between).
+    #[instrument(skip_all)]
+    pub async fn promote_pending_api_key(
+        &self,
+        id: AccountId,
+        hash: &str,
+    ) -> Result<bool, StoreError> {
+        self.run_key_script(&scripts::PROMOTE_API_KEY, id, &[hash])
+            .await
+    }
+
+    /// Replaces the legacy hash `legacy`, which a key just verified against, with `fast`, the
+    /// fast hash of the same key. `false` when the stored hash is no longer `legacy`.
+    #[instrument(skip_all)]
+    pub async fn upgrade_api_key_hash(
+        &self,
+        id: AccountId,
+        legacy: &str,
+        fast: &str,
+    ) -> Result<bool, StoreError> {
+        self.run_key_script(&scripts::UPGRADE_API_KEY, id, &[legacy, fast])
+            .await
+    }
+
+    async fn run_key_script(
+        &self,
+        script: &redis::Script,
+        id: AccountId,
+        args: &[&str],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.connection().await?;
+        let mut invocation = script.key(self.keys.account(id));
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let done: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(done == 1)
     }
 
     /// Replaces the secret key that signs deliveries to this account.
@@ -175,6 +243,25 @@ impl Store {
             .await?)
     }
 
+    /// Every admin account, oldest first. Admins are few (only `pubhook init` makes them), so
+    /// this reads them all.
+    #[instrument(skip_all)]
+    pub async fn admin_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        let mut conn = self.connection().await?;
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.admins())
+            .query_async(&mut conn)
+            .await?;
+        let mut admins = Vec::with_capacity(ids.len());
+        for id in ids.iter().filter_map(|id| AccountId::parse(id)) {
+            if let Some(account) = self.account(id).await? {
+                admins.push(account);
+            }
+        }
+        admins.sort_by_key(|a| a.created);
+        Ok(admins)
+    }
+
     /// Starts the cool-down of an API-key reset for `username`. Returns `Some(remaining)` when
     /// one is already running, in which case the reset must be refused.
     #[instrument(skip_all)]
@@ -204,5 +291,83 @@ impl Store {
         }
         let remaining = u64::try_from(remaining).unwrap_or(millis);
         Ok(Some(Duration::from_millis(remaining)))
+    }
+}
+
+/// Which of an account's stored API keys a presented key matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySlot {
+    /// The account's key.
+    Current,
+    /// The pending key of a reset, not used yet.
+    Pending,
+}
+
+impl Account {
+    /// The hashes a presented key may match at `now`: the current key, unless a pending key's
+    /// deadline has passed, and the pending key if there is one. A dropped key is never listed,
+    /// so nothing keyed by its hash (the API's cache) can keep it alive.
+    pub fn live_api_key_hashes(&self, now: Micros) -> impl Iterator<Item = (KeySlot, &str)> {
+        let pending = self.pending_api_key.as_ref();
+        let current_is_live = pending.is_none_or(|p| now < p.old_key_until);
+        current_is_live
+            .then_some((KeySlot::Current, self.api_key_hash.as_str()))
+            .into_iter()
+            .chain(pending.map(|p| (KeySlot::Pending, p.hash.as_str())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SecretKey;
+    use crate::store::PendingApiKey;
+
+    fn account(pending: Option<PendingApiKey>) -> Account {
+        Account {
+            id: AccountId::generate(),
+            username: "jane".into(),
+            endpoint: String::new(),
+            is_admin: false,
+            failed_count: 0,
+            api_key_hash: "old".into(),
+            pending_api_key: pending,
+            secret_key: SecretKey::generate(),
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn the_old_key_lives_beside_a_pending_one_until_its_deadline() {
+        let pending = || {
+            Some(PendingApiKey {
+                hash: "new".into(),
+                old_key_until: 100,
+            })
+        };
+        let cases = [
+            (
+                "no reset",
+                account(None),
+                500,
+                vec![(KeySlot::Current, "old")],
+            ),
+            (
+                "in the grace period",
+                account(pending()),
+                99,
+                vec![(KeySlot::Current, "old"), (KeySlot::Pending, "new")],
+            ),
+            (
+                "at the deadline",
+                account(pending()),
+                100,
+                vec![(KeySlot::Pending, "new")],
+            ),
+        ];
+        for (what, account, now, expected) in cases {
+            let live: Vec<_> = account.live_api_key_hashes(now).collect();
+            assert_eq!(live, expected, "{what}");
+        }
     }
 }

@@ -27,10 +27,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-pub use accounts::NewAccount;
+pub use accounts::{KeySlot, NewAccount};
 pub use connection::Connection;
 pub use limits::{RateLimit, Verdict};
-pub use records::{Account, DeliverySummary, Registration, Subscription, Triggered, WriteResult};
+pub use records::{
+    Account, DeliverySummary, PendingApiKey, Registration, Subscription, Triggered, WriteResult,
+};
 pub use subscriptions::SubscribeRefusal;
 pub use triggered::TriggerRefusal;
 

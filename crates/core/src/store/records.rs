@@ -21,12 +21,24 @@ pub struct Account {
     pub is_admin: bool,
     /// Failed delivery attempts since the last success.
     pub failed_count: i64,
-    /// Werkzeug-format hash of the API key.
+    /// Hash of the API key (see `hashing`).
     pub api_key_hash: String,
+    /// A key from an API-key reset that has not been used yet; until then, or until its grace
+    /// period ends, the key above keeps working too.
+    pub pending_api_key: Option<PendingApiKey>,
     /// The key deliveries are signed with.
     pub secret_key: SecretKey,
     /// Creation time.
     pub created: Micros,
+}
+
+/// The new key of an API-key reset that somebody other than the owner asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingApiKey {
+    /// Its hash.
+    pub hash: String,
+    /// When the old key stops working even if this one was never used.
+    pub old_key_until: Micros,
 }
 
 /// A registration: a named event with a stored payload.
@@ -189,6 +201,13 @@ impl Account {
             is_admin: f.take("is_admin")? == "1",
             failed_count: f.int("failed_count")?,
             api_key_hash: f.take("api_key")?,
+            pending_api_key: match f.take("api_key_pending").ok() {
+                Some(hash) => Some(PendingApiKey {
+                    hash,
+                    old_key_until: f.int("api_key_pending_until")?,
+                }),
+                None => None,
+            },
             secret_key: SecretKey::from_stored(f.take("secret_key")?),
             created: f.int("created")?,
         })

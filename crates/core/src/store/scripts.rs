@@ -31,3 +31,11 @@ pub(super) static DELETE_BATCH: LazyLock<Script> =
     LazyLock::new(|| with_lib(include_str!("scripts/delete_batch.lua")));
 pub(super) static COUNT_HIT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/count_hit.lua")));
+pub(super) static REPLACE_API_KEY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/replace_api_key.lua")));
+pub(super) static STAGE_API_KEY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/stage_api_key.lua")));
+pub(super) static PROMOTE_API_KEY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/promote_api_key.lua")));
+pub(super) static UPGRADE_API_KEY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/upgrade_api_key.lua")));
