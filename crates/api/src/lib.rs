@@ -9,7 +9,8 @@
 //! | `content_type` | the 415 gate                                                          |
 //! | `edge`         | body deadline (408) and open connections per client address (429)     |
 //! | `body`         | size-limited JSON bodies                                              |
-//! | `paging`       | `start`/`limit`, `next_start` and 204                                  |
+//! | `paging`       | `start`/`limit`, `next_start`, the page byte budget and 204            |
+//! | `response`     | written JSON bodies sent in slices, without a second copy              |
 //! | `error`        | [`ApiError`]: every HTTP failure and its `{"Error": ...}` body         |
 //! | `state`        | what handlers share                                                   |
 //!
@@ -23,6 +24,7 @@ pub mod content_type;
 pub mod edge;
 pub mod error;
 pub mod paging;
+pub mod response;
 pub mod routes;
 pub mod startup;
 pub mod state;

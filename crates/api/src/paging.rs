@@ -1,12 +1,12 @@
 //! The contract's paging: `start` (0..10^15-1) and `limit` (1..100) are both required; a full
 //! page carries `next_start`; an empty page is a 204 with no body.
 
-use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse};
 use pubhook_core::store::{Page, PageRange};
 use serde::Serialize;
 
 use crate::error::ApiError;
+use crate::response::json_bytes;
 
 /// Largest accepted `start`.
 pub const MAX_START: u64 = 999_999_999_999_999;
@@ -104,9 +104,7 @@ fn write_page<T>(
 ) -> Result<HttpResponse, ApiError> {
     Ok(match page_body(key, page, budget, write_item)? {
         None => HttpResponse::NoContent().finish(),
-        Some(body) => HttpResponse::Ok()
-            .insert_header(ContentType::json())
-            .body(body),
+        Some(body) => json_bytes(HttpResponse::Ok(), body),
     })
 }
 

@@ -1,6 +1,5 @@
 //! `/v1/webhook/registration[/{id}]` and `/v1/webhook/registrations`.
 
-use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::domain::{epoch_seconds, Description, EventName, RegistrationId};
 use pubhook_core::store::{Account, Page, PageRange, Registration, WriteResult};
@@ -11,6 +10,7 @@ use crate::auth::{authenticate, Need};
 use crate::body::{json_object, string_field};
 use crate::error::ApiError;
 use crate::paging::{budgeted_page, write_json, PageQuery};
+use crate::response::json_bytes;
 use crate::state::AppState;
 
 /// Mounts the registration routes.
@@ -90,9 +90,7 @@ async fn create_registration(
     drop(room);
     let mut out = Vec::with_capacity(registration.event_data.len() + 256);
     RegistrationOut(registration).write_json(&mut out)?;
-    Ok(HttpResponse::Created()
-        .insert_header(ContentType::json())
-        .body(out))
+    Ok(json_bytes(HttpResponse::Created(), out))
 }
 
 /// `GET /v1/webhook/registration`: the caller's own registrations, paged.
