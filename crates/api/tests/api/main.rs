@@ -7,6 +7,7 @@
 
 mod accounts;
 mod admin;
+mod deliveries;
 mod helpers;
 mod outage;
 mod paging;

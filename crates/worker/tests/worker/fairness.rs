@@ -97,8 +97,14 @@ async fn a_token_in_an_endpoint_query_is_never_stored() {
         for member in members {
             searched += 1;
             if member.contains("endpoint") {
-                assert!(!member.contains("s3cret"), "{key} holds the token: {member}");
-                assert!(!member.contains('?'), "{key} holds a query string: {member}");
+                assert!(
+                    !member.contains("s3cret"),
+                    "{key} holds the token: {member}"
+                );
+                assert!(
+                    !member.contains('?'),
+                    "{key} holds a query string: {member}"
+                );
             }
         }
     }
