@@ -39,7 +39,7 @@ pub struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fan-out,many-small,retries,api"
+        default_value = "fan-out,many-small,retries,api,noisy-neighbour"
     )]
     pub scenarios: Vec<ScenarioKind>,
 }
@@ -76,6 +76,8 @@ pub enum ScenarioKind {
     Retries,
     /// Authenticated GETs and triggers at full speed.
     Api,
+    /// One account's huge slow fan-out while another triggers to a fast endpoint.
+    NoisyNeighbour,
 }
 
 impl ScenarioKind {
@@ -86,6 +88,7 @@ impl ScenarioKind {
             Self::ManySmall => "many-small",
             Self::Retries => "retries",
             Self::Api => "api",
+            Self::NoisyNeighbour => "noisy-neighbour",
         }
     }
 }
@@ -137,6 +140,14 @@ pub struct Plan {
     /// How long the ceiling loop runs.
     #[serde(with = "secs")]
     pub ceiling_duration: Duration,
+    /// Subscription rows of the noisy account's registration, one phase each.
+    pub noisy_rows: Vec<usize>,
+    /// How long the noisy account's endpoint takes to answer.
+    #[serde(with = "secs")]
+    pub noisy_delay: Duration,
+    /// How long the quiet account triggers in each phase.
+    #[serde(with = "secs")]
+    pub noisy_duration: Duration,
 }
 
 /// The retry schedule given to pubhook, as `PUBHOOK_RETRY_SCHEDULE`.
@@ -172,6 +183,9 @@ impl Plan {
             api_duration: pick(4_000, 2_000),
             ceiling_connections: 128,
             ceiling_duration: pick(3_000, 1_500),
+            noisy_rows: vec![1000, 10_000],
+            noisy_delay: Duration::from_secs(2),
+            noisy_duration: pick(10_000, 3_000),
         }
     }
 }

@@ -212,6 +212,20 @@ const TARGETS: &[Target] = &[
         bound: 3.0,
     },
     Target {
+        scenario: "noisy-neighbour",
+        key: "latency_p99_ms_1000",
+        text: "noisy neighbour, 1,000 slow rows: the other account's p99 under 100 ms",
+        at_least: false,
+        bound: 100.0,
+    },
+    Target {
+        scenario: "noisy-neighbour",
+        key: "latency_p99_ms_10000",
+        text: "noisy neighbour, 10,000 slow rows: the other account's p99 under 100 ms",
+        at_least: false,
+        bound: 100.0,
+    },
+    Target {
         scenario: "*",
         key: "peak_rss_mb",
         text: "pubhook's RSS under 100 MB throughout (largest of all scenarios)",
@@ -251,6 +265,17 @@ fn description(scenario: &str, results: &Results) -> String {
             "Authenticated `GET /v1/account/{{id}}`, then `POST /v1/webhook/triggered/{{id}}`, each for {:.1} s at full speed over {} keep-alive connections (one account and one registration without subscribers per connection).",
             plan.api_duration.as_secs_f64(),
             plan.api_connections
+        ),
+        "noisy-neighbour" => format!(
+            "Account A subscribes its own endpoint, which answers after {:.0} s, to its registration {} times (one phase per count) and triggers once; {:.1} s later account B starts triggering its own registration, with one subscriber on a fast endpoint on another port, every 50 ms for {:.0} s. Latency runs from the instant B's trigger request was sent to the arrival of its delivery.",
+            plan.noisy_delay.as_secs_f64(),
+            plan.noisy_rows
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(" and "),
+            0.3,
+            plan.noisy_duration.as_secs_f64()
         ),
         _ => String::new(),
     }

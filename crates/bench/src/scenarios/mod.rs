@@ -5,6 +5,7 @@ pub mod api;
 pub mod ceiling;
 pub mod fan_out;
 pub mod many_small;
+pub mod noisy_neighbour;
 pub mod retries;
 
 use std::collections::HashMap;
@@ -147,6 +148,7 @@ pub async fn run(env: &Env<'_>, scenario: ScenarioKind, mode: Mode) -> anyhow::R
         ScenarioKind::ManySmall => many_small::run(env, mode).await,
         ScenarioKind::Retries => retries::run(env, mode).await,
         ScenarioKind::Api => api::run(env, mode).await,
+        ScenarioKind::NoisyNeighbour => noisy_neighbour::run(env, mode).await,
     }
 }
 
