@@ -25,7 +25,9 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
 
-/// Ready deliveries below which an account may start another job.
+/// Ready deliveries below which an account may start another job, at least; the bound is
+/// twice the requests in flight when that is more, so that a busy account's next batch is
+/// prepared before its ready deliveries run out.
 pub const LOW_WATER: usize = 100;
 
 /// Who a job's work is charged to.
@@ -51,6 +53,13 @@ pub struct Shares {
     pub per_origin: usize,
     /// Jobs running at once per account.
     pub jobs_per_account: usize,
+}
+
+impl Shares {
+    /// Ready deliveries below which an account may start another job.
+    fn low_water(&self) -> usize {
+        LOW_WATER.max(self.total * 2)
+    }
 }
 
 /// The run queues (see the module documentation). `A` names accounts, `R` registrations, `J`
@@ -108,7 +117,7 @@ impl<R: Copy + Eq + Hash, J, D> AccountQueue<R, J, D> {
     }
 
     fn may_start_job(&self, shares: &Shares) -> bool {
-        self.running_jobs < shares.jobs_per_account && self.ready < LOW_WATER
+        self.running_jobs < shares.jobs_per_account && self.ready < shares.low_water()
     }
 
     /// Drops a registration's queue once it holds nothing.
@@ -442,7 +451,7 @@ mod tests {
             queues.push_job(tenant('a', 1), "page");
         }
         let (who, _) = queues.next_job().unwrap();
-        for n in 0..LOW_WATER as u32 {
+        for n in 0..LOW_WATER.max(200) as u32 {
             queues.push_delivery(who, origin("o"), n);
         }
         assert!(queues.next_job().is_none(), "a has enough to send");

@@ -42,6 +42,9 @@ fn plan() -> Plan {
         api_duration: Duration::from_secs(4),
         ceiling_connections: 128,
         ceiling_duration: Duration::from_secs(3),
+        noisy_rows: vec![1000, 10_000],
+        noisy_delay: Duration::from_secs(2),
+        noisy_duration: Duration::from_secs(10),
     }
 }
 
