@@ -169,10 +169,10 @@ pub struct DeadLetter {
 
 /// `url` as an attempt record may keep it: scheme, host, port and path, with any query string,
 /// fragment and userinfo removed. Text that does not parse as a URL is kept up to its first `?`
-/// or `#` only, and without anything before an `@`.
+/// or `#` only, and without anything before an `@` (as is a URL without a host).
 pub fn redacted_endpoint(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) => {
+        Ok(mut parsed) if parsed.has_host() => {
             parsed.set_query(None);
             parsed.set_fragment(None);
             // Only fails for URLs that cannot have credentials, which then have none to remove.
@@ -180,7 +180,7 @@ pub fn redacted_endpoint(url: &str) -> String {
             let _ = parsed.set_password(None);
             parsed.into()
         }
-        Err(_) => {
+        _ => {
             let end = url.find(['?', '#']).unwrap_or(url.len());
             let kept = &url[..end];
             kept.rsplit_once('@')
