@@ -325,8 +325,16 @@ async fn the_quick_start_delivers_a_verified_webhook_to_pubhook_receive() {
     assert_eq!(attempt[0]["status_code"], 200);
     assert_eq!(attempt[0]["outcome"], "delivered");
     assert_eq!(attempt[0]["attempt"], 1);
-    assert_eq!(attempt[0]["endpoint"], endpoint("john"));
-    // John is a subscriber, not the owner: the attempts are not his to read.
+    // The owner sees the outcome, not where it went: the endpoint is John's.
+    assert!(attempt[0].get("endpoint").is_none(), "{page}");
+    // John is a subscriber, not the owner: the trigger's attempts are not his to read, but his
+    // own subscription's are, endpoint included.
     let (status, _) = api.call(GET, &attempts, john, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let subscription = attempt[0]["subscription_id"].as_str().unwrap();
+    let own = format!("/v1/webhook/subscription/{subscription}/deliveries?start=0&limit=10");
+    let page = api.expect(OK, GET, &own, john, None).await;
+    assert_eq!(page["deliveries"][0]["endpoint"], endpoint("john"));
+    let (status, _) = api.call(GET, &own, jane, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -39,7 +39,7 @@ pub struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fan-out,many-small,retries,api,memory,auth-flood"
+        default_value = "fan-out,many-small,retries,api,memory,auth-flood,noisy-neighbour"
     )]
     pub scenarios: Vec<ScenarioKind>,
 }
@@ -81,6 +81,8 @@ pub enum ScenarioKind {
     /// Legitimate GETs and triggers while 200 connections send wrong keys for accounts with
     /// legacy PBKDF2 hashes.
     AuthFlood,
+    /// One account's huge slow fan-out while another triggers to a fast endpoint.
+    NoisyNeighbour,
 }
 
 impl ScenarioKind {
@@ -93,6 +95,7 @@ impl ScenarioKind {
             Self::Api => "api",
             Self::Memory => "memory",
             Self::AuthFlood => "auth-flood",
+            Self::NoisyNeighbour => "noisy-neighbour",
         }
     }
 }
@@ -150,6 +153,14 @@ pub struct Plan {
     /// How long the ceiling loop runs.
     #[serde(with = "secs")]
     pub ceiling_duration: Duration,
+    /// Subscription rows of the noisy account's registration, one phase each.
+    pub noisy_rows: Vec<usize>,
+    /// How long the noisy account's endpoint takes to answer.
+    #[serde(with = "secs")]
+    pub noisy_delay: Duration,
+    /// How long the quiet account triggers in each phase.
+    #[serde(with = "secs")]
+    pub noisy_duration: Duration,
 }
 
 /// The retry schedule given to pubhook, as `PUBHOOK_RETRY_SCHEDULE`.
@@ -188,6 +199,9 @@ impl Plan {
             flood_legit_connections: 16,
             ceiling_connections: 128,
             ceiling_duration: pick(3_000, 1_500),
+            noisy_rows: vec![1000, 10_000],
+            noisy_delay: Duration::from_secs(2),
+            noisy_duration: pick(10_000, 3_000),
         }
     }
 }

@@ -44,6 +44,8 @@ const HEADLINES: &[&str] = &[
     "deliveries_per_s_of_ceiling",
     "latency_p50_ms",
     "latency_p99_ms",
+    "latency_p99_ms_1000",
+    "latency_p99_ms_10000",
     "healthy_per_s",
     "get_per_s",
     "trigger_per_s",
@@ -241,6 +243,9 @@ fn budget(plan: &Plan, scenario: ScenarioKind) -> Duration {
                 plan.api_duration * 2 + Duration::from_secs(20)
             }
             ScenarioKind::Memory => Duration::from_secs(120),
+            ScenarioKind::NoisyNeighbour => {
+                (plan.noisy_duration + Duration::from_secs(25)) * plan.noisy_rows.len() as u32
+            }
         }
 }
 

@@ -2,7 +2,8 @@
 //! delivery arrived, for which subscriber (the path `/s/<n>`) and which trigger (`webhook-id`).
 //!
 //! They answer the echo challenge (`GET ?echo=X` → `200 {"echo": "X"}`), any other GET with
-//! `200 {}`, and POSTs with `200 {}`, or `500` for the subscribers marked failing. Recording costs
+//! `200 {}`, and POSTs with `200 {}`, or `500` for the subscribers marked failing; a POST to
+//! `/slow/<ms>/...` is answered after that many milliseconds. Recording costs
 //! one short lock per POST; the counter the waits poll is an atomic.
 
 use std::convert::Infallible;
@@ -102,6 +103,16 @@ impl Receivers {
         format!("http://{}/owner/{n}", self.addr_for(n))
     }
 
+    /// An endpoint on receiver port `port` that answers POSTs after `delay`:
+    /// `http://127.0.0.1:<port>/slow/<ms>/<name>`.
+    pub fn slow_endpoint(&self, port: usize, delay: Duration, name: &str) -> String {
+        format!(
+            "http://{}/slow/{}/{name}",
+            self.addr_for(port),
+            delay.as_millis()
+        )
+    }
+
     /// POSTs received since the last reset.
     pub fn posts(&self) -> u64 {
         self.recorder.posts.load(Ordering::Relaxed)
@@ -121,6 +132,11 @@ impl Receivers {
         for flag in &*self.recorder.failing {
             flag.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// A copy of the arrivals recorded so far, in order of arrival.
+    pub fn snapshot(&self) -> Vec<Arrival> {
+        self.recorder.lock().clone()
     }
 
     /// Takes the arrivals recorded so far, in order of arrival.
@@ -237,6 +253,9 @@ async fn answer(
         } else {
             StatusCode::OK
         };
+        if let Some(delay) = slow_delay(parts.uri.path()) {
+            tokio::time::sleep(delay).await;
+        }
         return Ok(json_response(status, Bytes::from_static(b"{}")));
     }
     let echo = parts.uri.query().and_then(|query| {
@@ -260,6 +279,13 @@ fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     response
 }
 
+/// The delay of a `/slow/<ms>/...` path.
+fn slow_delay(path: &str) -> Option<Duration> {
+    let rest = path.strip_prefix("/slow/")?;
+    let ms = rest.split('/').next()?.parse().ok()?;
+    Some(Duration::from_millis(ms))
+}
+
 /// The `n` of `/s/<n>`, or [`NO_SUBSCRIBER`].
 fn subscriber_of(path: &str) -> u32 {
     path.strip_prefix("/s/")
@@ -278,5 +304,12 @@ mod tests {
         assert_eq!(subscriber_of("/s/7/"), 7);
         assert_eq!(subscriber_of("/owner/3"), NO_SUBSCRIBER);
         assert_eq!(subscriber_of("/s/x"), NO_SUBSCRIBER);
+    }
+
+    #[test]
+    fn a_slow_path_names_its_delay() {
+        assert_eq!(slow_delay("/slow/2000/a"), Some(Duration::from_secs(2)));
+        assert_eq!(slow_delay("/s/1"), None);
+        assert_eq!(slow_delay("/slow/x/a"), None);
     }
 }

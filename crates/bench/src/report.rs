@@ -226,6 +226,20 @@ const TARGETS: &[Target] = &[
         bound: 3.0,
     },
     Target {
+        scenario: "noisy-neighbour",
+        key: "latency_p99_ms_1000",
+        text: "noisy neighbour, 1,000 slow rows: the other account's p99 under 100 ms",
+        at_least: false,
+        bound: 100.0,
+    },
+    Target {
+        scenario: "noisy-neighbour",
+        key: "latency_p99_ms_10000",
+        text: "noisy neighbour, 10,000 slow rows: the other account's p99 under 100 ms",
+        at_least: false,
+        bound: 100.0,
+    },
+    Target {
         scenario: "*",
         key: "peak_rss_mb",
         text: "pubhook's RSS under 100 MB throughout (largest of all scenarios)",
@@ -267,6 +281,17 @@ fn description(scenario: &str, results: &Results) -> String {
             plan.api_connections
         ),
         "memory" => "Peak RSS growth of the API process (`VmHWM` reset through `clear_refs`, and `VmRSS` sampled every 2 ms) against the bytes in flight, in two phases on fresh processes: registrations with `event_data` at the payload limit (256 KiB) read with `limit=100` by several readers at once, each following `next_start` (page budget 1 MiB: 100 records in the full run, 8 readers; 20 and 4 with `--quick`); then 20 concurrent 1 MiB `POST /v1/webhook/registration` (body and payload limits raised to 2 MiB).".to_owned(),
+        "noisy-neighbour" => format!(
+            "Account A subscribes its own endpoint, which answers after {:.0} s, to its registration {} times (one phase per count) and triggers once; {:.1} s later account B starts triggering its own registration, with one subscriber on a fast endpoint on another port, every 50 ms for {:.0} s. Latency runs from the instant B's trigger request was sent to the arrival of its delivery.",
+            plan.noisy_delay.as_secs_f64(),
+            plan.noisy_rows
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(" and "),
+            0.3,
+            plan.noisy_duration.as_secs_f64()
+        ),
         _ => String::new(),
     }
 }

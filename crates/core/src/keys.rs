@@ -18,7 +18,8 @@
 //! | `{p}triggered`                              | zset   | every triggered record                     |
 //! | `{p}key-reset:{username}`                   | string | present while an API-key reset is cooling down |
 //! | `{p}limit:{what}:{subject}`                 | string | a rate-limit counter of one fixed window (see `store::limits`) |
-//! | `{p}triggered:{id}:deliveries`              | zset   | the delivery attempts of a trigger, by time |
+//! | `{p}triggered:{id}:deliveries`              | zset   | the delivery attempts of a trigger, by time (outcomes only) |
+//! | `{p}subscription:{id}:deliveries`           | zset   | one subscription's attempts in full, by time |
 //! | `{p}jobs`                                   | stream | the job queue (see `queue`)                |
 //! | `{p}delayed`                                | zset   | retries waiting, scored by due time (ms)   |
 //! | `{p}dead`                                   | list   | jobs set aside after crashing workers      |
@@ -142,6 +143,11 @@ impl Keys {
     /// `{p}triggered:{id}:deliveries`
     pub fn deliveries(&self, id: TriggeredId) -> String {
         self.join(format_args!("triggered:{id}:deliveries"))
+    }
+
+    /// `{p}subscription:{id}:deliveries`
+    pub fn subscription_deliveries(&self, id: SubscriptionId) -> String {
+        self.join(format_args!("subscription:{id}:deliveries"))
     }
 
     /// `{p}jobs`

@@ -17,9 +17,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pubhook_core::domain::now_seconds;
+use pubhook_core::domain::{now_seconds, AccountId, RegistrationId};
 use pubhook_core::queue::{Job, CONSUMER_GROUP, JOB_FIELD};
-use pubhook_core::store::{Connection, Store, StoreError};
+use pubhook_core::store::{Connection, DeadLetter, Store, StoreError};
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio::sync::OnceCell;
 
@@ -202,17 +202,60 @@ impl Consumer {
         if let Some((triggered, _)) = owed {
             invocation.key(keys.triggered(triggered));
         }
+        let letter = DeadLetter {
+            stream_id: id.to_owned(),
+            job: raw,
+            deliveries: deliveries as u64,
+            dead_at: now_seconds(),
+        };
+        // Strings and numbers always serialise.
+        let letter = serde_json::to_string(&letter).unwrap_or_default();
         let _: i64 = invocation
             .arg(CONSUMER_GROUP)
             .arg(id)
-            .arg(deliveries)
-            .arg(now_seconds())
             .arg(DEAD_LETTER_CAP)
-            .arg(&raw)
+            .arg(letter)
             .arg(owed.map_or(0, |(_, count)| count))
             .invoke_async(conn)
             .await?;
         Ok(())
+    }
+
+    /// Puts entries this consumer read but did not start back on the queue, for any worker to
+    /// take (see `scripts/hand_back.lua`). Returns how many went back.
+    pub async fn hand_back(&self, entries: &[Entry]) -> Result<usize, StoreError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut invocation = scripts::HAND_BACK.key(self.store.keys().jobs());
+        invocation.arg(CONSUMER_GROUP).arg(JOB_FIELD);
+        for entry in entries {
+            invocation.arg(&entry.id).arg(&entry.raw);
+        }
+        let mut conn = self.store.connection().await?;
+        Ok(invocation.invoke_async(&mut conn).await?)
+    }
+
+    /// The owner account of each registration (`None` when it is gone), in one round trip.
+    pub async fn owners(
+        &self,
+        registrations: &[RegistrationId],
+    ) -> Result<Vec<Option<AccountId>>, StoreError> {
+        if registrations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for registration in registrations {
+            pipe.cmd("HGET")
+                .arg(self.store.keys().registration(*registration))
+                .arg("account_id");
+        }
+        let mut conn = self.store.connection().await?;
+        let owners: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        Ok(owners
+            .iter()
+            .map(|owner| owner.as_deref().and_then(AccountId::parse))
+            .collect())
     }
 
     /// Resets the idle time of entries this consumer is still working on.

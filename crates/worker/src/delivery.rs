@@ -5,19 +5,24 @@
 //! has reached `max_failed_count`. Outcomes, `failed_count` changes, attempt records, retries and
 //! the job's acknowledgement are written by one script, so a job leaves the queue only once what
 //! it did is recorded; a crash before that repeats only this job's deliveries.
+//!
+//! A job goes through three steps: [`prepare`] reads what it needs in one round trip and decides
+//! which targets are skipped, [`send`] makes one attempt (the worker's fair queues decide when),
+//! and [`record`] writes the outcomes. [`deliver`] runs the three at once, for tests and tools.
+//!
+//! Attempt records keep the endpoint without its query string, fragment or userinfo
+//! ([`redacted_endpoint`]): tokens in an endpoint never reach Redis through a record.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pubhook_core::domain::{
-    now_millis, now_seconds, AccountId, RegistrationId, SubscriptionId, TriggeredId,
-};
+use pubhook_core::domain::{now_millis, now_seconds, AccountId, RegistrationId, TriggeredId};
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::{Job, Target, CONSUMER_GROUP};
-use pubhook_core::store::{Store, StoreError};
-use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use pubhook_core::store::{
+    redacted_endpoint, AttemptOutcome, AttemptRecord, FailureClass, Store, StoreError,
+    MAX_ATTEMPTS_PER_SUBSCRIPTION,
+};
 use tracing::instrument;
 
 use crate::request::{delivery_headers, payload_body};
@@ -26,6 +31,9 @@ use crate::scripts;
 
 /// Bytes of a response kept in the attempt record.
 pub const MAX_RESPONSE_SNIPPET_BYTES: usize = 1024;
+/// One attempt in this many also trims its subscription's records by age and count; the others
+/// only add and renew the expiry, which keeps the record script short.
+const TRIM_EVERY: u64 = 16;
 
 /// What became of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,14 +67,14 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    /// Stable name used in attempt records and logs.
-    pub fn as_str(self) -> &'static str {
+    /// The class stored in the attempt record.
+    pub fn class(self) -> FailureClass {
         match self {
-            Self::FailedCountReached => "failed_count_reached",
-            Self::SubscriptionGone => "subscription_gone",
-            Self::AccountGone => "account_gone",
-            Self::NoEndpoint => "no_endpoint",
-            Self::RegistrationGone => "registration_gone",
+            Self::FailedCountReached => FailureClass::FailedCountReached,
+            Self::SubscriptionGone => FailureClass::SubscriptionGone,
+            Self::AccountGone => FailureClass::AccountGone,
+            Self::NoEndpoint => FailureClass::NoEndpoint,
+            Self::RegistrationGone => FailureClass::RegistrationGone,
         }
     }
 }
@@ -84,59 +92,6 @@ pub struct DeliveryContext {
     pub max_failed_count: u32,
     /// How long attempt records are kept.
     pub retention: Duration,
-    /// Bounds on requests in flight.
-    pub limits: Arc<ConcurrencyLimits>,
-}
-
-/// Requests in flight: at most `total` in all and at most `per_endpoint` to any one endpoint
-/// (scheme, host and port), so a slow endpoint cannot take all of them.
-pub struct ConcurrencyLimits {
-    total: Arc<Semaphore>,
-    per_endpoint: usize,
-    endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-/// Endpoints tracked before idle ones are forgotten.
-const TRACKED_ENDPOINTS: usize = 10_000;
-
-impl ConcurrencyLimits {
-    /// Limits of `total` requests, `per_endpoint` of them to one endpoint.
-    pub fn new(total: usize, per_endpoint: usize) -> Self {
-        Self {
-            total: Arc::new(Semaphore::new(total.max(1))),
-            per_endpoint: per_endpoint.clamp(1, total.max(1)),
-            endpoints: Mutex::new(HashMap::new()),
-        }
-    }
-
-    async fn acquire(&self, endpoint: String) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
-        let endpoint_semaphore = {
-            let mut endpoints = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
-            // Idle endpoints are forgotten only when a new one would go past the bound.
-            if endpoints.len() >= TRACKED_ENDPOINTS && !endpoints.contains_key(&endpoint) {
-                endpoints.retain(|_, s| Arc::strong_count(s) > 1);
-            }
-            endpoints
-                .entry(endpoint)
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint)))
-                .clone()
-        };
-        // The endpoint's permit first: waiting for a busy endpoint must not hold a global one.
-        // Semaphores here are never closed, so acquiring cannot fail.
-        #[allow(clippy::expect_used)]
-        let own = endpoint_semaphore
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
-        #[allow(clippy::expect_used)]
-        let global = self
-            .total
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
-        (own, global)
-    }
 }
 
 /// The deliveries of one job.
@@ -154,59 +109,191 @@ pub struct DeliveryJob {
     pub attempt: u32,
 }
 
+/// What every attempt of one job sends: the event, the body (shared, one copy per job) and the
+/// `webhook-id`.
+pub struct Payload {
+    event: String,
+    body: bytes::Bytes,
+    webhook_id: String,
+    attempt: u32,
+    triggered: TriggeredId,
+}
+
+/// A job read and checked, ready for its attempts.
+pub struct PreparedJob {
+    /// The job.
+    pub job: DeliveryJob,
+    /// What is sent; `None` when the registration is gone (every target is then skipped).
+    pub payload: Option<Arc<Payload>>,
+    /// One per target, in order.
+    pub attempts: Vec<PreparedAttempt>,
+}
+
+/// One target of a prepared job.
+pub enum PreparedAttempt {
+    /// To be sent.
+    Send(Attempt),
+    /// Decided without a request (skipped).
+    Done(AttemptResult),
+}
+
+/// One request to make.
+pub struct Attempt {
+    target: Target,
+    url: url::Url,
+    secret_key: String,
+}
+
+impl Attempt {
+    /// The origin (scheme, host, port) the request goes to: concurrency is limited per origin,
+    /// not per URL, since one slow server behind many paths is still one server.
+    pub fn origin(&self) -> String {
+        self.url.origin().ascii_serialization()
+    }
+}
+
+/// The result of one target of a job.
+pub struct AttemptResult {
+    target: Target,
+    record: AttemptRecord,
+    /// What became of it.
+    pub outcome: DeliveryOutcome,
+}
+
 struct Subscriber {
     endpoint: String,
     secret_key: String,
     failed_count: i64,
 }
 
-struct AttemptResult {
-    target: Target,
-    endpoint: String,
-    status: Option<u16>,
-    error: Option<&'static str>,
-    latency: Duration,
-    snippet: String,
-    outcome: DeliveryOutcome,
-}
-
 /// Delivers one job's targets and records everything, acknowledging `entry_id` (empty: nothing
-/// to acknowledge). Returns each target's outcome, in order.
+/// to acknowledge). Every request of the job is made at once; the worker itself goes through its
+/// fair queues instead. Returns each target's outcome, in order.
 #[instrument(skip_all, fields(triggered = %job.triggered, attempt = job.attempt, targets = job.targets.len()))]
 pub async fn deliver(
     ctx: &DeliveryContext,
     entry_id: &str,
     job: DeliveryJob,
 ) -> Result<Vec<DeliveryOutcome>, StoreError> {
-    let (event, event_data, subscribers) = read_inputs(&ctx.store, &job).await?;
+    let PreparedJob {
+        job,
+        payload,
+        attempts,
+    } = prepare(ctx, job).await?;
+    let job = &job;
+    let attempts = attempts.into_iter().map(|attempt| {
+        let payload = payload.clone();
+        async move {
+            match (attempt, payload) {
+                (PreparedAttempt::Done(result), _) => result,
+                (PreparedAttempt::Send(attempt), Some(payload)) => {
+                    send(ctx, &payload, attempt).await
+                }
+                (PreparedAttempt::Send(attempt), None) => {
+                    skipped(job, attempt.target, None, SkipReason::RegistrationGone)
+                }
+            }
+        }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    record(ctx, entry_id, job, &results).await?;
+    Ok(results.into_iter().map(|r| r.outcome).collect())
+}
 
+/// Reads what `job` needs in one round trip (the payload, and each subscriber as it is now) and
+/// decides which of its targets are skipped.
+pub async fn prepare(ctx: &DeliveryContext, job: DeliveryJob) -> Result<PreparedJob, StoreError> {
+    let (event, event_data, subscribers) = read_inputs(&ctx.store, &job).await?;
     let payload = match (event, event_data) {
-        (Some(event), Some(data)) => Some((
+        (Some(event), Some(data)) => Some(Arc::new(Payload {
             event,
-            payload_body(&data).map(bytes::Bytes::from).map_err(|e| {
+            body: payload_body(&data).map(bytes::Bytes::from).map_err(|e| {
                 StoreError::Internal(anyhow::Error::new(e).context("stored event_data is not JSON"))
             })?,
-        )),
+            webhook_id: job.triggered.to_string(),
+            attempt: job.attempt,
+            triggered: job.triggered,
+        })),
         _ => None,
     };
-    let webhook_id = job.triggered.to_string();
     let attempts = job
         .targets
         .iter()
         .zip(subscribers)
         .map(|(target, subscriber)| {
-            attempt_one(
-                ctx,
-                &job,
-                target.clone(),
-                subscriber,
-                payload.as_ref(),
-                &webhook_id,
-            )
-        });
-    let results = futures_util::future::join_all(attempts).await;
-    record(ctx, entry_id, &job, &results).await?;
-    Ok(results.into_iter().map(|r| r.outcome).collect())
+            check_target(ctx, &job, payload.is_some(), target.clone(), subscriber)
+        })
+        .collect();
+    Ok(PreparedJob {
+        job,
+        payload,
+        attempts,
+    })
+}
+
+fn check_target(
+    ctx: &DeliveryContext,
+    job: &DeliveryJob,
+    has_payload: bool,
+    target: Target,
+    subscriber: Option<Subscriber>,
+) -> PreparedAttempt {
+    if !has_payload {
+        return PreparedAttempt::Done(skipped(job, target, None, SkipReason::RegistrationGone));
+    }
+    let Some(subscriber) = subscriber else {
+        let reason = if job.attempt > 1 {
+            SkipReason::SubscriptionGone
+        } else {
+            SkipReason::AccountGone
+        };
+        return PreparedAttempt::Done(skipped(job, target, None, reason));
+    };
+    if subscriber.failed_count >= i64::from(ctx.max_failed_count) {
+        let endpoint = Some(subscriber.endpoint.as_str());
+        return PreparedAttempt::Done(skipped(
+            job,
+            target,
+            endpoint,
+            SkipReason::FailedCountReached,
+        ));
+    }
+    match url::Url::parse(&subscriber.endpoint) {
+        Ok(url) => PreparedAttempt::Send(Attempt {
+            target,
+            url,
+            secret_key: subscriber.secret_key,
+        }),
+        Err(_) => {
+            let endpoint = Some(subscriber.endpoint.as_str());
+            PreparedAttempt::Done(skipped(job, target, endpoint, SkipReason::NoEndpoint))
+        }
+    }
+}
+
+fn skipped(
+    job: &DeliveryJob,
+    target: Target,
+    endpoint: Option<&str>,
+    reason: SkipReason,
+) -> AttemptResult {
+    let outcome = DeliveryOutcome::Skipped(reason);
+    let record = attempt_record(
+        job.triggered,
+        job.attempt,
+        &target,
+        endpoint,
+        &outcome,
+        None,
+        Some(reason.class()),
+        Duration::ZERO,
+        None,
+    );
+    AttemptResult {
+        target,
+        record,
+        outcome,
+    }
 }
 
 /// The registration's event and payload, and each target's subscriber as it is now (`None`
@@ -257,53 +344,28 @@ async fn read_inputs(
     Ok((event, event_data, subscribers))
 }
 
-async fn attempt_one(
-    ctx: &DeliveryContext,
-    job: &DeliveryJob,
-    target: Target,
-    subscriber: Option<Subscriber>,
-    payload: Option<&(String, bytes::Bytes)>,
-    webhook_id: &str,
-) -> AttemptResult {
-    let skipped = |target: Target, endpoint: String, reason: SkipReason| AttemptResult {
-        target,
-        endpoint,
-        status: None,
-        error: None,
-        latency: Duration::ZERO,
-        snippet: String::new(),
-        outcome: DeliveryOutcome::Skipped(reason),
-    };
-    let Some((event, body)) = payload else {
-        return skipped(target, String::new(), SkipReason::RegistrationGone);
-    };
-    let Some(subscriber) = subscriber else {
-        let reason = if job.attempt > 1 {
-            SkipReason::SubscriptionGone
-        } else {
-            SkipReason::AccountGone
-        };
-        return skipped(target, String::new(), reason);
-    };
-    if subscriber.failed_count >= i64::from(ctx.max_failed_count) {
-        return skipped(target, subscriber.endpoint, SkipReason::FailedCountReached);
-    }
-    let Ok(url) = url::Url::parse(&subscriber.endpoint) else {
-        return skipped(target, subscriber.endpoint, SkipReason::NoEndpoint);
-    };
-
-    // Limited per origin, not per URL: one slow server behind many paths is still one server.
-    let _permits = ctx.limits.acquire(url.origin().ascii_serialization()).await;
+/// Makes one attempt: the signed POST, and what to do after it.
+pub async fn send(ctx: &DeliveryContext, payload: &Payload, attempt: Attempt) -> AttemptResult {
     let timestamp = now_seconds();
-    let headers = delivery_headers(event, body, &subscriber.secret_key, webhook_id, timestamp);
+    let headers = delivery_headers(
+        &payload.event,
+        &payload.body,
+        &attempt.secret_key,
+        &payload.webhook_id,
+        timestamp,
+    );
     let started = Instant::now();
     // A `Bytes` clone shares the body: one copy of the payload per job, not per attempt.
-    let sent = ctx.outbound.post(&url, headers, body.clone()).await;
+    let sent = ctx
+        .outbound
+        .post(&attempt.url, headers, payload.body.clone())
+        .await;
     let (status, error, retry_after, snippet, latency) = match sent {
         Ok(response) => {
             let snippet =
                 &response.snippet[..response.snippet.len().min(MAX_RESPONSE_SNIPPET_BYTES)];
-            let error = (!(200..300).contains(&response.status)).then_some("http_status");
+            let error =
+                (!(200..300).contains(&response.status)).then_some(FailureClass::HttpStatus);
             (
                 Some(response.status),
                 error,
@@ -314,7 +376,7 @@ async fn attempt_one(
         }
         Err(e) => (
             None,
-            Some(e.class()),
+            Some(FailureClass::from(&e)),
             None,
             String::new(),
             started.elapsed(),
@@ -323,25 +385,37 @@ async fn attempt_one(
     let outcome = if error.is_none() {
         DeliveryOutcome::Delivered
     } else {
-        match ctx.retry.after_failure(job.attempt, status, retry_after) {
+        match ctx
+            .retry
+            .after_failure(payload.attempt, status, retry_after)
+        {
             RetryDecision::RetryAfter(after) => DeliveryOutcome::Retrying { after },
             RetryDecision::GiveUp => DeliveryOutcome::GaveUp,
         }
     };
-    tracing::debug!(subscription = %target.subscription_id, ?status, error, ?outcome, "attempt");
-    AttemptResult {
-        target,
-        endpoint: subscriber.endpoint,
+    tracing::debug!(subscription = %attempt.target.subscription_id, ?status, error = error.map(FailureClass::as_str), ?outcome, "attempt");
+    let record = attempt_record(
+        payload.triggered,
+        payload.attempt,
+        &attempt.target,
+        Some(attempt.url.as_str()),
+        &outcome,
         status,
         error,
         latency,
-        snippet,
+        Some(snippet),
+    );
+    AttemptResult {
+        target: attempt.target,
+        record,
         outcome,
     }
 }
 
-/// Writes the outcomes of a job with its acknowledgement, in one script.
-async fn record(
+/// Writes the outcomes of a job with its acknowledgement, in one script: each attempt's outcome
+/// in the trigger's records (the owner's view) and in full in its subscription's records (the
+/// subscriber's view).
+pub async fn record(
     ctx: &DeliveryContext,
     entry_id: &str,
     job: &DeliveryJob,
@@ -351,7 +425,6 @@ async fn record(
     let now_ms = now_millis();
     let (mut delivered, mut failed, mut skipped) = (0u64, 0u64, 0u64);
     let mut accounts: Vec<(AccountId, &str)> = Vec::new();
-    let mut attempts: Vec<(u64, String)> = Vec::new();
     let mut retries: Vec<(u64, String)> = Vec::new();
     for result in results {
         match &result.outcome {
@@ -377,8 +450,8 @@ async fn record(
             }
             DeliveryOutcome::Skipped(_) => skipped += 1,
         }
-        attempts.push((now_ms, attempt_record(job, result, now_ms)));
     }
+    let retention_ms = ctx.retention.as_millis();
     let mut invocation = scripts::RECORD.key(keys.jobs());
     invocation
         .key(keys.delayed())
@@ -391,13 +464,31 @@ async fn record(
         .arg(failed)
         .arg(skipped)
         .arg(accounts.len())
-        .arg(attempts.len())
-        .arg(retries.len());
+        .arg(results.len())
+        .arg(retries.len())
+        .arg(MAX_ATTEMPTS_PER_SUBSCRIPTION);
     for (account, op) in &accounts {
         invocation.arg(keys.account(*account)).arg(*op);
     }
-    for (score, record) in &attempts {
-        invocation.arg(*score).arg(record);
+    for result in results {
+        let score = (result.record.epoch * 1000.0) as u64;
+        // Ids, numbers and strings always serialise.
+        let outcome = serde_json::to_string(&result.record.outcome_only()).unwrap_or_default();
+        let full = serde_json::to_string(&result.record).unwrap_or_default();
+        let trim_before = if rand::random::<u64>() % TRIM_EVERY != 0 {
+            String::new()
+        } else if retention_ms == 0 {
+            // Kept for ever: trimmed by count only.
+            "0".to_owned()
+        } else {
+            u128::from(score).saturating_sub(retention_ms).to_string()
+        };
+        invocation
+            .arg(score)
+            .arg(outcome)
+            .arg(keys.subscription_deliveries(result.target.subscription_id))
+            .arg(full)
+            .arg(trim_before);
     }
     for (due, retry) in &retries {
         invocation.arg(*due).arg(retry);
@@ -407,50 +498,39 @@ async fn record(
     Ok(())
 }
 
-/// One stored attempt, as `docs/api.md` describes it. A struct rather than a JSON map: it is
-/// written once per delivery, on the hot path.
-#[derive(Serialize)]
-struct AttemptRecord<'a> {
-    id: uuid::Uuid,
-    subscription_id: SubscriptionId,
-    account_id: AccountId,
-    endpoint: &'a str,
+/// One attempt's full record, with the endpoint redacted and the snippet as text.
+#[allow(clippy::too_many_arguments)]
+fn attempt_record(
+    triggered: TriggeredId,
     attempt: u32,
-    outcome: &'static str,
+    target: &Target,
+    endpoint: Option<&str>,
+    outcome: &DeliveryOutcome,
     status_code: Option<u16>,
-    error: Option<&'static str>,
-    latency_ms: f64,
-    epoch: f64,
-    next_attempt_in_ms: Option<u64>,
-    response: &'a str,
-}
-
-fn attempt_record(job: &DeliveryJob, result: &AttemptResult, now_ms: u64) -> String {
-    let (outcome, retry_in_ms) = match &result.outcome {
-        DeliveryOutcome::Delivered => ("delivered", None),
-        DeliveryOutcome::Retrying { after } => ("retrying", Some(after.as_millis())),
-        DeliveryOutcome::GaveUp => ("failed", None),
-        DeliveryOutcome::Skipped(_) => ("skipped", None),
+    error: Option<FailureClass>,
+    latency: Duration,
+    response: Option<String>,
+) -> AttemptRecord {
+    let (outcome, retry_in) = match outcome {
+        DeliveryOutcome::Delivered => (AttemptOutcome::Delivered, None),
+        DeliveryOutcome::Retrying { after } => (AttemptOutcome::Retrying, Some(after.as_millis())),
+        DeliveryOutcome::GaveUp => (AttemptOutcome::Failed, None),
+        DeliveryOutcome::Skipped(_) => (AttemptOutcome::Skipped, None),
     };
-    let skip_reason = match &result.outcome {
-        DeliveryOutcome::Skipped(reason) => Some(reason.as_str()),
-        _ => None,
-    };
-    let record = AttemptRecord {
+    AttemptRecord {
         // From the thread's RNG: unique enough for a record id, without a syscall per attempt.
         id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
-        subscription_id: result.target.subscription_id,
-        account_id: result.target.account_id,
-        endpoint: &result.endpoint,
-        attempt: job.attempt,
+        triggered_id: triggered,
+        subscription_id: target.subscription_id,
+        account_id: target.account_id,
+        endpoint: endpoint.map(redacted_endpoint),
+        attempt,
         outcome,
-        status_code: result.status,
-        error: result.error.or(skip_reason),
-        latency_ms: result.latency.as_secs_f64() * 1000.0,
-        epoch: now_ms as f64 / 1000.0,
-        next_attempt_in_ms: retry_in_ms.map(|ms| u64::try_from(ms).unwrap_or(u64::MAX)),
-        response: &result.snippet,
-    };
-    // Ids, numbers and strings always serialise.
-    serde_json::to_string(&record).unwrap_or_default()
+        status_code,
+        error,
+        latency_ms: latency.as_secs_f64() * 1000.0,
+        epoch: now_millis() as f64 / 1000.0,
+        next_attempt_in_ms: retry_in.map(|ms| u64::try_from(ms).unwrap_or(u64::MAX)),
+        response,
+    }
 }

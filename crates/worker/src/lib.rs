@@ -2,8 +2,10 @@
 //!
 //! | module     | owns                                                                      |
 //! |------------|---------------------------------------------------------------------------|
-//! | `startup`  | [`Worker`]: build, then run until stopped; the loop and its background tasks |
-//! | `consumer` | the stream consumer: read, reclaim, heartbeat, promote retries, dead letters |
+//! | `startup`  | [`Worker`]: build, then run until stopped; the reader and background tasks |
+//! | `dispatch` | the dispatcher: starts jobs and sends deliveries from the fair queues      |
+//! | `fair`     | the per-account, per-registration, per-origin run queues, served in turn  |
+//! | `consumer` | the stream consumer: read, reclaim, heartbeat, promote retries, dead letters, hand back |
 //! | `fan_out`  | step: one page of a trigger's subscription rows into a delivery batch     |
 //! | `delivery` | step: signed POSTs for a batch or a retry, and their outcomes             |
 //! | `request`  | the exact request of one delivery: Python-`json.dumps` body and signatures |
@@ -15,6 +17,8 @@
 
 pub mod consumer;
 pub mod delivery;
+mod dispatch;
+pub mod fair;
 pub mod fan_out;
 pub mod request;
 pub mod retry;

@@ -13,3 +13,5 @@ pub(crate) static PROMOTE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/promote.lua")));
 pub(crate) static DEAD_LETTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/dead_letter.lua")));
+pub(crate) static HAND_BACK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/hand_back.lua")));

@@ -1,26 +1,37 @@
 //! The worker's life cycle: `Worker::build`, then `run_until_stopped(shutdown)`.
 //!
-//! One loop reads jobs while job slots are free and runs each in its own task; beside it, three
-//! small tasks move due retries to the stream, reclaim the jobs of dead workers, and keep this
-//! worker's running jobs claimed. On shutdown the loop stops reading, running jobs get
-//! [`WorkerConfig::shutdown_grace`] to finish, and whatever is still unfinished stays pending in
-//! the stream, to be reclaimed by another worker after the visibility timeout.
+//! Three parts run together, each with one job:
+//!
+//! - the **reader** (`read_jobs`) takes entries from the stream while the read-ahead bound
+//!   ([`WorkerConfig::read_ahead`]) has room, charges each job to the account that owns its
+//!   registration, and hands it to the dispatcher;
+//! - the **dispatcher** (`crate::dispatch`) keeps per-account, per-registration run queues
+//!   (`crate::fair`) and starts jobs and sends deliveries from them in turn, so that no
+//!   account's slow or huge fan-out holds up another account's deliveries;
+//! - three small tasks move due retries to the stream, reclaim the jobs of dead workers, and
+//!   keep every job this worker holds claimed.
+//!
+//! On shutdown the reader stops after its current read, jobs read but not started are handed
+//! back to the queue at once, started jobs get [`WorkerConfig::shutdown_grace`] to finish, and
+//! whatever is still unfinished stays pending in the stream, to be reclaimed by another worker
+//! after the visibility timeout.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pubhook_core::domain::now_millis;
+use pubhook_core::domain::{now_millis, RegistrationId};
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::Job;
-use pubhook_core::store::{Store, StoreError};
-use tokio::sync::{watch, Semaphore};
+use pubhook_core::store::Store;
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::consumer::{Consumer, Entry};
-use crate::delivery::{deliver, ConcurrencyLimits, DeliveryContext, DeliveryJob};
-use crate::fan_out::fan_out_page;
+use crate::delivery::DeliveryContext;
+use crate::dispatch::{Admitted, Dispatcher, Event};
+use crate::fair::{Shares, Tenant};
 use crate::retry::RetryPolicy;
 
 /// How the worker runs.
@@ -30,7 +41,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Requests in flight to one endpoint at most.
     pub per_endpoint_concurrency: usize,
-    /// Jobs (fan-out pages, batches, retries) run at once.
+    /// Jobs (fan-out pages, batches, retries) one account may run at once. Each account has
+    /// its own allowance, so one account's jobs never hold a slot another account needs.
     pub job_slots: usize,
     /// After this long without progress, a job is taken over by another worker.
     pub visibility_timeout: Duration,
@@ -46,6 +58,26 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
 }
 
+impl WorkerConfig {
+    /// Jobs a worker holds at most, started or waiting in its run queues: 16 per job slot. The
+    /// bound on what a worker takes from the stream before it can start it.
+    pub fn read_ahead(&self) -> usize {
+        self.job_slots.max(1) * READ_AHEAD_PER_SLOT
+    }
+
+    /// The shares of the fair queues: one account may hold all but an eighth of the requests
+    /// in flight, so that an eighth is always there for the other accounts.
+    fn shares(&self) -> Shares {
+        let total = self.concurrency.max(1);
+        Shares {
+            total,
+            per_account: (total - total / 8).max(1),
+            per_origin: self.per_endpoint_concurrency,
+            jobs_per_account: self.job_slots,
+        }
+    }
+}
+
 /// A delivery worker, ready to run.
 pub struct Worker {
     consumer: Consumer,
@@ -57,6 +89,10 @@ pub struct Worker {
 const READ_BLOCK: Duration = Duration::from_millis(500);
 /// Longest pause of the retry mover; it wakes earlier when a retry is due sooner.
 const PROMOTE_IDLE: Duration = Duration::from_millis(100);
+/// Jobs held (read, not finished) per job slot.
+const READ_AHEAD_PER_SLOT: usize = 16;
+/// Entries taken per read at most.
+const READ_COUNT: usize = 100;
 /// Pause after a Redis error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -75,10 +111,6 @@ impl Worker {
             retry: RetryPolicy::new(config.retry_schedule.clone(), config.retry_jitter),
             max_failed_count: config.max_failed_count,
             retention: config.delivery_retention,
-            limits: Arc::new(ConcurrencyLimits::new(
-                config.concurrency,
-                config.per_endpoint_concurrency,
-            )),
         };
         Self {
             consumer,
@@ -95,16 +127,16 @@ impl Worker {
     /// Runs until `shutdown` completes, then stops as the module documentation says.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let held: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut helpers = JoinSet::new();
         helpers.spawn(promote_retries(self.consumer.clone(), stop_rx.clone()));
         helpers.spawn(keep_claimed(
             self.consumer.clone(),
-            in_flight.clone(),
+            held.clone(),
             self.config.visibility_timeout / 3,
             stop_rx.clone(),
         ));
-        let (reclaimed_tx, mut reclaimed_rx) = tokio::sync::mpsc::channel::<Entry>(256);
+        let (reclaimed_tx, reclaimed_rx) = mpsc::channel::<Entry>(256);
         helpers.spawn(reclaim_stale(
             self.consumer.clone(),
             reclaimed_tx,
@@ -117,154 +149,177 @@ impl Worker {
         }
         tracing::info!(consumer = self.name(), "worker started");
 
-        let slots = Arc::new(Semaphore::new(self.config.job_slots.max(1)));
-        let mut jobs = JoinSet::new();
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_jobs(
+            self.consumer.clone(),
+            Arc::new(Semaphore::new(self.config.read_ahead())),
+            reclaimed_rx,
+            held.clone(),
+            events_tx.clone(),
+            stop_rx.clone(),
+        ));
+        let mut dispatcher = Dispatcher::new(
+            self.ctx.clone(),
+            self.consumer.clone(),
+            self.config.shares(),
+            held,
+            events_tx,
+        );
         tokio::pin!(shutdown);
         loop {
-            // Wait for a free slot (or shutdown) before reading, so nothing read waits unclaimed.
-            let permit = tokio::select! {
-                permit = slots.clone().acquire_owned() => permit?,
+            tokio::select! {
+                Some(event) = events.recv() => dispatcher.handle(event),
                 () = &mut shutdown => break,
-            };
-            let free = slots.available_permits() + 1;
-            // Reclaimed jobs first. A blocking read is never raced against anything: dropping
-            // it would not cancel it in Redis, which could still hand it a job that nobody
-            // here would run until the visibility timeout. So a read runs to its end (at most
-            // READ_BLOCK), and shutdown is noticed between reads.
-            let entries = match reclaimed_rx.try_recv() {
-                Ok(entry) => Ok(vec![entry]),
-                Err(_) => self.consumer.read(free, READ_BLOCK).await,
-            };
-            let entries = match entries {
-                Ok(entries) => entries,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading jobs failed");
-                    drop(permit);
-                    tokio::time::sleep(ERROR_BACKOFF).await;
-                    continue;
-                }
-            };
-            let mut permit = Some(permit);
-            for entry in entries {
-                let permit = match permit.take() {
-                    Some(p) => p,
-                    None => match slots.clone().try_acquire_owned() {
-                        Ok(p) => p,
-                        // More entries than slots cannot happen (we read `free`), but if it
-                        // did, waiting is right.
-                        Err(_) => slots.clone().acquire_owned().await?,
-                    },
-                };
-                in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(entry.id.clone());
-                let ctx = self.ctx.clone();
-                let in_flight = in_flight.clone();
-                jobs.spawn(async move {
-                    run_job(&ctx, &entry).await;
-                    in_flight
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&entry.id);
-                    drop(permit);
-                });
-            }
-            while jobs.try_join_next().is_some() {}
-            if stop_requested(&mut shutdown).await {
-                break;
             }
         }
 
         tracing::info!(
-            running = jobs.len(),
+            running = dispatcher.running(),
             "worker stopping: finishing running jobs"
         );
+        let deadline = tokio::time::Instant::now() + self.config.shutdown_grace;
         let _ = stop_tx.send(true);
-        let finished = tokio::time::timeout(self.config.shutdown_grace, async {
-            while jobs.join_next().await.is_some() {}
+        // The reader ends after its current read (at most READ_BLOCK); what it read meanwhile
+        // joins the waiting jobs, which go back to the queue at once.
+        let _ = reader.await;
+        while let Ok(event) = events.try_recv() {
+            dispatcher.handle(event);
+        }
+        hand_back(&mut dispatcher).await;
+        let finished = tokio::time::timeout_at(deadline, async {
+            while dispatcher.running() > 0 {
+                match events.recv().await {
+                    Some(event) => dispatcher.handle(event),
+                    None => break,
+                }
+            }
         })
         .await;
         if finished.is_err() {
             tracing::warn!(
-                unfinished = jobs.len(),
+                unfinished = dispatcher.running(),
                 "jobs still running at the end of the grace period stay queued for another worker"
             );
-            jobs.abort_all();
         }
+        dispatcher.abort();
         helpers.abort_all();
         tracing::info!("worker stopped");
         Ok(())
     }
 }
 
-/// Runs one job; failures leave it pending, to be retried after the visibility timeout (and set
-/// aside after too many tries).
-async fn run_job(ctx: &DeliveryContext, entry: &Entry) {
-    let job = match Job::from_json(&entry.raw) {
-        Ok(job) => job,
+/// Puts the jobs read but not started back on the queue, for another worker to take at once.
+async fn hand_back(dispatcher: &mut Dispatcher) {
+    let waiting = dispatcher.stop_starting();
+    let entries: Vec<Entry> = waiting.iter().map(|job| job.entry.clone()).collect();
+    match dispatcher.consumer().hand_back(&entries).await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "jobs not started were handed back to the queue"),
         Err(e) => {
-            tracing::error!(stream_id = %entry.id, error = %e, "unreadable job; it will be dead-lettered");
+            tracing::warn!(error = %e, "handing back jobs failed; they are reclaimed after the visibility timeout")
+        }
+    }
+}
+
+/// Reads jobs while the read-ahead bound has room, charges each to its owner account, and
+/// passes them to the dispatcher. A blocking read is never raced against anything: dropping it
+/// would not cancel it in Redis, which could still hand it a job that nobody here would run
+/// until the visibility timeout. So a read runs to its end (at most READ_BLOCK), and the stop
+/// signal is noticed between reads.
+async fn read_jobs(
+    consumer: Consumer,
+    room: Arc<Semaphore>,
+    mut reclaimed: mpsc::Receiver<Entry>,
+    held: Arc<Mutex<HashSet<String>>>,
+    dispatcher: mpsc::UnboundedSender<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        // Waiting for room is not a read, so it may be cut short by the stop signal.
+        let first = tokio::select! {
+            permit = room.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let count = (room.available_permits() + 1).min(READ_COUNT);
+        // Reclaimed jobs first.
+        let entries = match reclaimed.try_recv() {
+            Ok(entry) => Ok(vec![entry]),
+            Err(_) => consumer.read(count, READ_BLOCK).await,
+        };
+        let entries = match entries {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading jobs failed");
+                drop(first);
+                tokio::time::sleep(ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        let jobs: Vec<(Entry, Job)> = entries
+            .into_iter()
+            .filter_map(|entry| match Job::from_json(&entry.raw) {
+                Ok(job) => Some((entry, job)),
+                Err(e) => {
+                    // Left pending and unclaimed: reclaimed after the visibility timeout, and
+                    // set aside as a dead letter after a few rounds.
+                    tracing::error!(stream_id = %entry.id, error = %e, "unreadable job; it will be dead-lettered");
+                    None
+                }
+            })
+            .collect();
+        let registrations: Vec<RegistrationId> =
+            jobs.iter().map(|(_, job)| registration_of(job)).collect();
+        let owners = consumer.owners(&registrations).await.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "reading the owners of jobs failed; they share one queue");
+            vec![None; registrations.len()]
+        });
+        let mut first = Some(first);
+        let mut admitted = Vec::with_capacity(jobs.len());
+        for ((entry, job), (registration, account)) in
+            jobs.into_iter().zip(registrations.into_iter().zip(owners))
+        {
+            let permit = match first.take() {
+                Some(permit) => permit,
+                // We read no more than the room there was, and only this task takes room.
+                None => match room.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
+            held.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(entry.id.clone());
+            admitted.push(Admitted {
+                entry,
+                job,
+                tenant: Tenant {
+                    account,
+                    registration,
+                },
+                permit,
+            });
+        }
+        if !admitted.is_empty() && dispatcher.send(Event::Read(admitted)).is_err() {
             return;
         }
-    };
-    let outcome: Result<(), StoreError> = match job {
+    }
+}
+
+/// The registration a job works for.
+fn registration_of(job: &Job) -> RegistrationId {
+    match job {
         Job::FanOutV1 {
-            triggered_id,
-            registration_id,
-            request_id,
-            after,
-        } => fan_out_page(
-            &ctx.store,
-            &entry.id,
-            triggered_id,
-            registration_id,
-            request_id.as_deref(),
-            after.as_ref(),
-            ctx.max_failed_count,
-        )
-        .await
-        .map(|outcome| tracing::debug!(?outcome, "fan-out page")),
-        Job::DeliverBatchV1 {
-            triggered_id,
-            registration_id,
-            request_id,
-            targets,
-        } => deliver(
-            ctx,
-            &entry.id,
-            DeliveryJob {
-                triggered: triggered_id,
-                registration: registration_id,
-                request_id,
-                targets,
-                attempt: 1,
-            },
-        )
-        .await
-        .map(drop),
-        Job::RetryV1 {
-            triggered_id,
-            registration_id,
-            request_id,
-            target,
-            attempt,
-        } => deliver(
-            ctx,
-            &entry.id,
-            DeliveryJob {
-                triggered: triggered_id,
-                registration: registration_id,
-                request_id,
-                targets: vec![target],
-                attempt,
-            },
-        )
-        .await
-        .map(drop),
-    };
-    if let Err(e) = outcome {
-        tracing::warn!(stream_id = %entry.id, error = %e, "job failed; it stays queued");
+            registration_id, ..
+        }
+        | Job::DeliverBatchV1 {
+            registration_id, ..
+        }
+        | Job::RetryV1 {
+            registration_id, ..
+        } => *registration_id,
     }
 }
 
@@ -289,10 +344,10 @@ async fn promote_retries(consumer: Consumer, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Re-claims this worker's running jobs so their idle time never reaches the visibility timeout.
+/// Re-claims the jobs this worker holds so their idle time never reaches the visibility timeout.
 async fn keep_claimed(
     consumer: Consumer,
-    in_flight: Arc<Mutex<HashSet<String>>>,
+    held: Arc<Mutex<HashSet<String>>>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -301,7 +356,7 @@ async fn keep_claimed(
             () = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        let ids: Vec<String> = in_flight
+        let ids: Vec<String> = held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
@@ -316,7 +371,7 @@ async fn keep_claimed(
 /// Takes over the jobs of dead workers and hands them to the main loop.
 async fn reclaim_stale(
     consumer: Consumer,
-    to_loop: tokio::sync::mpsc::Sender<Entry>,
+    to_loop: mpsc::Sender<Entry>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -338,14 +393,5 @@ async fn reclaim_stale(
             }
             Err(e) => tracing::debug!(error = %e, "reclaiming failed"),
         }
-    }
-}
-
-/// Whether `shutdown` has completed, without waiting for it.
-async fn stop_requested(shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
-    tokio::select! {
-        biased;
-        () = shutdown.as_mut() => true,
-        () = std::future::ready(()) => false,
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod deliveries;
 pub mod health;
 pub mod registrations;
 pub mod subscriptions;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     registrations::configure(cfg);
     subscriptions::configure(cfg);
     triggered::configure(cfg);
+    deliveries::configure(cfg);
     admin::configure(cfg);
     health::configure(cfg);
 }

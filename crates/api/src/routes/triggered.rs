@@ -9,6 +9,7 @@ use pubhook_core::store::{Account, DeliverySummary, RateLimit, TriggerRefusal, T
 use serde::Serialize;
 use tracing::instrument;
 
+use super::deliveries::OutcomeOut;
 use super::{missing_id, resource};
 use crate::auth::{authenticate, Need};
 use crate::error::ApiError;
@@ -121,8 +122,9 @@ async fn get_triggered(
     Ok(HttpResponse::Ok().json(out))
 }
 
-/// `GET /v1/webhook/triggered/{id}/deliveries`: every delivery attempt of a trigger, paged,
-/// oldest first, for the registration's owner or an admin.
+/// `GET /v1/webhook/triggered/{id}/deliveries`: the outcome of every delivery attempt of a
+/// trigger, paged, oldest first, for the registration's owner or an admin. The subscribers'
+/// endpoints and answers are not part of it (see `routes::deliveries`).
 #[instrument(skip_all)]
 async fn list_deliveries(
     req: HttpRequest,
@@ -136,7 +138,7 @@ async fn list_deliveries(
         .store
         .delivery_attempts(triggered.id, page.start, page.limit)
         .await?;
-    page_response("deliveries", attempts, |attempt| attempt)
+    page_response("deliveries", attempts, OutcomeOut::from)
 }
 
 /// The triggered record if the caller may read it: the registration's owner, or an admin.

@@ -9,6 +9,7 @@ mod accounts;
 mod admin;
 mod auth;
 mod budgets;
+mod deliveries;
 mod edge;
 mod helpers;
 mod outage;

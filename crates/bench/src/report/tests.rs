@@ -45,6 +45,9 @@ fn plan() -> Plan {
         flood_legit_connections: 16,
         ceiling_connections: 128,
         ceiling_duration: Duration::from_secs(3),
+        noisy_rows: vec![1000, 10_000],
+        noisy_delay: Duration::from_secs(2),
+        noisy_duration: Duration::from_secs(10),
     }
 }
 

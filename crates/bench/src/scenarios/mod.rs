@@ -7,6 +7,7 @@ pub mod ceiling;
 pub mod fan_out;
 pub mod many_small;
 pub mod memory;
+pub mod noisy_neighbour;
 pub mod retries;
 
 use std::collections::HashMap;
@@ -151,6 +152,7 @@ pub async fn run(env: &Env<'_>, scenario: ScenarioKind, mode: Mode) -> anyhow::R
         ScenarioKind::Api => api::run(env, mode).await,
         ScenarioKind::Memory => memory::run(env, mode).await,
         ScenarioKind::AuthFlood => auth_flood::run(env, mode).await,
+        ScenarioKind::NoisyNeighbour => noisy_neighbour::run(env, mode).await,
     }
 }
 

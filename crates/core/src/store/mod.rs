@@ -29,6 +29,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use accounts::{KeySlot, NewAccount};
 pub use connection::Connection;
+pub use deliveries::{
+    redacted_endpoint, AttemptOutcome, AttemptRecord, DeadLetter, FailureClass,
+    MAX_ATTEMPTS_PER_SUBSCRIPTION,
+};
 pub use limits::{RateLimit, Verdict};
 pub use records::{
     Account, DeliverySummary, PendingApiKey, Registration, Subscription, Triggered, WriteResult,

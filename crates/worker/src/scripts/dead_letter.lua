@@ -3,19 +3,17 @@
 -- trigger's summary, so `pending` does not stay up for ever. Does nothing if the entry is no
 -- longer pending: a worker finished it after all.
 -- KEYS: the jobs stream, the dead-letter list, then the trigger's record if the job names one.
--- ARGV: consumer group, stream id, times delivered, now (unix seconds), list cap, the job's
---       JSON, the number of deliveries it owed.
+-- ARGV: consumer group, stream id, list cap, the dead letter's JSON (written by the worker from
+--       the core DeadLetter type), the number of deliveries it owed.
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
 redis.call('XDEL', KEYS[1], ARGV[2])
-local owed = tonumber(ARGV[7])
+local owed = tonumber(ARGV[5])
 if KEYS[3] and owed > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('HINCRBY', KEYS[3], 'pending', -owed)
   redis.call('HINCRBY', KEYS[3], 'failed', owed)
 end
-redis.call('LPUSH', KEYS[2], cjson.encode({
-  stream_id = ARGV[2], job = ARGV[6], deliveries = tonumber(ARGV[3]), dead_at = tonumber(ARGV[4]),
-}))
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
+redis.call('LPUSH', KEYS[2], ARGV[4])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
 return 1

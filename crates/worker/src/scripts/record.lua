@@ -1,17 +1,25 @@
 -- The outcomes of one deliver_batch.v1 or retry.v1 job, atomically with its acknowledgement, so
 -- a job leaves the queue only once what it did is recorded.
 --
+-- Each attempt is written twice: its outcome in the trigger's attempts (what the registration's
+-- owner reads) and in full in its subscription's attempts (what the subscriber reads). The
+-- subscription's set is written for as long as the subscription lives, so besides its expiry it
+-- is trimmed by age and count when the caller asks (one attempt in a few, to keep this short).
+--
 -- KEYS: the jobs stream, the delayed zset, the triggered record, the trigger's attempts zset.
 -- ARGV: consumer group, this job's stream id, retention in seconds,
 --       delivered, failed for good, skipped (finals of this job),
 --       number of account updates, number of attempt records, number of retries,
+--       most attempts kept per subscription,
 --       then the account updates as (account key, 'reset' | 'incr') pairs,
---       then the attempt records as (score in ms, JSON) pairs,
+--       then the attempts as (score in ms, outcome JSON, subscription attempts key, full JSON,
+--       trim scores up to this, or '' not to trim) groups of five,
 --       then the retries as (due time in ms, job JSON) pairs.
 local group, entry = ARGV[1], ARGV[2]
 local retention = tonumber(ARGV[3])
 local delivered, failed, skipped = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local n_accounts, n_attempts, n_retries = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local per_subscription = tonumber(ARGV[10])
 
 -- Acknowledge first. If the entry is no longer pending, another worker took it over (this one
 -- stalled past the visibility timeout) and recorded its outcome already: keep the attempt
@@ -22,7 +30,7 @@ if entry ~= '' then
   redis.call('XDEL', KEYS[1], entry)
 end
 
-local i = 10
+local i = 11
 for _ = 1, n_accounts do
   local key = ARGV[i]
   -- A deleted account must not come back as a hash holding only failed_count.
@@ -36,8 +44,17 @@ for _ = 1, n_accounts do
   i = i + 2
 end
 for _ = 1, n_attempts do
-  redis.call('ZADD', KEYS[4], ARGV[i], ARGV[i + 1])
-  i = i + 2
+  local score, own = ARGV[i], ARGV[i + 2]
+  redis.call('ZADD', KEYS[4], score, ARGV[i + 1])
+  redis.call('ZADD', own, score, ARGV[i + 3])
+  if retention > 0 then
+    redis.call('EXPIRE', own, retention)
+  end
+  if ARGV[i + 4] ~= '' then
+    redis.call('ZREMRANGEBYSCORE', own, '-inf', '(' .. ARGV[i + 4])
+    redis.call('ZREMRANGEBYRANK', own, 0, -per_subscription - 1)
+  end
+  i = i + 5
 end
 if n_attempts > 0 and retention > 0 then
   redis.call('EXPIRE', KEYS[4], retention)

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use pubhook_core::signing::{verify_pywebhooks_signature, verify_standard_signature};
+use pubhook_core::store::AttemptOutcome;
 use pubhook_testkit::Receiver;
 use pubhook_worker::WorkerConfig;
 
@@ -86,7 +87,7 @@ async fn two_subscribers_each_get_one_post_with_both_signatures_valid() {
     assert!(attempts
         .items
         .iter()
-        .all(|a| a["outcome"] == "delivered" && a["status_code"] == 200));
+        .all(|a| a.outcome == AttemptOutcome::Delivered && a.status_code == Some(200)));
     // Kept for the retention period (an hour in the test configuration), then gone.
     let mut conn = world.store.connection().await.unwrap();
     let ttl: i64 = redis::cmd("TTL")

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod delivery;
+mod fairness;
 mod helpers;
 mod recovery;
 mod retries;

@@ -111,8 +111,8 @@ async fn a_job_that_keeps_failing_is_set_aside_as_a_dead_letter() {
     assert!(set_aside, "the unreadable job reaches the dead-letter list");
     let letters = world.store.dead_letters(0, 10).await.unwrap().items;
     assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0]["job"], r#"{"type":"from_a_future_version"}"#);
-    assert!(letters[0]["deliveries"].as_u64().unwrap() >= 5);
+    assert_eq!(letters[0].job, r#"{"type":"from_a_future_version"}"#);
+    assert!(letters[0].deliveries >= 5);
     let left: usize = redis::cmd("XLEN")
         .arg(world.store.keys().jobs())
         .query_async(&mut conn)
@@ -154,7 +154,7 @@ async fn a_dead_lettered_batch_counts_as_failed_not_pending() {
 #[tokio::test]
 async fn a_job_recorded_twice_is_counted_once() {
     use pubhook_core::queue::{Job, Target, CONSUMER_GROUP, JOB_FIELD};
-    use pubhook_worker::delivery::{deliver, ConcurrencyLimits, DeliveryContext, DeliveryJob};
+    use pubhook_worker::delivery::{deliver, DeliveryContext, DeliveryJob};
     use pubhook_worker::retry::RetryPolicy;
 
     let world = World::new().await;
@@ -221,7 +221,6 @@ async fn a_job_recorded_twice_is_counted_once() {
         retry: RetryPolicy::new(vec![Duration::from_millis(200)], 0.0),
         max_failed_count: 250,
         retention: Duration::from_secs(60),
-        limits: std::sync::Arc::new(ConcurrencyLimits::new(4, 4)),
     };
     for _ in 0..2 {
         let job = DeliveryJob {

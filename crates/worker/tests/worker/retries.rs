@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use pubhook_core::store::{AttemptOutcome, FailureClass};
 use pubhook_testkit::{Receiver, Reply};
 
 use crate::helpers::{test_config, World};
@@ -44,27 +45,19 @@ async fn a_receiver_answering_500_gets_exactly_four_posts_and_failed_count_four(
         .await
         .unwrap()
         .items;
-    let outcomes: Vec<_> = attempts
-        .iter()
-        .map(|a| {
-            (
-                a["attempt"].as_u64().unwrap(),
-                a["outcome"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let outcomes: Vec<_> = attempts.iter().map(|a| (a.attempt, a.outcome)).collect();
     assert_eq!(
         outcomes,
         vec![
-            (1, "retrying".into()),
-            (2, "retrying".into()),
-            (3, "retrying".into()),
-            (4, "failed".into())
+            (1, AttemptOutcome::Retrying),
+            (2, AttemptOutcome::Retrying),
+            (3, AttemptOutcome::Retrying),
+            (4, AttemptOutcome::Failed)
         ]
     );
     assert!(attempts
         .iter()
-        .all(|a| a["status_code"] == 500 && a["error"] == "http_status"));
+        .all(|a| a.status_code == Some(500) && a.error == Some(FailureClass::HttpStatus)));
 }
 
 #[tokio::test]
@@ -156,8 +149,8 @@ async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
         .await
         .unwrap()
         .items;
-    assert_eq!(attempts[0]["status_code"], 302);
-    assert_eq!(attempts[0]["outcome"], "retrying");
-    assert_eq!(attempts[1]["outcome"], "delivered");
+    assert_eq!(attempts[0].status_code, Some(302));
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Retrying);
+    assert_eq!(attempts[1].outcome, AttemptOutcome::Delivered);
     assert_eq!(world.failed_count(sub).await, 0);
 }

@@ -1,0 +1,116 @@
+//! Delivery attempts as the API shows them, and `/v1/webhook/subscription/{id}/deliveries`.
+//!
+//! Two views of one attempt (see `pubhook_core::store::deliveries`): the registration's owner
+//! sees the **outcome** ([`OutcomeOut`]: subscription, outcome, status, error class, latency,
+//! attempt number and time) through `GET /v1/webhook/triggered/{id}/deliveries`; the subscriber,
+//! and admins, see the **full** attempt ([`AttemptOut`]: with the endpoint it went to, stored
+//! without its query string, and the start of the answer) through the route here.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use pubhook_core::domain::{AccountId, SubscriptionId, TriggeredId};
+use pubhook_core::store::{AttemptOutcome, AttemptRecord, FailureClass};
+use serde::Serialize;
+use tracing::instrument;
+
+use super::resource;
+use crate::auth::{authenticate, Need};
+use crate::error::ApiError;
+use crate::paging::{page_response, PageQuery};
+use crate::state::AppState;
+
+/// Mounts the subscriber's view of its attempts.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/v1/webhook/subscription/{id}/deliveries")
+            .route(web::get().to(subscription_deliveries)),
+    );
+}
+
+/// One attempt as the registration's owner sees it: what happened, not where it went or what
+/// the subscriber answered.
+#[derive(Serialize)]
+pub struct OutcomeOut {
+    id: uuid::Uuid,
+    triggered_id: TriggeredId,
+    subscription_id: SubscriptionId,
+    account_id: AccountId,
+    attempt: u32,
+    outcome: AttemptOutcome,
+    status_code: Option<u16>,
+    error: Option<FailureClass>,
+    latency_ms: f64,
+    epoch: f64,
+    next_attempt_in_ms: Option<u64>,
+}
+
+impl From<AttemptRecord> for OutcomeOut {
+    fn from(r: AttemptRecord) -> Self {
+        Self {
+            id: r.id,
+            triggered_id: r.triggered_id,
+            subscription_id: r.subscription_id,
+            account_id: r.account_id,
+            attempt: r.attempt,
+            outcome: r.outcome,
+            status_code: r.status_code,
+            error: r.error,
+            latency_ms: r.latency_ms,
+            epoch: r.epoch,
+            next_attempt_in_ms: r.next_attempt_in_ms,
+        }
+    }
+}
+
+/// One attempt as its subscriber (or an admin) sees it: the outcome, the endpoint it went to
+/// (without query string) and the start of the answer.
+#[derive(Serialize)]
+pub struct AttemptOut {
+    #[serde(flatten)]
+    outcome: OutcomeOut,
+    endpoint: Option<String>,
+    response: Option<String>,
+}
+
+impl From<AttemptRecord> for AttemptOut {
+    fn from(mut r: AttemptRecord) -> Self {
+        let endpoint = r.endpoint.take();
+        let response = r.response.take();
+        Self {
+            outcome: r.into(),
+            endpoint,
+            response,
+        }
+    }
+}
+
+/// `GET /v1/webhook/subscription/{id}/deliveries?start&limit`: the attempts of one
+/// subscription, newest first, in full, for the subscriber or an admin. Someone else's (or a
+/// nonexistent) subscription is 401 `Not authorized`, as for its delete.
+#[instrument(skip_all)]
+async fn subscription_deliveries(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let id = SubscriptionId::parse(&path);
+    if !caller.is_admin {
+        let subscription = match id {
+            Some(id) => state.store.subscription(id).await?,
+            None => None,
+        };
+        if subscription.is_none_or(|s| s.account_id != caller.id) {
+            return Err(ApiError::Unauthorized("Not authorized"));
+        }
+    }
+    let page = PageQuery::from_request(&req)?;
+    let Some(id) = id else {
+        // An admin asking for an id that cannot exist: nothing to show.
+        return Ok(HttpResponse::NoContent().finish());
+    };
+    let attempts = state
+        .store
+        .subscription_attempts(id, page.start, page.limit)
+        .await?;
+    page_response("deliveries", attempts, AttemptOut::from)
+}

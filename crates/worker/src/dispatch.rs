@@ -1,0 +1,363 @@
+//! The dispatcher: one task that owns the worker's [`FairQueues`] and turns events into work.
+//!
+//! Jobs arrive from the reader already parsed and charged to their owner account; the dispatcher
+//! queues them, starts them when their account's turn and allowance come (a fan-out page runs
+//! its script; a batch or retry is [`prepare`]d), queues each prepared delivery under its
+//! origin, and sends deliveries in the fair order while requests in flight stay under the
+//! worker's bound. A job's outcomes are [`record`]ed, and the job acknowledged, once the last of
+//! its deliveries has an answer. Every step runs in a task of its own and reports back through
+//! one channel, so the dispatcher never waits on Redis or on an endpoint, and holds no lock.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use pubhook_core::domain::{AccountId, RegistrationId};
+use pubhook_core::queue::Job;
+use pubhook_core::store::StoreError;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::task::JoinSet;
+
+use crate::consumer::{Consumer, Entry};
+use crate::delivery::{
+    prepare, record, send, Attempt, AttemptResult, DeliveryContext, DeliveryJob, Payload,
+    PreparedAttempt, PreparedJob,
+};
+use crate::fair::{FairQueues, Origin, Shares, Tenant};
+use crate::fan_out::{fan_out_page, FanOutOutcome};
+
+/// The owner of a job's registration; `None` when the registration is gone.
+pub(crate) type Owner = Option<AccountId>;
+type JobTenant = Tenant<Owner, RegistrationId>;
+/// A running job's number in this dispatcher.
+type JobKey = u64;
+
+/// A job read from the stream and held by this worker until it is finished or handed back.
+pub(crate) struct Admitted {
+    /// The stream entry.
+    pub entry: Entry,
+    /// Its job.
+    pub job: Job,
+    /// Who it is charged to.
+    pub tenant: JobTenant,
+    /// Its place in the worker's read-ahead bound.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// A delivery waiting in the fair queues: its job, its index in the job, and the request.
+type QueuedDelivery = (JobKey, usize, Attempt);
+
+/// What the dispatcher reacts to.
+pub(crate) enum Event {
+    /// Jobs read from the stream.
+    Read(Vec<Admitted>),
+    /// A fan-out page ran.
+    FannedOut(JobKey, Result<FanOutOutcome, StoreError>),
+    /// A batch or retry was prepared.
+    Prepared(JobKey, Result<PreparedJob, StoreError>),
+    /// An attempt ended.
+    Sent(JobKey, usize, Origin, AttemptResult),
+    /// A job's outcomes were recorded (or not).
+    Recorded(JobKey, Result<(), StoreError>),
+}
+
+/// A started job.
+struct Running {
+    entry: Entry,
+    tenant: JobTenant,
+    _permit: OwnedSemaphorePermit,
+    deliveries: Option<RunningDeliveries>,
+}
+
+/// The state of a started batch or retry.
+struct RunningDeliveries {
+    job: DeliveryJob,
+    payload: Option<Arc<Payload>>,
+    results: Vec<Option<AttemptResult>>,
+    unanswered: usize,
+}
+
+/// The dispatcher's state.
+pub(crate) struct Dispatcher {
+    ctx: DeliveryContext,
+    consumer: Consumer,
+    queues: FairQueues<Owner, RegistrationId, Admitted, QueuedDelivery>,
+    running: HashMap<JobKey, Running>,
+    next_key: JobKey,
+    /// Entries held by this worker, which the heartbeat keeps claimed.
+    held: Arc<Mutex<HashSet<String>>>,
+    tasks: JoinSet<()>,
+    events: mpsc::UnboundedSender<Event>,
+    /// Whether new jobs may start (false once shutting down).
+    starting: bool,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        ctx: DeliveryContext,
+        consumer: Consumer,
+        shares: Shares,
+        held: Arc<Mutex<HashSet<String>>>,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Self {
+        Self {
+            ctx,
+            consumer,
+            queues: FairQueues::new(shares),
+            running: HashMap::new(),
+            next_key: 0,
+            held,
+            tasks: JoinSet::new(),
+            events,
+            starting: true,
+        }
+    }
+
+    /// Jobs started and not finished.
+    pub(crate) fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Applies one event, then starts whatever the queues allow.
+    pub(crate) fn handle(&mut self, event: Event) {
+        match event {
+            Event::Read(jobs) => {
+                for job in jobs {
+                    self.queues.push_job(job.tenant, job);
+                }
+            }
+            Event::FannedOut(key, outcome) => {
+                match outcome {
+                    Ok(outcome) => tracing::debug!(?outcome, "fan-out page"),
+                    Err(e) => self.warn_failed(key, &e),
+                }
+                self.finish(key);
+            }
+            Event::Prepared(key, Ok(prepared)) => self.queue_deliveries(key, prepared),
+            Event::Prepared(key, Err(e)) => {
+                self.warn_failed(key, &e);
+                self.finish(key);
+            }
+            Event::Sent(key, index, origin, result) => {
+                let Some(running) = self.running.get_mut(&key) else {
+                    return;
+                };
+                self.queues
+                    .delivery_finished(running.tenant.account, &origin);
+                if let Some(deliveries) = running.deliveries.as_mut() {
+                    if let Some(slot) = deliveries.results.get_mut(index) {
+                        *slot = Some(result);
+                    }
+                    deliveries.unanswered -= 1;
+                    if deliveries.unanswered == 0 {
+                        self.record(key);
+                    }
+                }
+            }
+            Event::Recorded(key, outcome) => {
+                if let Err(e) = outcome {
+                    self.warn_failed(key, &e);
+                }
+                self.finish(key);
+            }
+        }
+        self.pump();
+    }
+
+    /// Stops starting jobs and returns those still waiting, to be handed back.
+    pub(crate) fn stop_starting(&mut self) -> Vec<Admitted> {
+        self.starting = false;
+        let waiting = self.queues.drain_waiting();
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        for job in &waiting {
+            held.remove(&job.entry.id);
+        }
+        waiting
+    }
+
+    /// Stops every task; started jobs stay pending in the stream, for another worker.
+    pub(crate) fn abort(&mut self) {
+        self.tasks.abort_all();
+    }
+
+    fn pump(&mut self) {
+        while self.tasks.try_join_next().is_some() {}
+        while self.starting {
+            let Some((tenant, admitted)) = self.queues.next_job() else {
+                break;
+            };
+            self.start(tenant, admitted);
+        }
+        while let Some((tenant, origin, (key, index, attempt))) = self.queues.next_delivery() {
+            let Some(payload) = self
+                .running
+                .get(&key)
+                .and_then(|r| r.deliveries.as_ref())
+                .and_then(|d| d.payload.clone())
+            else {
+                // Only a job with a payload queues deliveries; nothing to send otherwise.
+                self.queues.delivery_finished(tenant.account, &origin);
+                continue;
+            };
+            let ctx = self.ctx.clone();
+            let events = self.events.clone();
+            self.tasks.spawn(async move {
+                let result = send(&ctx, &payload, attempt).await;
+                let _ = events.send(Event::Sent(key, index, origin, result));
+            });
+        }
+    }
+
+    fn start(&mut self, tenant: JobTenant, admitted: Admitted) {
+        let key = self.next_key;
+        self.next_key += 1;
+        let Admitted {
+            entry, job, permit, ..
+        } = admitted;
+        let ctx = self.ctx.clone();
+        let events = self.events.clone();
+        let entry_id = entry.id.clone();
+        match job {
+            Job::FanOutV1 {
+                triggered_id,
+                registration_id,
+                request_id,
+                after,
+            } => {
+                self.tasks.spawn(async move {
+                    let outcome = fan_out_page(
+                        &ctx.store,
+                        &entry_id,
+                        triggered_id,
+                        registration_id,
+                        request_id.as_deref(),
+                        after.as_ref(),
+                        ctx.max_failed_count,
+                    )
+                    .await;
+                    let _ = events.send(Event::FannedOut(key, outcome));
+                });
+            }
+            Job::DeliverBatchV1 {
+                triggered_id,
+                registration_id,
+                request_id,
+                targets,
+            } => self.spawn_prepare(
+                key,
+                DeliveryJob {
+                    triggered: triggered_id,
+                    registration: registration_id,
+                    request_id,
+                    targets,
+                    attempt: 1,
+                },
+            ),
+            Job::RetryV1 {
+                triggered_id,
+                registration_id,
+                request_id,
+                target,
+                attempt,
+            } => self.spawn_prepare(
+                key,
+                DeliveryJob {
+                    triggered: triggered_id,
+                    registration: registration_id,
+                    request_id,
+                    targets: vec![target],
+                    attempt,
+                },
+            ),
+        }
+        self.running.insert(
+            key,
+            Running {
+                entry,
+                tenant,
+                _permit: permit,
+                deliveries: None,
+            },
+        );
+    }
+
+    fn spawn_prepare(&mut self, key: JobKey, job: DeliveryJob) {
+        let ctx = self.ctx.clone();
+        let events = self.events.clone();
+        self.tasks.spawn(async move {
+            let prepared = prepare(&ctx, job).await;
+            let _ = events.send(Event::Prepared(key, prepared));
+        });
+    }
+
+    fn queue_deliveries(&mut self, key: JobKey, prepared: PreparedJob) {
+        let Some(running) = self.running.get_mut(&key) else {
+            return;
+        };
+        let PreparedJob {
+            job,
+            payload,
+            attempts,
+        } = prepared;
+        let mut results = Vec::with_capacity(attempts.len());
+        let mut unanswered = 0;
+        for (index, attempt) in attempts.into_iter().enumerate() {
+            match attempt {
+                PreparedAttempt::Done(result) => results.push(Some(result)),
+                PreparedAttempt::Send(attempt) => {
+                    results.push(None);
+                    unanswered += 1;
+                    let origin: Origin = attempt.origin().into();
+                    self.queues
+                        .push_delivery(running.tenant, origin, (key, index, attempt));
+                }
+            }
+        }
+        running.deliveries = Some(RunningDeliveries {
+            job,
+            payload,
+            results,
+            unanswered,
+        });
+        if unanswered == 0 {
+            self.record(key);
+        }
+    }
+
+    fn record(&mut self, key: JobKey) {
+        let Some(running) = self.running.get_mut(&key) else {
+            return;
+        };
+        let Some(deliveries) = running.deliveries.take() else {
+            return;
+        };
+        let ctx = self.ctx.clone();
+        let events = self.events.clone();
+        let entry_id = running.entry.id.clone();
+        self.tasks.spawn(async move {
+            let results: Vec<AttemptResult> = deliveries.results.into_iter().flatten().collect();
+            let recorded = record(&ctx, &entry_id, &deliveries.job, &results).await;
+            let _ = events.send(Event::Recorded(key, recorded));
+        });
+    }
+
+    /// The job is done with here: recorded, or failed and left pending to be reclaimed.
+    fn finish(&mut self, key: JobKey) {
+        if let Some(running) = self.running.remove(&key) {
+            self.held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&running.entry.id);
+            self.queues.job_finished(running.tenant.account);
+        }
+    }
+
+    fn warn_failed(&self, key: JobKey, error: &StoreError) {
+        let stream_id = self.running.get(&key).map(|r| r.entry.id.as_str());
+        tracing::warn!(?stream_id, %error, "job failed; it stays queued");
+    }
+
+    /// The consumer, for handing jobs back.
+    pub(crate) fn consumer(&self) -> &Consumer {
+        &self.consumer
+    }
+}
