@@ -33,9 +33,10 @@ const INITIAL_BODY_BYTES: usize = 64 * 1024;
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413 before reading further.
 ///
-/// The buffer grows with what arrives, doubling, but never past the `Content-Length` the request
-/// declared: a 1 MiB body takes 1 MiB, not the 2 MiB a doubling buffer would end at, and memory
-/// follows the bytes received, not the bytes promised.
+/// A body of declared length starts in a buffer of at most 64 KiB; once more than that has
+/// arrived it gets its whole declared length at once, so a 1 MiB body takes 1 MiB (not the 2 MiB
+/// a doubling buffer ends at), and a client that declares a large body and sends little costs at
+/// most 16 times what it sent. A body of unknown length doubles, up to the limit.
 pub async fn read_limited(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -60,7 +61,14 @@ pub async fn read_limited(
             return Err(ApiError::PayloadTooLarge(limit));
         }
         if needed > body.capacity() {
-            let grown = needed.max(body.capacity() * 2).min(most.max(needed));
+            // Once a client has sent more than the first buffer holds, it gets room for the
+            // whole declared body at once: one more allocation, not a chain of doublings each
+            // leaving a freed block behind.
+            let grown = if declared.is_some() {
+                most.max(needed)
+            } else {
+                needed.max(body.capacity() * 2).min(limit)
+            };
             body.reserve(grown - body.len());
         }
         body.extend_from_slice(&chunk);
