@@ -17,7 +17,6 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -34,6 +33,7 @@ use futures_util::Stream;
 use ipnet::IpNet;
 use tokio::time::{sleep, Sleep};
 
+use crate::client::client_subject;
 use crate::error::ApiError;
 
 /// The I/O error a body read fails with when its deadline passes.
@@ -54,12 +54,13 @@ pub fn is_deadline(err: &PayloadError) -> bool {
 /// Open connections per client address, shared by the server's threads.
 #[derive(Clone, Default)]
 pub struct ConnectionCounts {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    counts: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 /// One accepted connection's place in [`ConnectionCounts`]; released when the connection ends.
 struct ConnectionSlot {
-    address: IpAddr,
+    /// The client as rate limits count it (an IPv6 client per /64).
+    subject: String,
     is_over_cap: bool,
     counts: ConnectionCounts,
 }
@@ -67,10 +68,10 @@ struct ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut counts = self.counts.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = counts.get_mut(&self.address) {
+        if let Some(count) = counts.get_mut(&self.subject) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                counts.remove(&self.address);
+                counts.remove(&self.subject);
             }
         }
     }
@@ -100,13 +101,14 @@ impl ConnectionCounts {
             if trusted_proxies.iter().any(|net| net.contains(&address)) {
                 return;
             }
+            let subject = client_subject(Some(address));
             let mut map = counts.counts.lock().unwrap_or_else(|p| p.into_inner());
-            let count = map.entry(address).or_insert(0);
+            let count = map.entry(subject.clone()).or_insert(0);
             *count += 1;
             let is_over_cap = *count > cap;
             drop(map);
             extensions.insert(ConnectionSlot {
-                address,
+                subject,
                 is_over_cap,
                 counts: counts.clone(),
             });
@@ -131,7 +133,7 @@ pub async fn enforce_edge_limits(
         let payload = req.take_payload();
         let deadline = DeadlinePayload {
             inner: payload,
-            deadline: Box::pin(sleep(body_read_time)),
+            deadline: None,
             limit: body_read_time,
         };
         req.set_payload(Payload::from(
@@ -141,10 +143,12 @@ pub async fn enforce_edge_limits(
     next.call(req).await
 }
 
-/// A request body that fails with [`BodyTimedOut`] once its deadline passes.
+/// A request body that fails with [`BodyTimedOut`] once its deadline passes. The clock starts
+/// when the handler first reads the body, so time a handler spends before (authenticating,
+/// say) is not the client's.
 struct DeadlinePayload {
     inner: Payload,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Option<Pin<Box<Sleep>>>,
     limit: Duration,
 }
 
@@ -155,7 +159,9 @@ impl Stream for DeadlinePayload {
         if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
             return Poll::Ready(item);
         }
-        match self.deadline.as_mut().poll(cx) {
+        let limit = self.limit;
+        let deadline = self.deadline.get_or_insert_with(|| Box::pin(sleep(limit)));
+        match deadline.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 let err =
                     std::io::Error::new(std::io::ErrorKind::TimedOut, BodyTimedOut(self.limit));

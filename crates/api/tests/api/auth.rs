@@ -345,6 +345,43 @@ async fn an_anonymous_reset_leaves_the_old_key_working_until_the_grace_period_en
 }
 
 #[tokio::test]
+async fn a_reset_after_the_grace_period_never_brings_the_old_key_back() {
+    let grace = Duration::from_millis(800);
+    let settings = settings_with(
+        |_| {},
+        |s| {
+            s.key_reset_grace = grace;
+            s.key_reset_interval = Duration::ZERO;
+        },
+    )
+    .await;
+    let app = spawn_app_with(settings).await;
+    let jane = app.create_account("jane").await;
+    let first = anonymous_reset(&app, &jane).await;
+    tokio::time::sleep(grace + Duration::from_millis(200)).await;
+    assert_eq!(
+        get_own(&app, &jane).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Somebody asks again: the old key stays dead, and the key the endpoint got first is now
+    // the account's key, with the new one pending beside it.
+    let second = anonymous_reset(&app, &jane).await;
+    assert_eq!(
+        get_own(&app, &jane).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "a reset revived a key whose grace was over"
+    );
+    assert_eq!(
+        get_own(&app, &with_key(&jane, &first)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_own(&app, &with_key(&jane, &second)).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn a_second_anonymous_reset_replaces_the_pending_key_not_the_old_one() {
     let settings = settings_with(|_| {}, |s| s.key_reset_interval = Duration::ZERO).await;
     let app = spawn_app_with(settings).await;

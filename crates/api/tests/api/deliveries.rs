@@ -148,3 +148,29 @@ async fn someone_elses_subscription_attempts_are_not_authorized() {
     let (status, body): (StatusCode, Value) = app.list(&own_path(&subscription), &john, 0, 0).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "bad paging: {body}");
 }
+
+#[tokio::test]
+async fn a_record_in_an_older_shape_is_left_out_not_a_500() {
+    let app = spawn_app().await;
+    let jane = app.create_account("jane").await;
+    let john = app.create_account("john").await;
+    let (triggered, _) = one_attempt(&app, &jane, &john).await;
+    // What the worker wrote before attempt records were typed: no triggered_id, no outcome.
+    let older = r#"{"id":"00000000-0000-4000-8000-000000000000","attempt":1,"status":500}"#;
+    let key = app
+        .store
+        .keys()
+        .deliveries(TriggeredId::parse(&triggered).unwrap());
+    let mut conn = app.store.connection().await.unwrap();
+    let _: i64 = redis::cmd("ZADD")
+        .arg(key)
+        .arg(1_600_000_000_000u64)
+        .arg(older)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let path = format!("/v1/webhook/triggered/{triggered}/deliveries");
+    let (status, body) = app.list(&path, &jane, 0, 10).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["deliveries"].as_array().unwrap().len(), 1, "{body}");
+}

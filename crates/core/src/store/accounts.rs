@@ -162,7 +162,11 @@ impl Store {
         self.run_key_script(
             &scripts::STAGE_API_KEY,
             id,
-            &[hash, &old_key_until.to_string()],
+            &[
+                hash,
+                &old_key_until.to_string(),
+                &crate::domain::now_micros().to_string(),
+            ],
         )
         .await
     }

@@ -250,15 +250,25 @@ impl Store {
             .query_async(&mut conn)
             .await?;
         let next_start = (members.len() as u64 == limit).then(|| start + limit);
+        // A record in a shape this version cannot read (one written before the typed records,
+        // say) is left out rather than failing the whole page: it only ever ages out.
+        let mut unreadable = 0usize;
         let items = members
             .iter()
-            .map(|m| serde_json::from_str(m))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                StoreError::Internal(
-                    anyhow::Error::new(e).context("stored delivery document is unreadable"),
-                )
-            })?;
+            .filter_map(|m| match serde_json::from_str(m) {
+                Ok(item) => Some(item),
+                Err(_) => {
+                    unreadable += 1;
+                    None
+                }
+            })
+            .collect();
+        if unreadable > 0 {
+            tracing::warn!(
+                unreadable,
+                "left out delivery records this version cannot read"
+            );
+        }
         Ok(Page { items, next_start })
     }
 }
