@@ -51,10 +51,19 @@ impl PageQuery {
 }
 
 fn parse_digits(raw: &str) -> Option<u64> {
-    if raw.is_empty() || raw.len() > 16 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    raw.parse().ok()
+    // Leading zeros do not count against the length (`000…0` is 0, as Python's `int` reads
+    // it); more than 16 significant digits is out of range whatever they are.
+    let significant = raw.trim_start_matches('0');
+    if significant.len() > 16 {
+        return None;
+    }
+    if significant.is_empty() {
+        return Some(0);
+    }
+    significant.parse().ok()
 }
 
 impl PageQuery {
@@ -294,6 +303,16 @@ mod tests {
             ("plus sign", "start=%2B1&limit=1", None),
             ("letters", "start=a&limit=1", None),
             ("huge", "start=99999999999999999999999&limit=1", None),
+            (
+                "many leading zeros",
+                "start=00000000000000000&limit=0001",
+                Some((0, 1)),
+            ),
+            (
+                "leading zeros before the largest start",
+                "start=0000999999999999999&limit=100",
+                Some((MAX_START, 100)),
+            ),
         ];
         for (what, query, expected) in cases {
             let req = TestRequest::with_uri(&format!("/x?{query}")).to_http_request();
