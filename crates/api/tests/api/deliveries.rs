@@ -174,3 +174,42 @@ async fn a_record_in_an_older_shape_is_left_out_not_a_500() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["deliveries"].as_array().unwrap().len(), 1, "{body}");
 }
+
+#[tokio::test]
+async fn deleting_a_subscription_deletes_its_attempt_records() {
+    let app = spawn_app().await;
+    let jane = app.create_account("jane").await;
+    let john = app.create_account("john").await;
+    let (_, subscription) = one_attempt(&app, &jane, &john).await;
+    let key = app
+        .store
+        .keys()
+        .subscription_deliveries(SubscriptionId::parse(&subscription).unwrap());
+    let exists = |key: String| {
+        let store = app.store.clone();
+        async move {
+            let mut conn = store.connection().await.unwrap();
+            redis::cmd("EXISTS")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        exists(key.clone()).await,
+        1,
+        "the planted records are there"
+    );
+    let response = app
+        .as_user(
+            Method::DELETE,
+            &format!("/v1/webhook/subscription/{subscription}"),
+            &john,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(exists(key).await, 0, "the subscriber's records outlived it");
+}

@@ -11,6 +11,9 @@ local function remove_subscription(p, sid)
     redis.call('ZREM', p .. 'registration:' .. owner_and_reg[2] .. ':subscriptions', sid)
   end
   redis.call('ZREM', p .. 'subscriptions', sid)
+  -- The subscriber's full attempt records (endpoints, answers) go with the subscription. A
+  -- worker still recording an attempt may write one more, which expires with the retention.
+  redis.call('DEL', skey .. ':deliveries')
   return redis.call('DEL', skey)
 end
 
