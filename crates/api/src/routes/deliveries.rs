@@ -13,6 +13,7 @@ use serde::Serialize;
 use tracing::instrument;
 
 use super::resource;
+use super::subscriptions::owned_subscription;
 use crate::auth::{authenticate, Need};
 use crate::error::ApiError;
 use crate::paging::{page_response, PageQuery};
@@ -93,16 +94,7 @@ async fn subscription_deliveries(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
-    let id = SubscriptionId::parse(&path);
-    if !caller.is_admin {
-        let subscription = match id {
-            Some(id) => state.store.subscription(id).await?,
-            None => None,
-        };
-        if subscription.is_none_or(|s| s.account_id != caller.id) {
-            return Err(ApiError::Unauthorized("Not authorized"));
-        }
-    }
+    let id = owned_subscription(&state, &caller, &path).await?;
     let page = PageQuery::from_request(&req)?;
     let Some(id) = id else {
         // An admin asking for an id that cannot exist: nothing to show.

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::domain::{epoch_seconds, AccountId, RegistrationId, SubscriptionId};
-use pubhook_core::store::{Page, PageRange, SubscribeRefusal, Subscription, WriteResult};
+use pubhook_core::store::{Account, Page, PageRange, SubscribeRefusal, Subscription, WriteResult};
 use serde::Serialize;
 use tracing::instrument;
 
@@ -106,6 +106,28 @@ fn subscriptions_response(
     })
 }
 
+/// The subscription if the caller may act on it: its subscriber, or an admin (for whom an id
+/// that cannot exist is `None`). For anyone else a missing subscription and someone else's look
+/// the same (401), as in PyWebhooks.
+pub(super) async fn owned_subscription(
+    state: &AppState,
+    caller: &Account,
+    raw_id: &str,
+) -> Result<Option<SubscriptionId>, ApiError> {
+    let id = SubscriptionId::parse(raw_id);
+    if caller.is_admin {
+        return Ok(id);
+    }
+    let subscription = match id {
+        Some(id) => state.store.subscription(id).await?,
+        None => None,
+    };
+    match subscription {
+        Some(s) if s.account_id == caller.id => Ok(Some(s.id)),
+        _ => Err(ApiError::Unauthorized("Not authorized")),
+    }
+}
+
 /// `DELETE /v1/webhook/subscription/{id}`: the subscriber or an admin.
 #[instrument(skip_all)]
 async fn delete_subscription(
@@ -114,16 +136,7 @@ async fn delete_subscription(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
-    let id = SubscriptionId::parse(&path);
-    if !caller.is_admin {
-        let subscription = match id {
-            Some(id) => state.store.subscription(id).await?,
-            None => None,
-        };
-        if subscription.is_none_or(|s| s.account_id != caller.id) {
-            return Err(ApiError::Unauthorized("Not authorized"));
-        }
-    }
+    let id = owned_subscription(&state, &caller, &path).await?;
     let result = match id {
         Some(id) => state.store.delete_subscription(id).await?,
         None => WriteResult::deleted_one(false),
