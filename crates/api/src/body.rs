@@ -9,15 +9,18 @@
 mod canonical;
 
 use std::ops::Range;
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::web::{self, BytesMut};
 use actix_web::HttpRequest;
 use futures_util::StreamExt as _;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::edge::is_deadline;
 use crate::error::ApiError;
+use crate::state::{AppState, BodyBudget};
 use canonical::{Canonical, NumberText, NUMBER_TOKEN};
 
 /// The fields any route reads from a body. Only these are kept; a route asking for another
@@ -31,22 +34,35 @@ const JSON_FIELD: &str = "event_data";
 /// does not make pubhook allocate it.
 const INITIAL_BODY_BYTES: usize = 64 * 1024;
 
+/// How long a large body waits for room in the [`BodyBudget`] before it is refused with a 429.
+const BODY_ROOM_WAIT: Duration = Duration::from_secs(10);
+
 /// Reads the whole body, refusing more than `limit` bytes with a 413 before reading further.
 ///
 /// A body of declared length starts in a buffer of at most 64 KiB; once more than that has
 /// arrived it gets its whole declared length at once, so a 1 MiB body takes 1 MiB (not the 2 MiB
 /// a doubling buffer ends at), and a client that declares a large body and sends little costs at
 /// most 16 times what it sent. A body of unknown length doubles, up to the limit.
+///
+/// A body larger than the first buffer takes room in `budget` for its length (a declared one
+/// before anything is read, so waiting does not count against the body's read time; one of
+/// unknown length for the limit, once it outgrows the first buffer). The room comes back with
+/// the body, to be held until the request is done.
 pub async fn read_limited(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
-) -> Result<web::Bytes, ApiError> {
+    budget: &BodyBudget,
+) -> Result<(web::Bytes, Option<OwnedSemaphorePermit>), ApiError> {
     let declared = declared_length(req);
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
     let most = declared.unwrap_or(limit).min(limit);
+    let mut room = match declared {
+        Some(length) if length > INITIAL_BODY_BYTES => Some(reserve(budget, length).await?),
+        _ => None,
+    };
     let mut body = BytesMut::with_capacity(most.min(INITIAL_BODY_BYTES));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
@@ -61,6 +77,9 @@ pub async fn read_limited(
             return Err(ApiError::PayloadTooLarge(limit));
         }
         if needed > body.capacity() {
+            if room.is_none() {
+                room = Some(reserve(budget, limit).await?);
+            }
             // Once a client has sent more than the first buffer holds, it gets room for the
             // whole declared body at once: one more allocation, not a chain of doublings each
             // leaving a freed block behind.
@@ -73,7 +92,16 @@ pub async fn read_limited(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    Ok((body.freeze(), room))
+}
+
+async fn reserve(budget: &BodyBudget, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+    tokio::time::timeout(BODY_ROOM_WAIT, budget.reserve(bytes))
+        .await
+        .map_err(|_| ApiError::TooManyRequests {
+            message: "Too many large request bodies at once",
+            retry_after: Duration::from_secs(1),
+        })
 }
 
 fn declared_length(req: &HttpRequest) -> Option<usize> {
@@ -86,11 +114,13 @@ fn declared_length(req: &HttpRequest) -> Option<usize> {
         .ok()
 }
 
-/// A JSON object body, parsed: its bytes and the [`BODY_FIELDS`] it has.
+/// A JSON object body, parsed: its bytes, the [`BODY_FIELDS`] it has, and its room in the
+/// [`BodyBudget`] if it is a large one.
 #[derive(Debug)]
 pub struct JsonBody {
     bytes: web::Bytes,
     fields: [Option<Field>; BODY_FIELDS.len()],
+    room: Option<OwnedSemaphorePermit>,
 }
 
 /// One kept field.
@@ -106,14 +136,23 @@ enum Field {
     Json(String),
 }
 
-/// Reads a JSON object body. Malformed JSON, an empty body and a non-object are 400s.
+/// Reads a JSON object body, at most `max_body_bytes`. Malformed JSON, an empty body and a
+/// non-object are 400s.
 pub async fn json_object(
     req: &HttpRequest,
     payload: web::Payload,
-    limit: usize,
+    state: &AppState,
 ) -> Result<JsonBody, ApiError> {
-    let body = read_limited(req, payload, limit).await?;
-    parse_object(body)
+    let (body, room) = read_limited(
+        req,
+        payload,
+        state.limits.max_body_bytes,
+        &state.body_budget,
+    )
+    .await?;
+    let mut parsed = parse_object(body)?;
+    parsed.room = room;
+    Ok(parsed)
 }
 
 /// Parses a JSON object body (the part of [`json_object`] after reading).
@@ -128,7 +167,11 @@ pub fn parse_object(bytes: web::Bytes) -> Result<JsonBody, ApiError> {
         .deserialize(&mut de)
         .and_then(|fields| de.end().map(|()| fields));
     match parsed {
-        Ok(Some(fields)) => Ok(JsonBody { bytes, fields }),
+        Ok(Some(fields)) => Ok(JsonBody {
+            bytes,
+            fields,
+            room: None,
+        }),
         Ok(None) => Err(ApiError::BadRequest(
             "Invalid body: expected a JSON object".into(),
         )),
@@ -150,6 +193,12 @@ impl JsonBody {
             Some(Field::Json(text)) => Ok(text),
             _ => Err(ApiError::BadRequest(missing.to_owned())),
         }
+    }
+
+    /// Takes the body's room in the [`BodyBudget`], for a request that keeps a large part of
+    /// the body (its payload) until it is stored.
+    pub fn take_room(&mut self) -> Option<OwnedSemaphorePermit> {
+        self.room.take()
     }
 
     /// Takes the JSON text of `event_data` and drops the body, so a large payload is held once.
@@ -249,7 +298,11 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                     None
                 }
                 TopKeySeen::Kept(index) if BODY_FIELDS[index] == JSON_FIELD => {
-                    let mut text = Vec::new();
+                    // The stored text is never longer than the value's text in the body, so
+                    // one buffer of the body's length holds it without regrowing: no chain of
+                    // freed, ever larger copies for a large payload. Pages of it that are
+                    // never written are never resident.
+                    let mut text = Vec::with_capacity(self.body.len());
                     map.next_value_seed(Canonical {
                         out: Some(&mut text),
                     })?;

@@ -32,6 +32,20 @@ pub fn json_bytes(mut builder: HttpResponseBuilder, body: Vec<u8>) -> HttpRespon
     builder.body(SizedStream::new(length, slices))
 }
 
+/// `builder` with a JSON body made of `parts` in order, sent as slices of them without joining
+/// them first: a large stored payload goes out from its own buffer, not from a copy.
+pub fn json_parts(mut builder: HttpResponseBuilder, parts: Vec<Bytes>) -> HttpResponse {
+    builder.insert_header(ContentType::json());
+    let length = parts.iter().map(|part| part.len() as u64).sum();
+    let slices = futures_util::stream::iter(parts.into_iter().flat_map(|part| {
+        (0..part.len()).step_by(SLICE_BYTES).map(move |start| {
+            let end = (start + SLICE_BYTES).min(part.len());
+            Ok::<_, Infallible>(part.slice(start..end))
+        })
+    }));
+    builder.body(SizedStream::new(length, slices))
+}
+
 #[cfg(test)]
 mod tests {
     use actix_web::body::{to_bytes, MessageBody as _};
@@ -50,6 +64,31 @@ mod tests {
         let sent = response.into_body();
         assert_eq!(sent.size(), actix_web::body::BodySize::Sized(100_000));
         assert_eq!(to_bytes(sent).await.unwrap(), body);
+    }
+
+    #[actix_web::test]
+    async fn parts_go_out_joined_in_order_with_their_total_length() {
+        let large: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
+        let parts = vec![
+            Bytes::from_static(b"{\"a\":"),
+            Bytes::from(large.clone()),
+            Bytes::new(),
+            Bytes::from_static(b"}"),
+        ];
+        let response = json_parts(HttpResponse::Created(), parts);
+        assert_eq!(
+            response.headers().get("content-type").unwrap(),
+            "application/json"
+        );
+        let sent = response.into_body();
+        let mut expected = b"{\"a\":".to_vec();
+        expected.extend_from_slice(&large);
+        expected.push(b'}');
+        assert_eq!(
+            sent.size(),
+            actix_web::body::BodySize::Sized(expected.len() as u64)
+        );
+        assert_eq!(to_bytes(sent).await.unwrap(), expected);
     }
 
     #[actix_web::test]

@@ -16,7 +16,7 @@ use crate::client::service_client_address;
 use crate::content_type::require_json;
 use crate::edge::{enforce_edge_limits, ConnectionCounts};
 use crate::routes;
-use crate::state::{AppState, Limits, PayloadWrites};
+use crate::state::{AppState, BodyBudget, Limits};
 
 /// The API server, bound and ready to run.
 pub struct Application {
@@ -56,7 +56,7 @@ impl Application {
             },
             quotas: settings.limits.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
-            payload_writes: PayloadWrites::default(),
+            body_budget: BodyBudget::default(),
         });
         let trusted_proxies = settings.trusted_proxies.clone();
         let body_read_time = settings.limits.body_read_time;

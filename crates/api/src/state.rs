@@ -1,12 +1,13 @@
 //! What every handler shares.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::settings::Limits as TenantLimits;
 use pubhook_core::store::Store;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{KeyCache, RefusalMemo, SlowKeyChecks};
 
@@ -28,43 +29,46 @@ pub struct AppState {
     pub quotas: TenantLimits,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
-    /// Payload bytes being written to Redis at once (see [`PayloadWrites`]).
-    pub payload_writes: PayloadWrites,
+    /// Bytes of large request bodies held at once (see [`BodyBudget`]).
+    pub body_budget: BodyBudget,
 }
 
-/// Bounds the payload bytes this process has on their way to Redis at once.
+/// Bounds the bytes of large request bodies this process holds at once, from the read of a
+/// body to the end of its request.
 ///
-/// A payload on its way to Redis lives several times over: as its stored text, in the script
-/// call's arguments, in the packed command and in the connection's write buffer. Twenty 1 MiB
-/// registrations written at once would each hold all of those; past this budget a write waits
-/// for earlier ones to finish instead, holding only its text. Small payloads take one permit of
-/// 1 KiB each, so ordinary traffic never waits.
-pub struct PayloadWrites(Semaphore);
+/// A large body lives several times over before it is stored: as the body, as its payload's
+/// stored text, in the script call, in the packed command and in the connection's write buffer.
+/// Twenty 1 MiB registrations read at once would each hold all of those. So a body larger than
+/// the first read buffer (64 KiB, see `body`) reserves its length here before more of it is
+/// read, and keeps the room until its request is done; past the budget it waits, its bytes still
+/// in the kernel's socket buffers and the client's, not in pubhook. Smaller bodies never take
+/// room, so ordinary traffic never waits.
+pub struct BodyBudget(Arc<Semaphore>);
 
-/// Bytes of payloads on their way to Redis at once, per API process.
-const PAYLOAD_WRITE_BUDGET_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes of large bodies held at once, per API process.
+const BODY_BUDGET_BYTES: usize = 4 * 1024 * 1024;
 /// The unit of the budget's permits.
 const PERMIT_BYTES: usize = 1024;
 
-impl Default for PayloadWrites {
+impl Default for BodyBudget {
     fn default() -> Self {
-        Self(Semaphore::new(PAYLOAD_WRITE_BUDGET_BYTES / PERMIT_BYTES))
+        Self(Arc::new(Semaphore::new(BODY_BUDGET_BYTES / PERMIT_BYTES)))
     }
 }
 
-impl PayloadWrites {
-    /// Waits until `bytes` more may be written; the room is given back when the permit drops.
-    /// A payload larger than the whole budget waits until it has the budget to itself.
-    pub async fn reserve(&self, bytes: usize) -> SemaphorePermit<'_> {
+impl BodyBudget {
+    /// Waits until `bytes` more may be held; the room is given back when the permit drops.
+    /// A body larger than the whole budget waits until it has the budget to itself.
+    pub async fn reserve(&self, bytes: usize) -> OwnedSemaphorePermit {
         let permits = bytes
             .div_ceil(PERMIT_BYTES)
-            .clamp(1, PAYLOAD_WRITE_BUDGET_BYTES / PERMIT_BYTES);
+            .clamp(1, BODY_BUDGET_BYTES / PERMIT_BYTES);
         // The semaphore is never closed, so acquiring only waits.
         #[allow(clippy::expect_used)]
-        self.0
-            .acquire_many(u32::try_from(permits).unwrap_or(u32::MAX))
+        Arc::clone(&self.0)
+            .acquire_many_owned(u32::try_from(permits).unwrap_or(u32::MAX))
             .await
-            .expect("the payload write budget is never closed")
+            .expect("the body budget is never closed")
     }
 }
 
@@ -86,18 +90,18 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn writes_past_the_budget_wait_for_earlier_ones_and_small_ones_pass() {
-        let writes = PayloadWrites::default();
+    async fn bodies_past_the_budget_wait_for_earlier_ones() {
+        let writes = BodyBudget::default();
         let first = writes.reserve(3 * 1024 * 1024).await;
         // 1 MiB more fits in the 4 MiB budget; another 1 MiB does not.
         let second = writes.reserve(1024 * 1024).await;
         let third = tokio::time::timeout(Duration::from_millis(50), writes.reserve(1024 * 1024));
-        assert!(third.await.is_err(), "a write past the budget went ahead");
+        assert!(third.await.is_err(), "a body past the budget went ahead");
         drop(first);
         let third = tokio::time::timeout(Duration::from_secs(1), writes.reserve(1024 * 1024));
         assert!(third.await.is_ok(), "the freed room was not given back");
         drop(second);
-        // A payload larger than the whole budget still gets written, alone.
+        // A body larger than the whole budget still gets in, alone.
         let huge = tokio::time::timeout(Duration::from_secs(1), writes.reserve(64 << 20));
         assert!(huge.await.is_ok());
     }

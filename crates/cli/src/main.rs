@@ -10,7 +10,9 @@ use clap::Parser as _;
 
 /// mimalloc instead of the system allocator: a delivery allocates a few dozen small buffers
 /// (request, headers, signatures, its record), and glibc's malloc took about a fifth of the
-/// worker's CPU in a fan-out profile (docs/benchmarks.md).
+/// worker's CPU in a fan-out profile (docs/benchmarks.md). Version 2 of mimalloc (the crate's
+/// `v2` feature): v3 keeps freed memory for a second before giving it back, which doubled the
+/// resident memory of a burst of large requests (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -95,7 +95,7 @@ async fn create_account(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = json_object(&req, payload, state.limits.max_body_bytes).await?;
+    let body = json_object(&req, payload, &state).await?;
     let username = string_field(&body, "username", "Missing username field")?;
     let username = Username::parse(username).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let endpoint = string_field(&body, "endpoint", "Missing endpoint field")?;
@@ -172,7 +172,7 @@ async fn update_endpoint(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
-    let body = json_object(&req, payload, state.limits.max_body_bytes).await?;
+    let body = json_object(&req, payload, &state).await?;
     let endpoint = string_field(&body, "endpoint", "Missing endpoint field")?;
     let endpoint = EndpointUrl::parse(endpoint).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     check_echo(&state, &endpoint).await?;

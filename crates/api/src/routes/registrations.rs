@@ -1,6 +1,7 @@
 //! `/v1/webhook/registration[/{id}]` and `/v1/webhook/registrations`.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
 use pubhook_core::domain::{epoch_seconds, Description, EventName, RegistrationId};
 use pubhook_core::store::{Account, Page, PageRange, Registration, WriteResult};
 use tracing::instrument;
@@ -10,7 +11,7 @@ use crate::auth::{authenticate, Need};
 use crate::body::{json_object, string_field};
 use crate::error::ApiError;
 use crate::paging::{budgeted_page, write_json, PageQuery};
-use crate::response::json_bytes;
+use crate::response::json_parts;
 use crate::state::AppState;
 
 /// Mounts the registration routes.
@@ -41,6 +42,26 @@ struct RegistrationOut(Registration);
 
 impl RegistrationOut {
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        self.write_head(out)?;
+        out.extend_from_slice(self.0.event_data.as_bytes());
+        self.write_tail(out)
+    }
+
+    /// The JSON as three pieces (before `event_data`, `event_data`, after it), the payload in
+    /// its own buffer rather than copied.
+    fn into_parts(self) -> Result<Vec<Bytes>, ApiError> {
+        let mut head = Vec::with_capacity(256);
+        self.write_head(&mut head)?;
+        let mut tail = Vec::with_capacity(64);
+        self.write_tail(&mut tail)?;
+        Ok(vec![
+            Bytes::from(head),
+            Bytes::from(self.0.event_data),
+            Bytes::from(tail),
+        ])
+    }
+
+    fn write_head(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
         let r = &self.0;
         out.extend_from_slice(b"{\"account_id\":");
         write_json(out, &r.account_id)?;
@@ -51,9 +72,12 @@ impl RegistrationOut {
         out.extend_from_slice(b",\"event\":");
         write_json(out, &r.event)?;
         out.extend_from_slice(b",\"event_data\":");
-        out.extend_from_slice(r.event_data.as_bytes());
+        Ok(())
+    }
+
+    fn write_tail(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
         out.extend_from_slice(b",\"id\":");
-        write_json(out, &r.id)?;
+        write_json(out, &self.0.id)?;
         out.push(b'}');
         Ok(())
     }
@@ -68,7 +92,9 @@ async fn create_registration(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
-    let body = json_object(&req, payload, state.limits.max_body_bytes).await?;
+    let mut body = json_object(&req, payload, &state).await?;
+    // A large payload keeps the body's room until it is stored.
+    let room = body.take_room();
     let event = string_field(&body, "event", "Missing event field")?;
     let event = EventName::parse(event).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let description = Description::new(string_field(
@@ -81,16 +107,16 @@ async fn create_registration(
     if quota > 0 && event_data.len() > quota {
         return Err(ApiError::PayloadQuota(quota));
     }
-    let room = state.payload_writes.reserve(event_data.len()).await;
     let registration = state
         .store
         .create_registration(caller.id, &event, &description, event_data)
         .await?
         .ok_or(ApiError::Unauthorized("Invalid API key or Username"))?;
     drop(room);
-    let mut out = Vec::with_capacity(registration.event_data.len() + 256);
-    RegistrationOut(registration).write_json(&mut out)?;
-    Ok(json_bytes(HttpResponse::Created(), out))
+    Ok(json_parts(
+        HttpResponse::Created(),
+        RegistrationOut(registration).into_parts()?,
+    ))
 }
 
 /// `GET /v1/webhook/registration`: the caller's own registrations, paged.
@@ -151,7 +177,7 @@ async fn update_description(
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
     let id = owned_registration(&state, &caller, &path).await?;
-    let body = json_object(&req, payload, state.limits.max_body_bytes).await?;
+    let body = json_object(&req, payload, &state).await?;
     let description = Description::new(string_field(
         &body,
         "description",

@@ -28,29 +28,38 @@ impl Store {
             created: now_micros(),
         };
         let id = registration.id.to_string();
+        let owner_id = owner.to_string();
+        let created = registration.created.to_string();
+        let quota = self.quotas.registrations.to_string();
         let mut conn = self.connection().await?;
-        let created: i64 = scripts::CREATE_REGISTRATION
-            .key(self.keys.account(owner))
-            .key(self.keys.registration(registration.id))
-            .key(self.keys.registrations())
-            .key(self.keys.account_registrations(owner))
-            .arg(&id)
-            .arg(registration.created)
-            .arg(self.quotas.registrations)
-            .arg("id")
-            .arg(&id)
-            .arg("account_id")
-            .arg(owner.to_string())
-            .arg("event")
-            .arg(&registration.event)
-            .arg("description")
-            .arg(&registration.description)
-            .arg("event_data")
-            .arg(&registration.event_data)
-            .arg("created")
-            .arg(registration.created)
-            .invoke_async(&mut conn)
-            .await?;
+        let created: i64 = scripts::invoke_once_copied(
+            &mut conn,
+            &scripts::CREATE_REGISTRATION,
+            &[
+                &self.keys.account(owner),
+                &self.keys.registration(registration.id),
+                &self.keys.registrations(),
+                &self.keys.account_registrations(owner),
+            ],
+            &[
+                id.as_bytes(),
+                created.as_bytes(),
+                quota.as_bytes(),
+                b"id",
+                id.as_bytes(),
+                b"account_id",
+                owner_id.as_bytes(),
+                b"event",
+                registration.event.as_bytes(),
+                b"description",
+                registration.description.as_bytes(),
+                b"event_data",
+                registration.event_data.as_bytes(),
+                b"created",
+                created.as_bytes(),
+            ],
+        )
+        .await?;
         if created < 0 {
             return Err(StoreError::QuotaExceeded(Quota::Registrations));
         }

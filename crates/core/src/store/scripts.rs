@@ -39,3 +39,32 @@ pub(super) static PROMOTE_API_KEY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/promote_api_key.lua")));
 pub(super) static UPGRADE_API_KEY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/upgrade_api_key.lua")));
+
+/// Runs `script` with `keys` and `args` as one `EVALSHA` built in place, loading the script once
+/// if Redis answers NOSCRIPT.
+///
+/// For calls that carry a large argument (a stored payload): `ScriptInvocation` keeps its own
+/// copy of every argument and copies them again into the command it sends, so a 1 MiB payload
+/// would be held twice before the packed command and the connection's buffer take two more.
+pub(super) async fn invoke_once_copied<T: redis::FromRedisValue>(
+    conn: &mut impl redis::aio::ConnectionLike,
+    script: &Script,
+    keys: &[&str],
+    args: &[&[u8]],
+) -> redis::RedisResult<T> {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len());
+    for key in keys {
+        cmd.arg(*key);
+    }
+    for arg in args {
+        cmd.arg(*arg);
+    }
+    match cmd.query_async(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.prepare_invoke().load_async(conn).await?;
+            cmd.query_async(conn).await
+        }
+        result => result,
+    }
+}
