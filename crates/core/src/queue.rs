@@ -2,8 +2,9 @@
 //!
 //! ## Layout
 //!
-//! Jobs are entries of one Redis stream, `{p}jobs` (see [`crate::keys`]), each with a single field
-//! `job` holding the JSON of a [`Job`]. A stream with a consumer group gives what the queue needs
+//! Jobs are entries of a Redis stream, one per queue shard, `{p}jobs:{q<n>}` (see
+//! [`crate::keys`]), each with a single field `job` holding the JSON of a [`Job`]; every job of
+//! a trigger goes to its triggered record's shard. A stream with a consumer group gives what the queue needs
 //! without extra bookkeeping: entries stay until acknowledged (at-least-once), a dead worker's
 //! pending entries can be claimed by another after a visibility timeout (`XAUTOCLAIM`), and the
 //! per-entry delivery counter lets a job that keeps killing workers be set aside.

@@ -8,8 +8,8 @@
 //!   its own consumer (`XCLAIM ... JUSTID`), which resets its idle time, so a long batch is not
 //!   taken away from a live worker.
 //! - **Dead letters**: an entry delivered [`MAX_DELIVERIES`] times without being acknowledged
-//!   keeps killing workers; it goes to the `{p}dead` list instead of looping.
-//! - **Retries** wait in the `{p}delayed` sorted set scored by due time in milliseconds and are
+//!   keeps killing workers; it goes to the `{p}dead:{q<n>}` list of its queue shard instead of looping.
+//! - **Retries** wait in the `{p}delayed:{q<n>}` sorted set of its queue shard scored by due time in milliseconds and are
 //!   moved to the stream, atomically, when due.
 //! - **Recovery**: a Redis that restarted empty has no consumer group; the next read gets
 //!   `NOGROUP`, recreates the group and goes on, without restarting pubhook.
@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pubhook_core::domain::{now_seconds, AccountId, RegistrationId};
+use pubhook_core::keys::Shard;
 use pubhook_core::queue::{Job, CONSUMER_GROUP, JOB_FIELD};
 use pubhook_core::store::{Connection, DeadLetter, Store, StoreError};
 use redis::streams::{StreamReadOptions, StreamReadReply};
@@ -49,6 +50,8 @@ pub struct Consumer {
     visibility_timeout: Duration,
     /// The connection of the blocking reads, so they hold up no other command.
     reads: Arc<OnceCell<Connection>>,
+    /// The queue shard this consumer reads.
+    shard: Shard,
 }
 
 impl Consumer {
@@ -59,6 +62,7 @@ impl Consumer {
             name,
             visibility_timeout,
             reads: Arc::default(),
+            shard: Shard::default(),
         }
     }
 
@@ -72,7 +76,7 @@ impl Consumer {
         let mut conn = self.store.connection().await?;
         let created: Result<String, redis::RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(self.store.keys().jobs())
+            .arg(self.store.keys().jobs(self.shard))
             .arg(CONSUMER_GROUP)
             .arg("0")
             .arg("MKSTREAM")
@@ -99,7 +103,7 @@ impl Consumer {
         let reply: Result<Option<StreamReadReply>, redis::RedisError> = redis::cmd("XREADGROUP")
             .arg(&options)
             .arg("STREAMS")
-            .arg(self.store.keys().jobs())
+            .arg(self.store.keys().jobs(self.shard))
             .arg(">")
             .query_async(&mut conn)
             .await;
@@ -133,7 +137,7 @@ impl Consumer {
         let mut conn = self.store.connection().await?;
         let pending: Result<Vec<(String, String, u64, usize)>, redis::RedisError> =
             redis::cmd("XPENDING")
-                .arg(self.store.keys().jobs())
+                .arg(self.store.keys().jobs(self.shard))
                 .arg(CONSUMER_GROUP)
                 .arg("IDLE")
                 .arg(min_idle)
@@ -154,7 +158,7 @@ impl Consumer {
             }
         }
         let claimed: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(self.store.keys().jobs())
+            .arg(self.store.keys().jobs(self.shard))
             .arg(CONSUMER_GROUP)
             .arg(&self.name)
             .arg(min_idle)
@@ -176,7 +180,7 @@ impl Consumer {
     ) -> Result<(), StoreError> {
         let keys = self.store.keys();
         let range: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(keys.jobs())
+            .arg(keys.jobs(self.shard))
             .arg(id)
             .arg(id)
             .query_async(conn)
@@ -197,8 +201,8 @@ impl Consumer {
             // A fan-out page owes nothing yet; an unreadable job names no trigger.
             Ok(Job::FanOutV1 { .. }) | Err(_) => None,
         };
-        let mut invocation = scripts::DEAD_LETTER.key(keys.jobs());
-        invocation.key(keys.dead_letters());
+        let mut invocation = scripts::DEAD_LETTER.key(keys.jobs(self.shard));
+        invocation.key(keys.dead_letters(self.shard));
         if let Some((triggered, _)) = owed {
             invocation.key(keys.triggered(triggered));
         }
@@ -227,7 +231,7 @@ impl Consumer {
         if entries.is_empty() {
             return Ok(0);
         }
-        let mut invocation = scripts::HAND_BACK.key(self.store.keys().jobs());
+        let mut invocation = scripts::HAND_BACK.key(self.store.keys().jobs(self.shard));
         invocation.arg(CONSUMER_GROUP).arg(JOB_FIELD);
         for entry in entries {
             invocation.arg(&entry.id).arg(&entry.raw);
@@ -265,7 +269,7 @@ impl Consumer {
         }
         let mut conn = self.store.connection().await?;
         let _: Vec<String> = redis::cmd("XCLAIM")
-            .arg(self.store.keys().jobs())
+            .arg(self.store.keys().jobs(self.shard))
             .arg(CONSUMER_GROUP)
             .arg(&self.name)
             .arg(0)
@@ -281,14 +285,14 @@ impl Consumer {
     pub async fn promote_due(&self, now_ms: u64) -> Result<(usize, Option<u64>), StoreError> {
         let mut conn = self.store.connection().await?;
         let moved: usize = scripts::PROMOTE
-            .key(self.store.keys().delayed())
-            .key(self.store.keys().jobs())
+            .key(self.store.keys().delayed(self.shard))
+            .key(self.store.keys().jobs(self.shard))
             .arg(now_ms)
             .arg(PROMOTE_BATCH)
             .invoke_async(&mut conn)
             .await?;
         let next: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(self.store.keys().delayed())
+            .arg(self.store.keys().delayed(self.shard))
             .arg(0)
             .arg(0)
             .arg("WITHSCORES")

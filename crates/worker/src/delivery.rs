@@ -452,9 +452,10 @@ pub async fn record(
         }
     }
     let retention_ms = ctx.retention.as_millis();
-    let mut invocation = scripts::RECORD.key(keys.jobs());
+    let shard = keys.shard_of(job.triggered);
+    let mut invocation = scripts::RECORD.key(keys.jobs(shard));
     invocation
-        .key(keys.delayed())
+        .key(keys.delayed(shard))
         .key(keys.triggered(job.triggered))
         .key(keys.deliveries(job.triggered))
         .arg(CONSUMER_GROUP)

@@ -41,7 +41,7 @@ pub async fn fan_out_page(
     let mut conn = store.connection().await?;
     let (queued, skipped, more): (u64, u64, u8) = scripts::FAN_OUT
         .key(keys.registration_subscriptions(registration))
-        .key(keys.jobs())
+        .key(keys.jobs(keys.shard_of(triggered)))
         .key(keys.triggered(triggered))
         .arg(keys.prefix())
         .arg(CONSUMER_GROUP)

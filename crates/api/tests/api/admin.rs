@@ -1,5 +1,6 @@
 //! `GET /v1/admin/dead-letters`: admins only, paged newest first.
 
+use pubhook_core::keys::Shard;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -20,7 +21,7 @@ async fn dead_letters_are_for_admins_and_page_newest_first() {
         let letter =
             json!({"stream_id": format!("{n}-0"), "job": "{}", "deliveries": 5, "dead_at": n});
         let _: i64 = redis::cmd("LPUSH")
-            .arg(app.store.keys().dead_letters())
+            .arg(app.store.keys().dead_letters(Shard::default()))
             .arg(letter.to_string())
             .query_async(&mut conn)
             .await

@@ -8,26 +8,27 @@ use crate::helpers::{error, spawn_app, status_and_json, TestApp};
 
 const NOT_YOURS: &str = "You don't have access to this registration record or it no longer exists";
 
-/// The jobs queued under the app's prefix, oldest first.
+/// The jobs queued under the app's prefix, each shard's oldest first.
 async fn queued_jobs(app: &TestApp) -> Vec<Job> {
     let mut conn = app.store.connection().await.unwrap();
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(app.store.keys().jobs())
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    entries
-        .into_iter()
-        .map(|(_, fields)| {
+    let mut jobs = Vec::new();
+    for shard in app.store.keys().shards() {
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(app.store.keys().jobs(shard))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        jobs.extend(entries.into_iter().map(|(_, fields)| {
             let (_, job) = fields
                 .into_iter()
                 .find(|(k, _)| k == "job")
                 .expect("job field");
             Job::from_json(&job).expect("a valid job")
-        })
-        .collect()
+        }));
+    }
+    jobs
 }
 
 #[tokio::test]

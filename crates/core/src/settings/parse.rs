@@ -169,13 +169,19 @@ pub(crate) fn redact_redis_url(raw: &str) -> String {
     }
 }
 
-/// Parses a key prefix: not empty, no white space (it is pasted into every Redis key).
+/// Parses a key prefix: not empty, no white space (it is pasted into every Redis key), no `{` or
+/// `}` (the first braces of a key are its cluster hash tag, see `keys`).
 pub(crate) fn parse_key_prefix(raw: &str) -> Result<String, ValueError> {
     if raw.is_empty() {
         return Err(ValueError::new("must not be empty"));
     }
     if raw.chars().any(char::is_whitespace) {
         return Err(ValueError(format!("{raw:?} must not contain white space")));
+    }
+    if raw.contains(['{', '}']) {
+        return Err(ValueError(format!(
+            "{raw:?} must not contain {{ or }}: they would make the prefix a key's hash tag"
+        )));
     }
     Ok(raw.to_owned())
 }
@@ -351,7 +357,13 @@ mod tests {
     #[test]
     fn key_prefixes_are_non_empty_without_spaces() {
         assert_eq!(parse_key_prefix("app:"), Ok("app:".to_owned()));
-        for (description, raw) in [("empty", ""), ("space", "my app:"), ("tab", "a\t")] {
+        for (description, raw) in [
+            ("empty", ""),
+            ("space", "my app:"),
+            ("tab", "a\t"),
+            ("brace", "app{1}:"),
+            ("closing brace", "app}:"),
+        ] {
             assert!(parse_key_prefix(raw).is_err(), "{description}");
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tracing::instrument;
 
-use super::records::{Account, Fields, WriteResult};
+use super::records::{Account, WriteResult};
 use super::{scripts, Page, PageRange, Store, StoreError};
 use crate::domain::Micros;
 use crate::domain::{now_micros, AccountId, EndpointUrl, SecretKey, Username};
@@ -84,22 +84,35 @@ impl Store {
         }
     }
 
-    /// The account with this username, in one round trip. `raw` is a header value that need not
-    /// be a valid username: an impossible name simply has no account.
+    /// The account with this username. `raw` is a header value that need not be a valid
+    /// username: an impossible name simply has no account.
+    ///
+    /// The username's key names the account's id, which lives in another hash slot, so a lookup
+    /// is two reads; the id of a username seen before is remembered ([`UsernameIds`]), making
+    /// it one. A remembered id can only go stale by its account being deleted, and ids are never
+    /// reused, so a stale one finds no account (or one with another name) and the lookup starts
+    /// again from the username.
     #[instrument(skip_all)]
     pub async fn account_by_username(&self, raw: &str) -> Result<Option<Account>, StoreError> {
-        let mut conn = self.connection().await?;
-        let fields: Option<Vec<(String, String)>> = scripts::ACCOUNT_BY_USERNAME
-            .key(self.keys.username_lookup(raw))
-            .arg(self.keys.record_prefix(RecordKind::Account))
-            .invoke_async(&mut conn)
-            .await?;
-        match fields {
-            Some(fields) if !fields.is_empty() => {
-                Account::from_fields(Fields::new(fields)).map(Some)
+        if let Some(id) = self.username_ids.get(raw) {
+            match self.account(id).await? {
+                Some(account) if account.username == raw => return Ok(Some(account)),
+                _ => self.username_ids.forget(raw),
             }
-            _ => Ok(None),
         }
+        let mut conn = self.connection().await?;
+        let id: Option<String> = redis::cmd("GET")
+            .arg(self.keys.username_lookup(raw))
+            .query_async(&mut conn)
+            .await?;
+        let Some(id) = id.as_deref().and_then(AccountId::parse) else {
+            return Ok(None);
+        };
+        let account = self.account(id).await?;
+        if account.as_ref().is_some_and(|a| a.username == raw) {
+            self.username_ids.remember(raw, id);
+        }
+        Ok(account)
     }
 
     /// The account with this id.
@@ -373,5 +386,41 @@ mod tests {
             let live: Vec<_> = account.live_api_key_hashes(now).collect();
             assert_eq!(live, expected, "{what}");
         }
+    }
+}
+
+/// Account ids of usernames looked up before, so that a lookup reads one key, not two. Bounded:
+/// once it holds [`UsernameIds::CAPACITY`] names it starts again empty, which costs each name
+/// one two-read lookup.
+#[derive(Debug, Default)]
+pub(super) struct UsernameIds(std::sync::Mutex<std::collections::HashMap<String, AccountId>>);
+
+impl UsernameIds {
+    const CAPACITY: usize = 100_000;
+
+    fn get(&self, username: &str) -> Option<AccountId> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(username)
+            .copied()
+    }
+
+    fn remember(&self, username: &str, id: AccountId) {
+        let mut ids = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ids.len() >= Self::CAPACITY {
+            ids.clear();
+        }
+        ids.insert(username.to_owned(), id);
+    }
+
+    fn forget(&self, username: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(username);
     }
 }

@@ -6,10 +6,10 @@
 //!
 //! Each attempt is stored twice, in two shapes:
 //!
-//! - in `{p}triggered:{id}:deliveries` as an **outcome** (subscription, outcome, status, error
+//! - in `{p}triggered:{q<n>}:<id>:deliveries` as an **outcome** (subscription, outcome, status, error
 //!   class, latency, attempt number and time). The registration's owner reads these; they hold
 //!   nothing of the subscriber's, so no projection on the read path can leak it;
-//! - in `{p}subscription:{id}:deliveries` in **full**, with the endpoint it went to and the start
+//! - in `{p}subscription:{<id>}:deliveries` in **full**, with the endpoint it went to and the start
 //!   of the answer. Only the subscriber and admins read these.
 //!
 //! The endpoint in a record never carries a query string, a fragment or userinfo: those are where
@@ -221,15 +221,42 @@ impl Store {
         .await
     }
 
-    /// A page of the dead-letter list, newest first: jobs set aside because they kept failing.
+    /// A page of the dead letters, jobs set aside because they kept failing: each queue shard's
+    /// list newest first, the shards one after the other. The lists are short (capped), so
+    /// finding where `start` falls costs one `LLEN` per shard.
     #[instrument(skip_all)]
     pub async fn dead_letters(
         &self,
         start: u64,
         limit: u64,
     ) -> Result<Page<DeadLetter>, StoreError> {
-        self.json_page("LRANGE", self.keys.dead_letters(), start, limit)
-            .await
+        let mut conn = self.connection().await?;
+        let mut lengths = redis::pipe();
+        for shard in self.keys.shards() {
+            lengths.cmd("LLEN").arg(self.keys.dead_letters(shard));
+        }
+        let lengths: Vec<u64> = lengths.query_async(&mut conn).await?;
+        let mut items = Vec::new();
+        let mut skip = start;
+        let mut wanted = limit;
+        for (shard, length) in self.keys.shards().zip(lengths) {
+            if wanted == 0 {
+                break;
+            }
+            if skip >= length {
+                skip -= length;
+                continue;
+            }
+            let page = self
+                .json_page("LRANGE", self.keys.dead_letters(shard), skip, wanted)
+                .await?;
+            let taken = (length - skip).min(wanted);
+            items.extend(page.items);
+            wanted -= taken;
+            skip = 0;
+        }
+        let next_start = (wanted == 0).then(|| start + limit);
+        Ok(Page { items, next_start })
     }
 
     /// Positions `start..start + limit` of a list or sorted set of JSON documents, read with

@@ -11,12 +11,8 @@ fn with_lib(body: &str) -> Script {
     Script::new(&format!("{LIB}\n{body}"))
 }
 
-pub(super) static PAGE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/page.lua")));
 pub(super) static CREATE_ACCOUNT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/create_account.lua")));
-pub(super) static ACCOUNT_BY_USERNAME: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/account_by_username.lua")));
 pub(super) static UPDATE_FIELDS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/update_fields.lua")));
 pub(super) static CREATE_REGISTRATION: LazyLock<Script> =

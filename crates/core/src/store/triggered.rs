@@ -69,7 +69,7 @@ impl Store {
             .key(self.keys.registration(registration))
             .key(self.keys.triggered(triggered.id))
             .key(self.keys.triggered_all())
-            .key(self.keys.jobs())
+            .key(self.keys.jobs(self.keys.shard_of(triggered.id)))
             .arg(&id)
             .arg(triggered.created)
             .arg(job.to_json())

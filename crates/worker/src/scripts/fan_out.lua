@@ -46,9 +46,9 @@ local last_id, last_score = nil, nil
 for i = 1, #rows, 2 do
   local sid = rows[i]
   last_id, last_score = sid, rows[i + 1]
-  local aid = redis.call('HGET', p .. 'subscription:' .. sid, 'account_id')
+  local aid = redis.call('HGET', p .. 'subscription:{' .. sid .. '}', 'account_id')
   if aid then
-    local failed = tonumber(redis.call('HGET', p .. 'account:' .. aid, 'failed_count'))
+    local failed = tonumber(redis.call('HGET', p .. 'account:{' .. aid .. '}', 'failed_count'))
     if failed == nil or failed >= max_failed then
       skipped = skipped + 1
     else

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use pubhook_core::keys::Shard;
 use pubhook_testkit::{PrivateRedis, Receiver};
 use pubhook_worker::WorkerConfig;
 
@@ -85,7 +86,7 @@ async fn a_job_that_keeps_failing_is_set_aside_as_a_dead_letter() {
     // A job no worker can read: retried after each visibility timeout, then set aside.
     let mut conn = world.store.connection().await.unwrap();
     let _: String = redis::cmd("XADD")
-        .arg(world.store.keys().jobs())
+        .arg(world.store.keys().jobs(Shard::default()))
         .arg("*")
         .arg(pubhook_core::queue::JOB_FIELD)
         .arg(r#"{"type":"from_a_future_version"}"#)
@@ -114,7 +115,7 @@ async fn a_job_that_keeps_failing_is_set_aside_as_a_dead_letter() {
     assert_eq!(letters[0].job, r#"{"type":"from_a_future_version"}"#);
     assert!(letters[0].deliveries >= 5);
     let left: usize = redis::cmd("XLEN")
-        .arg(world.store.keys().jobs())
+        .arg(world.store.keys().jobs(Shard::default()))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -180,7 +181,7 @@ async fn a_job_recorded_twice_is_counted_once() {
     let mut conn = world.store.connection().await.unwrap();
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
-        .arg(keys.jobs())
+        .arg(keys.jobs(Shard::default()))
         .arg(CONSUMER_GROUP)
         .arg("$")
         .arg("MKSTREAM")
@@ -188,7 +189,7 @@ async fn a_job_recorded_twice_is_counted_once() {
         .await
         .unwrap();
     let entry: String = redis::cmd("XADD")
-        .arg(keys.jobs())
+        .arg(keys.jobs(Shard::default()))
         .arg("*")
         .arg(JOB_FIELD)
         .arg(job.to_json())
@@ -200,7 +201,7 @@ async fn a_job_recorded_twice_is_counted_once() {
         .arg(CONSUMER_GROUP)
         .arg("stalled")
         .arg("STREAMS")
-        .arg(keys.jobs())
+        .arg(keys.jobs(Shard::default()))
         .arg(">")
         .query_async(&mut conn)
         .await

@@ -4,12 +4,12 @@
 -- Returns {deleted, kept, ids seen}.
 local p, kind = ARGV[1], ARGV[2]
 local offset, count = tonumber(ARGV[3]), tonumber(ARGV[4])
-local index = p .. kind .. 's'
+local index = p .. '{' .. kind .. 's}'
 local ids = redis.call('ZRANGE', index, offset, offset + count - 1)
 local deleted, kept = 0, 0
 for _, id in ipairs(ids) do
   if kind == 'account' then
-    if redis.call('SISMEMBER', p .. 'admins', id) == 1 then
+    if redis.call('SISMEMBER', p .. '{admins}', id) == 1 then
       kept = kept + 1
     else
       deleted = deleted + remove_account(p, id)
