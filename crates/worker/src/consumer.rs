@@ -240,6 +240,26 @@ impl Consumer {
         Ok(invocation.invoke_async(&mut conn).await?)
     }
 
+    /// Moves entries this consumer holds but has not started to the delayed set, each due at
+    /// its time (unix ms), acknowledging them in the same step (see `scripts/park.lua`).
+    /// Returns how many moved.
+    pub async fn park(&self, jobs: &[(Entry, u64)]) -> Result<usize, StoreError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let keys = self.store.keys();
+        let mut invocation = scripts::PARK.key(keys.jobs(self.shard));
+        invocation
+            .key(keys.delayed(self.shard))
+            .arg(CONSUMER_GROUP)
+            .arg(&self.name);
+        for (entry, due) in jobs {
+            invocation.arg(&entry.id).arg(*due).arg(&entry.raw);
+        }
+        let mut conn = self.store.connection().await?;
+        Ok(invocation.invoke_async(&mut conn).await?)
+    }
+
     /// The owner account of each registration (`None` when it is gone), in one round trip.
     pub async fn owners(
         &self,

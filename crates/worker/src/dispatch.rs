@@ -7,11 +7,16 @@
 //! worker's bound. A job's outcomes are [`record`]ed, and the job acknowledged, once the last of
 //! its deliveries has an answer. Every step runs in a task of its own and reports back through
 //! one channel, so the dispatcher never waits on Redis or on an endpoint, and holds no lock.
+//!
+//! After each read it takes out what an account holds beyond its share of waiting jobs and
+//! parks it in the delayed set, paced by [`Parking`] (the reasons and bounds are in
+//! `crate::parking`); a parked job leaves the worker, and its place in the read-ahead, as soon
+//! as the script has moved it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use pubhook_core::domain::{AccountId, RegistrationId};
+use pubhook_core::domain::{now_millis, AccountId, RegistrationId};
 use pubhook_core::queue::Job;
 use pubhook_core::store::StoreError;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -24,6 +29,7 @@ use crate::delivery::{
 };
 use crate::fair::{FairQueues, Origin, Shares, Tenant};
 use crate::fan_out::{fan_out_page, FanOutOutcome};
+use crate::parking::Parking;
 
 /// The owner of a job's registration; `None` when the registration is gone.
 pub(crate) type Owner = Option<AccountId>;
@@ -41,6 +47,9 @@ pub(crate) struct Admitted {
     pub tenant: JobTenant,
     /// Its place in the worker's read-ahead bound.
     pub permit: OwnedSemaphorePermit,
+    /// Whether it may be parked: not when it was taken over from another worker, whose
+    /// delivery count must keep growing towards the dead-letter bound.
+    pub may_park: bool,
 }
 
 /// A delivery waiting in the fair queues: its job, its index in the job, and the request.
@@ -58,6 +67,8 @@ pub(crate) enum Event {
     Sent(JobKey, usize, Origin, AttemptResult),
     /// A job's outcomes were recorded (or not).
     Recorded(JobKey, Result<(), StoreError>),
+    /// This many jobs over their account's share were let go, and so many of them parked.
+    Parked(usize, Result<usize, StoreError>),
 }
 
 /// A started job.
@@ -81,6 +92,9 @@ pub(crate) struct Dispatcher {
     ctx: DeliveryContext,
     consumer: Consumer,
     queues: FairQueues<Owner, RegistrationId, Admitted, QueuedDelivery>,
+    parking: Parking<Owner>,
+    /// Jobs being parked: still held until their script has run.
+    parking_now: usize,
     running: HashMap<JobKey, Running>,
     next_key: JobKey,
     /// Entries held by this worker, which the heartbeat keeps claimed.
@@ -103,6 +117,8 @@ impl Dispatcher {
             ctx,
             consumer,
             queues: FairQueues::new(shares),
+            parking: Parking::new(shares.waiting_per_account),
+            parking_now: 0,
             running: HashMap::new(),
             next_key: 0,
             held,
@@ -117,12 +133,35 @@ impl Dispatcher {
         self.running.len()
     }
 
+    /// Jobs started and not finished, or being parked: what shutdown waits for.
+    pub(crate) fn unfinished(&self) -> usize {
+        self.running.len() + self.parking_now
+    }
+
     /// Applies one event, then starts whatever the queues allow.
     pub(crate) fn handle(&mut self, event: Event) {
         match event {
             Event::Read(jobs) => {
+                let mut accounts: Vec<Owner> = Vec::new();
                 for job in jobs {
+                    if !accounts.contains(&job.tenant.account) {
+                        accounts.push(job.tenant.account);
+                    }
                     self.queues.push_job(job.tenant, job);
+                }
+                for account in accounts {
+                    self.park_excess(account);
+                }
+            }
+            Event::Parked(count, outcome) => {
+                self.parking_now -= count;
+                match outcome {
+                    Ok(parked) => {
+                        tracing::debug!(count, parked, "jobs over their account's share parked")
+                    }
+                    Err(e) => {
+                        tracing::warn!(count, error = %e, "parking jobs failed; they stay pending and are reclaimed after the visibility timeout")
+                    }
                 }
             }
             Event::FannedOut(key, outcome) => {
@@ -205,6 +244,38 @@ impl Dispatcher {
                 let _ = events.send(Event::Sent(key, index, origin, result));
             });
         }
+    }
+
+    /// Parks what `account` holds beyond its share of waiting jobs (see `crate::parking`).
+    fn park_excess(&mut self, account: Owner) {
+        let excess = self.queues.take_excess(account, |job| job.may_park);
+        if excess.is_empty() {
+            return;
+        }
+        let count = excess.len();
+        let due = self.parking.due_times(account, count, now_millis());
+        let (jobs, permits): (Vec<(Entry, u64)>, Vec<OwnedSemaphorePermit>) = excess
+            .into_iter()
+            .zip(due)
+            .map(|(job, due)| ((job.entry, due), job.permit))
+            .unzip();
+        self.parking_now += count;
+        let consumer = self.consumer.clone();
+        let held = self.held.clone();
+        let events = self.events.clone();
+        self.tasks.spawn(async move {
+            let parked = consumer.park(&jobs).await;
+            // This worker lets them go either way: a job the script did not move stays pending
+            // in the stream, and another worker (or this one) reclaims it once the heartbeat
+            // stops renewing it.
+            let mut ids = held.lock().unwrap_or_else(|p| p.into_inner());
+            for (entry, _) in &jobs {
+                ids.remove(&entry.id);
+            }
+            drop(ids);
+            drop(permits);
+            let _ = events.send(Event::Parked(count, parked));
+        });
     }
 
     fn start(&mut self, tenant: JobTenant, admitted: Admitted) {

@@ -16,6 +16,11 @@
 //!   origin, account or registration: it holds nothing while it waits. An account may hold at
 //!   most `per_account` of the `total` requests in flight, so a share is always left for the
 //!   others even when one account's endpoints are all slow.
+//! - **Holding a job** ([`FairQueues::take_excess`]): an account may have at most
+//!   `waiting_per_account` jobs waiting to start. The dispatcher takes out what it has beyond
+//!   that (its newest jobs, from its registrations with the most waiting) and parks them in the
+//!   delayed set (`crate::parking`), so one account's backlog never fills the worker's
+//!   read-ahead and the jobs of other accounts behind it in the stream are still read.
 //!
 //! The structure does no I/O and takes no locks: the worker's dispatcher owns it and calls it on
 //! each event (a job read, a job prepared, a request answered), so nothing here waits.
@@ -53,6 +58,8 @@ pub struct Shares {
     pub per_origin: usize,
     /// Jobs running at once per account.
     pub jobs_per_account: usize,
+    /// Jobs waiting to start per account, beyond which [`FairQueues::take_excess`] takes them out.
+    pub waiting_per_account: usize,
 }
 
 impl Shares {
@@ -77,6 +84,8 @@ struct AccountQueue<R, J, D> {
     registrations: HashMap<R, RegistrationQueue<J, D>>,
     turns: VecDeque<R>,
     running_jobs: usize,
+    /// Jobs waiting to start, over all its registrations.
+    waiting: usize,
     ready: usize,
     in_flight: usize,
 }
@@ -105,6 +114,7 @@ impl<R, J, D> Default for AccountQueue<R, J, D> {
             registrations: HashMap::new(),
             turns: VecDeque::new(),
             running_jobs: 0,
+            waiting: 0,
             ready: 0,
             in_flight: 0,
         }
@@ -145,6 +155,7 @@ where
                 per_account: shares.per_account.clamp(1, total),
                 per_origin: shares.per_origin.clamp(1, total),
                 jobs_per_account: shares.jobs_per_account.max(1),
+                waiting_per_account: shares.waiting_per_account.max(1),
             },
             accounts: HashMap::new(),
             turns: VecDeque::new(),
@@ -161,6 +172,7 @@ where
     /// Queues a job read from the stream.
     pub fn push_job(&mut self, tenant: Tenant<A, R>, job: J) {
         let account = self.account(tenant.account);
+        account.waiting += 1;
         let registration = match account.registrations.entry(tenant.registration) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
@@ -193,6 +205,7 @@ where
                     .get_mut(&registration)
                     .and_then(|r| r.waiting.pop_front());
                 if let Some(job) = job {
+                    account.waiting -= 1;
                     account.running_jobs += 1;
                     account.tidy(registration);
                     return Some((
@@ -291,11 +304,52 @@ where
     pub fn drain_waiting(&mut self) -> Vec<J> {
         let mut jobs = Vec::new();
         for account in self.accounts.values_mut() {
+            account.waiting = 0;
             for registration in account.registrations.values_mut() {
                 jobs.extend(registration.waiting.drain(..));
             }
         }
         jobs
+    }
+
+    /// Takes out the jobs of `account` waiting beyond `waiting_per_account`: the newest of its
+    /// registration with the most waiting, one at a time, passing over the jobs `may_leave`
+    /// refuses. Those it keeps start in the usual turns.
+    pub fn take_excess(&mut self, account: A, may_leave: impl Fn(&J) -> bool) -> Vec<J> {
+        let share = self.shares.waiting_per_account;
+        let Some(queue) = self.accounts.get_mut(&account) else {
+            return Vec::new();
+        };
+        let mut excess = Vec::new();
+        // Registrations with nothing left that may leave.
+        let mut kept: Vec<R> = Vec::new();
+        while queue.waiting > share {
+            let Some(registration) = queue
+                .registrations
+                .iter()
+                .filter(|(id, r)| !r.waiting.is_empty() && !kept.contains(id))
+                .max_by_key(|(_, r)| r.waiting.len())
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            let Some(waiting) = queue
+                .registrations
+                .get_mut(&registration)
+                .map(|r| &mut r.waiting)
+            else {
+                break;
+            };
+            match waiting.iter().rposition(&may_leave) {
+                Some(index) => {
+                    excess.extend(waiting.remove(index));
+                    queue.waiting -= 1;
+                    queue.tidy(registration);
+                }
+                None => kept.push(registration),
+            }
+        }
+        excess
     }
 
     fn account(&mut self, id: A) -> &mut AccountQueue<R, J, D> {
@@ -368,6 +422,7 @@ mod tests {
             per_account,
             per_origin,
             jobs_per_account: 8,
+            waiting_per_account: 4,
         }
     }
 
@@ -459,6 +514,36 @@ mod tests {
         assert_eq!(queues.next_job().map(|j| j.0.account), Some('b'));
         queues.next_delivery().unwrap();
         assert_eq!(queues.next_job().map(|j| j.0.account), Some('a'));
+    }
+
+    #[test]
+    fn an_account_keeps_its_share_of_waiting_jobs_and_gives_up_the_newest() {
+        let mut queues = FairQueues::<char, u8, u32, u32>::new(shares(10, 10, 10));
+        for n in 0..10 {
+            queues.push_job(tenant('a', 1), n);
+        }
+        for n in 100..103 {
+            queues.push_job(tenant('a', 2), n);
+        }
+        queues.push_job(tenant('b', 1), 1000);
+        // Job 9 may not leave (taken over from a dead worker, say).
+        let excess = queues.take_excess('a', |job| *job != 9);
+        assert_eq!(
+            excess.len(),
+            9,
+            "a is back to its share of four: {excess:?}"
+        );
+        assert!(!excess.contains(&9) && !excess.contains(&0), "{excess:?}");
+        assert!(
+            queues.take_excess('b', |_| true).is_empty(),
+            "b is within its share"
+        );
+        let started: Vec<(char, u32)> = std::iter::from_fn(|| queues.next_job())
+            .map(|(who, job)| (who.account, job))
+            .collect();
+        assert_eq!(started.len(), 5, "a's four and b's one: {started:?}");
+        assert!(started.contains(&('a', 0)) && started.contains(&('a', 9)));
+        assert!(queues.take_excess('a', |_| true).is_empty());
     }
 
     #[test]

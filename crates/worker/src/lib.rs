@@ -5,6 +5,7 @@
 //! | `startup`  | [`Worker`]: build, then run until stopped; the reader and background tasks |
 //! | `dispatch` | the dispatcher: starts jobs and sends deliveries from the fair queues      |
 //! | `fair`     | the per-account, per-registration, per-origin run queues, served in turn  |
+//! | `parking`  | when the jobs an account holds beyond its share come back from the delayed set |
 //! | `consumer` | the stream consumer: read, reclaim, heartbeat, promote retries, dead letters, hand back |
 //! | `fan_out`  | step: one page of a trigger's subscription rows into a delivery batch     |
 //! | `delivery` | step: signed POSTs for a batch or a retry, and their outcomes             |
@@ -20,6 +21,7 @@ pub mod delivery;
 mod dispatch;
 pub mod fair;
 pub mod fan_out;
+pub mod parking;
 pub mod request;
 pub mod retry;
 mod scripts;

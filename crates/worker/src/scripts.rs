@@ -15,3 +15,5 @@ pub(crate) static DEAD_LETTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/dead_letter.lua")));
 pub(crate) static HAND_BACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/hand_back.lua")));
+pub(crate) static PARK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/park.lua")));

@@ -7,7 +7,10 @@
 //!   registration, and hands it to the dispatcher;
 //! - the **dispatcher** (`crate::dispatch`) keeps per-account, per-registration run queues
 //!   (`crate::fair`) and starts jobs and sends deliveries from them in turn, so that no
-//!   account's slow or huge fan-out holds up another account's deliveries;
+//!   account's slow or huge fan-out holds up another account's deliveries; what one account
+//!   holds beyond its share of waiting jobs ([`WorkerConfig::waiting_share`]) it parks in the
+//!   delayed set (`crate::parking`), so that no account's backlog fills the read-ahead and
+//!   stops the reader before another account's job;
 //! - three small tasks move due retries to the stream, reclaim the jobs of dead workers, and
 //!   keep every job this worker holds claimed.
 //!
@@ -59,10 +62,18 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// Jobs a worker holds at most, started or waiting in its run queues: 16 per job slot. The
-    /// bound on what a worker takes from the stream before it can start it.
+    /// Jobs a worker holds at most, started or waiting in its run queues: 32 per job slot. The
+    /// bound on what a worker takes from the stream before it can start it. One account holds
+    /// at most its job slots and [`Self::waiting_share`] of it (and, for a moment, one read being
+    /// parked), so several accounts with backlogs fit before the reader waits for a job to end.
     pub fn read_ahead(&self) -> usize {
         self.job_slots.max(1) * READ_AHEAD_PER_SLOT
+    }
+
+    /// Jobs of one account a worker keeps waiting to start: 4 per job slot. What it reads of an
+    /// account beyond that is parked in the delayed set (see `crate::parking`).
+    pub fn waiting_share(&self) -> usize {
+        self.job_slots.max(1) * WAITING_PER_SLOT
     }
 
     /// The shares of the fair queues: one account may hold all but an eighth of the requests
@@ -74,6 +85,7 @@ impl WorkerConfig {
             per_account: (total - total / 8).max(1),
             per_origin: self.per_endpoint_concurrency,
             jobs_per_account: self.job_slots,
+            waiting_per_account: self.waiting_share(),
         }
     }
 }
@@ -90,7 +102,10 @@ const READ_BLOCK: Duration = Duration::from_millis(500);
 /// Longest pause of the retry mover; it wakes earlier when a retry is due sooner.
 const PROMOTE_IDLE: Duration = Duration::from_millis(100);
 /// Jobs held (read, not finished) per job slot.
-const READ_AHEAD_PER_SLOT: usize = 16;
+const READ_AHEAD_PER_SLOT: usize = 32;
+/// Jobs of one account waiting to start per job slot: enough to refill its running jobs a few
+/// times over between the returns of what it parked.
+const WAITING_PER_SLOT: usize = 4;
 /// Entries taken per read at most.
 const READ_COUNT: usize = 100;
 /// Pause after a Redis error before trying again.
@@ -187,7 +202,7 @@ impl Worker {
         }
         hand_back(&mut dispatcher).await;
         let finished = tokio::time::timeout_at(deadline, async {
-            while dispatcher.running() > 0 {
+            while dispatcher.unfinished() > 0 {
                 match events.recv().await {
                     Some(event) => dispatcher.handle(event),
                     None => break,
@@ -244,10 +259,11 @@ async fn read_jobs(
             _ = stop.changed() => return,
         };
         let count = (room.available_permits() + 1).min(READ_COUNT);
-        // Reclaimed jobs first.
-        let entries = match reclaimed.try_recv() {
-            Ok(entry) => Ok(vec![entry]),
-            Err(_) => consumer.read(count, READ_BLOCK).await,
+        // Reclaimed jobs first. They are never parked: parking makes a new entry, whose
+        // delivery count would start again below the dead-letter bound.
+        let (entries, may_park) = match reclaimed.try_recv() {
+            Ok(entry) => (Ok(vec![entry]), false),
+            Err(_) => (consumer.read(count, READ_BLOCK).await, true),
         };
         let entries = match entries {
             Ok(entries) => entries,
@@ -300,6 +316,7 @@ async fn read_jobs(
                     registration,
                 },
                 permit,
+                may_park,
             });
         }
         if !admitted.is_empty() && dispatcher.send(Event::Read(admitted)).is_err() {
