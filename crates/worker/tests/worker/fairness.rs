@@ -1,9 +1,12 @@
 //! One account's fan-out does not hold up another's, and records keep no endpoint secrets.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use pubhook_core::store::AttemptOutcome;
 use pubhook_testkit::{Receiver, Reply};
+use pubhook_worker::parking::FIRST_PARK_DELAY;
+use pubhook_worker::WorkerConfig;
 
 use crate::helpers::{test_config, World};
 
@@ -14,11 +17,7 @@ async fn another_accounts_delivery_is_not_held_up_by_a_huge_slow_fan_out() {
     // Account A subscribes its own slow endpoint a thousand times and triggers once: with the
     // test's eight requests per origin, a hundred and twenty-five seconds of work.
     let slow = Receiver::start_with_delay(Duration::from_secs(1)).await;
-    let a = world.account("noisy", &slow.url()).await;
-    let a_reg = world.registration(a.id, "noisy.event", "{}").await;
-    for _ in 0..ROWS {
-        world.subscribe(a.id, a_reg).await;
-    }
+    let a_reg = world.self_subscribed(&slow.url(), ROWS).await;
     let fast = Receiver::start().await;
     let (b_reg, _) = world.one_subscriber(&fast.url(), r#"{"b":1}"#).await;
     let _worker = world.start_worker(test_config());
@@ -34,6 +33,102 @@ async fn another_accounts_delivery_is_not_held_up_by_a_huge_slow_fan_out() {
     assert!(
         a_so_far < ROWS / 10,
         "B waited for {a_so_far} of A's {ROWS} deliveries"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_slow_retries_does_not_hold_up_another_accounts_delivery() {
+    const RETRIES: usize = 300;
+    const FIRST_RETRY: Duration = Duration::from_secs(1);
+    let world = World::new().await;
+    // Account X subscribes its own endpoint 300 times. Every first attempt fails at once, so
+    // 300 retries come due together, and the endpoint then takes a second per answer: with
+    // X's four job slots, 75 seconds of work queued in the stream ahead of Y's trigger.
+    let slow = Receiver::start().await;
+    slow.set_post_responses(vec![Reply::new(500); RETRIES]);
+    slow.set_post_default(Reply::ok().with_delay(Duration::from_secs(1)));
+    let x_reg = world.self_subscribed(&slow.url(), RETRIES).await;
+    let fast = Receiver::start().await;
+    let (y_reg, _) = world.one_subscriber(&fast.url(), r#"{"y":1}"#).await;
+    let config = WorkerConfig {
+        retry_schedule: vec![FIRST_RETRY],
+        // One subscriber account fails 300 times; it must not be skipped for that.
+        max_failed_count: 10_000,
+        ..test_config()
+    };
+    let _worker = world.start_worker(config.clone());
+
+    let x_triggered = world.trigger(x_reg).await;
+    let first = slow.wait_for_posts(RETRIES, Duration::from_secs(10)).await;
+    assert!(first.len() >= RETRIES, "every first attempt was made");
+    // Every job so far is in the stream's count; the retries are due a second after their
+    // batch was recorded, so (unless this machine is very slow) none has come back yet.
+    let added_before_retries = world.stream_entries_added().await;
+    let due = Instant::now();
+    tokio::time::sleep(FIRST_RETRY + Duration::from_millis(500)).await;
+
+    world.trigger(y_reg).await;
+    let y_posts = fast.wait_for_posts(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        y_posts.len(),
+        1,
+        "Y's delivery arrives within 5 s while X's retries take 75 s ({} of them answered)",
+        slow.post_count() - RETRIES
+    );
+
+    // X's endpoint recovers; every retry is still delivered, once, as attempt 2.
+    slow.set_post_default(Reply::ok());
+    world
+        .wait_for_summary(x_triggered, Duration::from_secs(40), |s| {
+            s.delivered == RETRIES as i64 && s.pending == 0
+        })
+        .await;
+    let elapsed = due.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        slow.post_count(),
+        2 * RETRIES,
+        "one first attempt and one retry each"
+    );
+    let attempts = world
+        .store
+        .delivery_attempts(x_triggered, 0, 10 * RETRIES as u64)
+        .await
+        .unwrap()
+        .items;
+    let mut by_subscription: HashMap<_, Vec<_>> = HashMap::new();
+    for attempt in &attempts {
+        by_subscription
+            .entry(attempt.subscription_id)
+            .or_default()
+            .push((attempt.attempt, attempt.outcome));
+    }
+    assert_eq!(by_subscription.len(), RETRIES);
+    for (subscription, mut outcomes) in by_subscription {
+        outcomes.sort_by_key(|(attempt, _)| *attempt);
+        assert_eq!(
+            outcomes,
+            vec![
+                (1, AttemptOutcome::Retrying),
+                (2, AttemptOutcome::Delivered)
+            ],
+            "subscription {subscription}"
+        );
+    }
+
+    // What went through the stream since: the retries, Y's fan-out page and batch, and each
+    // job handed back to the delayed set (it comes back as a new entry).
+    let handed_back =
+        world.stream_entries_added().await - added_before_retries - RETRIES as u64 - 2;
+    let share = config.waiting_share() as u64;
+    let paced = share * (elapsed.as_millis() / FIRST_PARK_DELAY.as_millis() + 1) as u64;
+    assert!(
+        handed_back >= (RETRIES as u64) / 2,
+        "X's burst went back to the delayed set: {handed_back} hand-backs"
+    );
+    assert!(
+        handed_back <= RETRIES as u64 + paced,
+        "{handed_back} hand-backs in {elapsed:?}: more than each job once plus {share} per {FIRST_PARK_DELAY:?}"
     );
 }
 

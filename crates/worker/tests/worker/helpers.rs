@@ -6,6 +6,7 @@ use pubhook_core::domain::{
     AccountId, Description, EndpointUrl, EventName, RegistrationId, SecretKey, SubscriptionId,
     TriggeredId, Username,
 };
+use pubhook_core::keys::Shard;
 use pubhook_core::outbound::{DestinationPolicy, OutboundClient, OutboundConfig};
 use pubhook_core::store::{DeliverySummary, NewAccount, Store};
 use pubhook_testkit::{random_prefix, shared_redis};
@@ -140,6 +141,30 @@ impl World {
         let reg = self.registration(owner.id, "e", event_data).await;
         self.subscribe(sub.id, reg).await;
         (reg, sub)
+    }
+
+    /// How many entries the job stream has taken in all (`entries-added`), deleted ones
+    /// included: every job queued, promoted from the delayed set or handed back counts once.
+    pub async fn stream_entries_added(&self) -> u64 {
+        let mut conn = self.store.connection().await.unwrap();
+        let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(self.store.keys().jobs(Shard::default()))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        redis::from_redis_value_ref(&info["entries-added"]).unwrap()
+    }
+
+    /// A "noisy" account at `endpoint` subscribed `rows` times to its own registration: one
+    /// trigger of it is `rows` deliveries to one origin.
+    pub async fn self_subscribed(&self, endpoint: &str, rows: usize) -> RegistrationId {
+        let noisy = self.account("noisy", endpoint).await;
+        let registration = self.registration(noisy.id, "noisy.event", "{}").await;
+        for _ in 0..rows {
+            self.subscribe(noisy.id, registration).await;
+        }
+        registration
     }
 
     pub async fn failed_count(&self, id: AccountId) -> i64 {
