@@ -63,12 +63,21 @@ pub(crate) enum Event {
     FannedOut(JobKey, Result<FanOutOutcome, StoreError>),
     /// A batch or retry was prepared.
     Prepared(JobKey, Result<PreparedJob, StoreError>),
-    /// An attempt ended.
-    Sent(JobKey, usize, Origin, AttemptResult),
+    /// An attempt ended (the account and origin it counted against).
+    Sent(JobKey, usize, Owner, Origin, AttemptResult),
     /// A job's outcomes were recorded (or not).
     Recorded(JobKey, Result<(), StoreError>),
     /// This many jobs over their account's share were let go, and so many of them parked.
     Parked(usize, Result<usize, StoreError>),
+}
+
+/// What a dispatcher task works for.
+#[derive(Debug, Clone)]
+enum TaskOf {
+    /// A step of a job: its fan-out page, its preparation or its record.
+    Job(JobKey),
+    /// One delivery of a job, counted against an account and an origin.
+    Delivery(JobKey, Owner, Origin),
 }
 
 /// A started job.
@@ -99,7 +108,7 @@ pub(crate) struct Dispatcher {
     next_key: JobKey,
     /// Entries held by this worker, which the heartbeat keeps claimed.
     held: Arc<Mutex<HashSet<String>>>,
-    tasks: JoinSet<()>,
+    tasks: Tasks<TaskOf>,
     events: mpsc::UnboundedSender<Event>,
     /// Whether new jobs may start (false once shutting down).
     starting: bool,
@@ -122,7 +131,7 @@ impl Dispatcher {
             running: HashMap::new(),
             next_key: 0,
             held,
-            tasks: JoinSet::new(),
+            tasks: Tasks::default(),
             events,
             starting: true,
         }
@@ -176,13 +185,15 @@ impl Dispatcher {
                 self.warn_failed(key, &e);
                 self.finish(key);
             }
-            Event::Sent(key, index, origin, result) => {
-                let Some(running) = self.running.get_mut(&key) else {
-                    return;
-                };
-                self.queues
-                    .delivery_finished(running.tenant.account, &origin);
-                if let Some(deliveries) = running.deliveries.as_mut() {
+            Event::Sent(key, index, account, origin, result) => {
+                // Counted against the account and origin even when its job is gone (let go of
+                // after another of its tasks panicked).
+                self.queues.delivery_finished(account, &origin);
+                let deliveries = self
+                    .running
+                    .get_mut(&key)
+                    .and_then(|running| running.deliveries.as_mut());
+                if let Some(deliveries) = deliveries {
                     if let Some(slot) = deliveries.results.get_mut(index) {
                         *slot = Some(result);
                     }
@@ -219,7 +230,7 @@ impl Dispatcher {
     }
 
     fn pump(&mut self) {
-        while self.tasks.try_join_next().is_some() {}
+        self.reap();
         while self.starting {
             let Some((tenant, admitted)) = self.queues.next_job() else {
                 break;
@@ -239,9 +250,10 @@ impl Dispatcher {
             };
             let ctx = self.ctx.clone();
             let events = self.events.clone();
-            self.tasks.spawn(async move {
+            let task = TaskOf::Delivery(key, tenant.account, origin.clone());
+            self.spawn_for(task, async move {
                 let result = send(&ctx, &payload, attempt).await;
-                let _ = events.send(Event::Sent(key, index, origin, result));
+                let _ = events.send(Event::Sent(key, index, tenant.account, origin, result));
             });
         }
     }
@@ -294,7 +306,7 @@ impl Dispatcher {
                 request_id,
                 after,
             } => {
-                self.tasks.spawn(async move {
+                self.spawn_for(TaskOf::Job(key), async move {
                     let outcome = fan_out_page(
                         &ctx.store,
                         &entry_id,
@@ -354,7 +366,7 @@ impl Dispatcher {
     fn spawn_prepare(&mut self, key: JobKey, job: DeliveryJob) {
         let ctx = self.ctx.clone();
         let events = self.events.clone();
-        self.tasks.spawn(async move {
+        self.spawn_for(TaskOf::Job(key), async move {
             let prepared = prepare(&ctx, job).await;
             let _ = events.send(Event::Prepared(key, prepared));
         });
@@ -404,11 +416,42 @@ impl Dispatcher {
         let ctx = self.ctx.clone();
         let events = self.events.clone();
         let entry_id = running.entry.id.clone();
-        self.tasks.spawn(async move {
+        self.spawn_for(TaskOf::Job(key), async move {
             let results: Vec<AttemptResult> = deliveries.results.into_iter().flatten().collect();
             let recorded = record(&ctx, &entry_id, &deliveries.job, &results).await;
             let _ = events.send(Event::Recorded(key, recorded));
         });
+    }
+
+    /// Runs `task` as one of the dispatcher's tasks, remembering what it works for.
+    fn spawn_for(
+        &mut self,
+        of: TaskOf,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.tasks.spawn_for(of, task);
+    }
+
+    /// Collects ended tasks. A task that panicked sent no event, so its job would stay held,
+    /// and claimed by the heartbeat, for ever: it is let go of instead, left pending in the
+    /// stream to be reclaimed after the visibility timeout and, if it keeps failing, set aside
+    /// as a dead letter like a job that crashes its worker.
+    fn reap(&mut self) {
+        for of in self.tasks.reap_panicked() {
+            let key = match of {
+                TaskOf::Job(key) => key,
+                TaskOf::Delivery(key, account, origin) => {
+                    self.queues.delivery_finished(account, &origin);
+                    key
+                }
+            };
+            let stream_id = self.running.get(&key).map(|r| r.entry.id.clone());
+            tracing::error!(
+                ?stream_id,
+                "a job's task panicked; the job is let go of, to be reclaimed"
+            );
+            self.finish(key);
+        }
     }
 
     /// The job is done with here: recorded, or failed and left pending to be reclaimed.
@@ -430,5 +473,89 @@ impl Dispatcher {
     /// The consumer, for handing jobs back.
     pub(crate) fn consumer(&self) -> &Consumer {
         &self.consumer
+    }
+}
+
+/// Tasks, each with what it works for (`T`), so that the work of a task that panicked can be
+/// let go of: a panic sends no event.
+struct Tasks<T> {
+    set: JoinSet<()>,
+    of: HashMap<tokio::task::Id, T>,
+}
+
+impl<T> Default for Tasks<T> {
+    fn default() -> Self {
+        Self {
+            set: JoinSet::new(),
+            of: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Tasks<T> {
+    /// Runs `task`, working for nothing that needs letting go of.
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.set.spawn(task);
+    }
+
+    /// Runs `task`, working for `of`.
+    fn spawn_for(&mut self, of: T, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let id = self.set.spawn(task).id();
+        self.of.insert(id, of);
+    }
+
+    /// Forgets the tasks that ended, and gives what those that panicked worked for.
+    fn reap_panicked(&mut self) -> Vec<T> {
+        let mut panicked = Vec::new();
+        while let Some(ended) = self.set.try_join_next_with_id() {
+            let (id, panic) = match ended {
+                Ok((id, ())) => (id, false),
+                Err(e) => (e.id(), e.is_panic()),
+            };
+            if let Some(of) = self.of.remove(&id) {
+                if panic {
+                    panicked.push(of);
+                }
+            }
+        }
+        panicked
+    }
+
+    /// Stops every task.
+    fn abort_all(&mut self) {
+        self.set.abort_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Tasks;
+
+    #[tokio::test]
+    async fn the_work_of_a_task_that_panicked_is_given_back_once() {
+        let mut tasks: Tasks<&str> = Tasks::default();
+        tasks.spawn_for("fine", async {});
+        tasks.spawn_for("broken", async { panic!("a bug in a task") });
+        tasks.spawn_for("slow", tokio::time::sleep(Duration::from_secs(60)));
+        tasks.spawn(async { panic!("a task working for nothing") });
+        let mut panicked = Vec::new();
+        for _ in 0..100 {
+            panicked.extend(tasks.reap_panicked());
+            if !panicked.is_empty() && tasks.of.len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(panicked, vec!["broken"]);
+        assert_eq!(tasks.of.len(), 1, "the slow task is still remembered");
+        tasks.abort_all();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            tasks.reap_panicked().is_empty(),
+            "an aborted task did not panic"
+        );
+        assert!(tasks.of.is_empty(), "ended tasks are forgotten");
     }
 }
