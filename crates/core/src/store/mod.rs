@@ -8,8 +8,12 @@
 //! Cascading deletes run inside one script per record, which keeps them atomic at the cost of
 //! holding Redis for the length of the cascade: fine for accounts with thousands of
 //! subscriptions, not for millions. Bulk deletes go in batches of [`DELETE_BATCH`] records.
+//!
+//! The store runs on one Redis or on a Redis Cluster ([`RedisTarget`]); the `connection` module
+//! hides which from every command, and the `cluster` module checks a cluster at start.
 
 mod accounts;
+mod cluster;
 mod connection;
 mod deliveries;
 mod limits;
@@ -19,15 +23,11 @@ mod scripts;
 mod subscriptions;
 mod triggered;
 
-use std::time::Duration;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use anyhow::Context as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
 pub use accounts::{KeySlot, NewAccount};
+pub use cluster::{ClusterCheckError, RedisTarget, SeedFailure};
 pub use connection::Connection;
 pub use deliveries::{
     redacted_endpoint, AttemptOutcome, AttemptRecord, DeadLetter, FailureClass,
@@ -40,18 +40,11 @@ pub use records::{
 pub use subscriptions::SubscribeRefusal;
 pub use triggered::TriggerRefusal;
 
+use self::connection::Connector;
 use crate::keys::{Keys, RecordKind};
 
 /// How many records a bulk delete removes per script call, so Redis is never held for long.
 pub const DELETE_BATCH: usize = 100;
-/// How long opening a connection may take before the store reports Redis as unavailable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Retries of a failed reconnection before commands fail with `Unavailable`; kept short so that
-/// with Redis down the API answers 503 at once (the next command starts another round).
-const RECONNECT_ATTEMPTS: usize = 1;
-/// How long a command may take before the connection is given up as broken. It must exceed the
-/// longest blocking read (the worker blocks for 500 ms) and the longest script (a cascade).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -163,15 +156,15 @@ impl PageRange {
 
 /// The Redis store: a few multiplexed connections and the key layout.
 ///
-/// A multiplexed connection carries any number of concurrent commands, pipelined on one socket,
-/// so there is no pool to check connections out of (and no `PING` to check them, which a pool
-/// does on every checkout: a second round trip per command). Each [`ConnectionManager`]
-/// reconnects by itself after Redis went away. Blocking commands must not share these
-/// connections: they take a [`Store::dedicated_connection`].
+/// A multiplexed connection carries any number of concurrent commands, pipelined on one socket
+/// (one per node on a cluster), so there is no pool to check connections out of (and no `PING`
+/// to check them, which a pool does on every checkout: a second round trip per command). Each
+/// connection reconnects by itself after Redis went away. Blocking commands must not share
+/// these connections: they take a [`Store::dedicated_connection`].
 #[derive(Clone)]
 pub struct Store {
-    client: redis::Client,
-    connections: Arc<[ConnectionManager]>,
+    connector: Connector,
+    connections: Arc<[Connection]>,
     next: Arc<AtomicUsize>,
     keys: Keys,
     quotas: Quotas,
@@ -182,21 +175,39 @@ impl Store {
     /// connections. Connections open lazily, so this succeeds with Redis down and the store
     /// recovers by itself when it comes back.
     pub fn connect(redis_url: &str, prefix: &str, connections: usize) -> anyhow::Result<Self> {
-        // RESP3, so a connection learns at once that Redis went away and reconnects in the
-        // background, instead of failing the next command to find out.
-        let info = redis::IntoConnectionInfo::into_connection_info(redis_url)
-            .context("invalid Redis URL")?;
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(redis::ProtocolVersion::RESP3);
-        let client =
-            redis::Client::open(info.set_redis_settings(settings)).context("invalid Redis URL")?;
+        Self::open(Connector::single(redis_url)?, prefix, connections)
+    }
+
+    /// A store on the Redis Cluster that `seeds` (`redis://host:port`) belong to, as
+    /// [`Store::connect`] is on one Redis: connections open lazily, so run
+    /// [`Store::check_cluster`] to learn at start whether the cluster is there. Must be called
+    /// inside a Tokio runtime, which runs the connections' drivers.
+    pub fn connect_cluster(
+        seeds: &[impl AsRef<str>],
+        prefix: &str,
+        connections: usize,
+    ) -> anyhow::Result<Self> {
+        Self::open(Connector::cluster(seeds)?, prefix, connections)
+    }
+
+    /// [`Store::connect`] or [`Store::connect_cluster`], as `target` says.
+    pub fn connect_to(
+        target: &RedisTarget,
+        prefix: &str,
+        connections: usize,
+    ) -> anyhow::Result<Self> {
+        match target {
+            RedisTarget::Single(url) => Self::connect(url, prefix, connections),
+            RedisTarget::Cluster(seeds) => Self::connect_cluster(seeds, prefix, connections),
+        }
+    }
+
+    fn open(connector: Connector, prefix: &str, connections: usize) -> anyhow::Result<Self> {
         let connections = (0..connections.max(1))
-            .map(|_| lazy_connection(&client))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|_| connector.open())
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
-            client,
+            connector,
             connections: connections.into(),
             next: Arc::default(),
             keys: Keys::new(prefix),
@@ -219,17 +230,14 @@ impl Store {
     /// handle on one of the store's multiplexed connections, taken in turn.
     pub async fn connection(&self) -> Result<Connection, StoreError> {
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        Ok(Connection::new(
-            self.connections[turn % self.connections.len()].clone(),
-        ))
+        Ok(self.connections[turn % self.connections.len()].clone())
     }
 
     /// A connection of its own, for blocking commands (`XREADGROUP ... BLOCK`) that would hold up
-    /// every other command on a shared one. Opens lazily and reconnects by itself.
+    /// every other command on a shared one; on a cluster, a cluster connection of its own (its
+    /// own socket to each node). Opens lazily and reconnects by itself.
     pub fn dedicated_connection(&self) -> Result<Connection, StoreError> {
-        lazy_connection(&self.client)
-            .map(Connection::new)
-            .map_err(|e| StoreError::Internal(e.into()))
+        self.connector.open().map_err(StoreError::Internal)
     }
 
     /// Checks that Redis answers.
@@ -357,15 +365,4 @@ impl Store {
         }
         parse(records::Fields::new(fields)).map(Some)
     }
-}
-
-/// A connection manager that connects on first use and reconnects after a failure.
-fn lazy_connection(client: &redis::Client) -> Result<ConnectionManager, redis::RedisError> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(RECONNECT_ATTEMPTS)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(200));
-    ConnectionManager::new_lazy_with_config(client.clone(), config)
 }
