@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pubhook_testkit::{random_prefix, shared_redis, Receiver};
+use pubhook_testkit::{random_prefix, shared_cluster, shared_redis, Receiver};
 use serde_json::json;
 
 use pubhook_core::domain::{EndpointUrl, SecretKey, Username};
@@ -48,6 +48,67 @@ async fn a_bad_setting_is_refused_at_start_naming_its_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("request_timeout"), "{stderr}");
     assert!(stderr.contains("PUBHOOK_REQUEST_TIMEOUT"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_cluster_that_cannot_be_used_is_refused_at_start_naming_the_problem() {
+    // The working single Redis of PUBHOOK_REDIS_URL is not used once cluster seeds are given.
+    let redis = shared_redis().await;
+    let closed = format!("redis://127.0.0.1:{}", free_port());
+    let cases = [
+        (
+            "no seed answers",
+            closed.clone(),
+            vec!["no Redis Cluster seed node answered", closed.as_str()],
+        ),
+        (
+            "a single Redis as a seed",
+            redis.url().to_owned(),
+            vec!["is a Redis that is not in cluster mode", redis.url()],
+        ),
+        (
+            "an empty seed",
+            format!("{closed},,{closed}"),
+            vec!["redis_cluster_nodes", "seed 2 of 3 is empty"],
+        ),
+    ];
+    for (description, seeds, expected) in cases {
+        let output = run(pubhook(redis.url(), &random_prefix())
+            .env("PUBHOOK_REDIS_CLUSTER_NODES", &seeds)
+            .arg("serve"));
+        assert!(!output.status.success(), "{description}: started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for part in expected {
+            assert!(stderr.contains(part), "{description}: {part:?} in {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{description}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn serve_on_a_cluster_is_ready_without_redis_url() {
+    let cluster = shared_cluster().await;
+    let port = free_port();
+    let unused = format!("redis://127.0.0.1:{}", free_port());
+    let mut server = Process::spawn(
+        pubhook(&unused, &random_prefix())
+            .env("PUBHOOK_REDIS_CLUSTER_NODES", cluster.seed_urls().join(","))
+            .env("PUBHOOK_LISTEN", format!("127.0.0.1:{port}"))
+            // Quiet: the warnings that cluster mode is not complete are expected here.
+            .env("PUBHOOK_LOG", "error")
+            .arg("serve"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&base).await;
+    let ready = reqwest::get(format!("{base}/health/ready")).await.unwrap();
+    assert_eq!(
+        ready.status(),
+        StatusCode::OK,
+        "Redis answers through the cluster"
+    );
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}");
 }
 
 #[tokio::test]

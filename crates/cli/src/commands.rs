@@ -6,7 +6,7 @@ use pubhook_core::domain::{ApiKey, SecretKey, Username, RESERVED_ADMIN_USERNAME}
 use pubhook_core::hashing::hash_api_key;
 use pubhook_core::outbound::{DestinationPolicy, OutboundClient, OutboundConfig};
 use pubhook_core::settings::Settings;
-use pubhook_core::store::{NewAccount, Store, StoreError};
+use pubhook_core::store::{NewAccount, RedisTarget, Store, StoreError};
 use pubhook_worker::{Worker, WorkerConfig};
 use secrecy::ExposeSecret as _;
 use serde_json::json;
@@ -21,21 +21,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let settings = Settings::from_process_env(cli.config.as_deref(), cli.overrides.pairs())
         .context("invalid settings")?;
+    let (target, redis_child) = redis_target(&settings).await?;
+    let outcome = async {
+        let store = Store::connect_to(&target, &settings.key_prefix, settings.redis_pool_size)?;
+        store
+            .check_cluster()
+            .await
+            .context("the Redis Cluster of redis_cluster_nodes cannot be used")?;
+        match cli.command {
+            Command::Serve => serve(&settings, store).await,
+            Command::Worker => work(&settings, store).await,
+            Command::Standalone => standalone(&settings, store, &target).await,
+            Command::Init { rotate_keys } => init(&store, rotate_keys).await,
+            Command::Receive { .. } => Ok(()),
+        }
+    }
+    .await;
+    stop_redis(redis_child).await;
+    outcome
+}
+
+/// The Redis Cluster of `redis_cluster_nodes` when that is set (and then `redis_url` is not
+/// used, nor is a local Redis looked for or started); otherwise the Redis of `redis_url`, else a
+/// local one, with the `redis-server` child pubhook started for it, if it did.
+async fn redis_target(settings: &Settings) -> anyhow::Result<(RedisTarget, Option<RedisChild>)> {
+    if !settings.redis_cluster_nodes.is_empty() {
+        if settings.redis_url.is_some() {
+            tracing::warn!("redis_url is set but not used: redis_cluster_nodes names a cluster");
+        }
+        let seeds = settings
+            .redis_cluster_nodes
+            .iter()
+            .map(|seed| seed.expose_secret().to_owned())
+            .collect();
+        return Ok((RedisTarget::Cluster(seeds), None));
+    }
     let configured = settings
         .redis_url
         .as_ref()
         .map(|u| u.expose_secret().to_owned());
     let (redis_url, redis_child) = resolve_redis(configured.as_deref()).await?;
-    let store = Store::connect(&redis_url, &settings.key_prefix, settings.redis_pool_size)?;
-    let outcome = match cli.command {
-        Command::Serve => serve(&settings, store).await,
-        Command::Worker => work(&settings, store).await,
-        Command::Standalone => standalone(&settings, store, &redis_url).await,
-        Command::Init { rotate_keys } => init(&store, rotate_keys).await,
-        Command::Receive { .. } => Ok(()),
-    };
-    stop_redis(redis_child).await;
-    outcome
+    Ok((RedisTarget::Single(redis_url), redis_child))
 }
 
 async fn serve(settings: &Settings, store: Store) -> anyhow::Result<()> {
@@ -54,9 +80,9 @@ async fn work(settings: &Settings, store: Store) -> anyhow::Result<()> {
 /// The API and a worker in one process, stopped together by one signal. Each has connections
 /// of its own: a Redis connection's driver runs on the runtime that first used it, and the
 /// API's runtimes (actix's worker threads) stop before the worker's grace period ends.
-async fn standalone(settings: &Settings, store: Store, redis_url: &str) -> anyhow::Result<()> {
+async fn standalone(settings: &Settings, store: Store, target: &RedisTarget) -> anyhow::Result<()> {
     let app = Application::build(settings, store)?;
-    let worker_store = Store::connect(redis_url, &settings.key_prefix, settings.redis_pool_size)?;
+    let worker_store = Store::connect_to(target, &settings.key_prefix, settings.redis_pool_size)?;
     let worker = build_worker(settings, worker_store)?;
     tracing::info!(listen = %settings.listen, port = app.port(), "pubhook standalone: API and worker");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

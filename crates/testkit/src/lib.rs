@@ -4,6 +4,9 @@
 //!   (`PUBHOOK_TEST_REDIS_URL`, or a private `redis-server` stopped at exit); [`random_prefix`]
 //!   keeps each test's keys apart; [`PrivateRedis`] is a server of one test's own, to stop and
 //!   restart in tests of Redis failures. It never flushes a Redis it did not start.
+//!   [`shared_cluster`] and [`PrivateCluster`] are the same for a Redis Cluster of 3 masters
+//!   (`PUBHOOK_TEST_REDIS_CLUSTER_NODES`, or `redis-server --cluster-enabled yes` nodes joined
+//!   by `redis-cli`); a private one may have a replica per master, for tests of failover.
 //! - [`receiver`]: [`Receiver`], a real HTTP/1.1 endpoint on loopback that answers like a
 //!   PyWebhooks subscriber (echo challenge, key resets, deliveries), records every request as
 //!   [`RecordedRequest`], and can be told to fail ([`EchoMode`], scripted [`Reply`]s, delays).
@@ -15,4 +18,7 @@ pub mod receiver;
 pub mod redis;
 
 pub use receiver::{EchoMode, KeysReceived, Receiver, RecordedRequest, Reply};
-pub use redis::{random_prefix, shared_redis, PrivateRedis, TestRedis};
+pub use redis::{
+    random_prefix, shared_cluster, shared_redis, ClusterShape, PrivateCluster, PrivateRedis,
+    TestCluster, TestRedis,
+};

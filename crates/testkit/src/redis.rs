@@ -5,7 +5,12 @@
 //! under their own prefixes and never flush it. Otherwise the first caller starts a `redis-server`
 //! from `PATH` on a free loopback port, without persistence, and a watchdog stops it when the
 //! test process exits (a `static` is never dropped, see the `server` module).
+//!
+//! The same goes for a Redis Cluster (the `cluster` module): [`shared_cluster`] is
+//! `PUBHOOK_TEST_REDIS_CLUSTER_NODES` or a private cluster of 3 masters, and [`PrivateCluster`]
+//! is one test's own, whose masters it may kill.
 
+mod cluster;
 mod resp;
 mod server;
 
@@ -13,7 +18,11 @@ use std::path::PathBuf;
 
 use tokio::sync::OnceCell;
 
-use self::server::RedisProcess;
+use self::server::{Mode, RedisProcess};
+
+pub use self::cluster::{
+    shared_cluster, ClusterShape, PrivateCluster, TestCluster, TEST_REDIS_CLUSTER_NODES_ENV,
+};
 
 /// The environment variable naming a Redis for tests to use instead of starting one.
 pub const TEST_REDIS_URL_ENV: &str = "PUBHOOK_TEST_REDIS_URL";
@@ -60,7 +69,7 @@ pub async fn shared_redis() -> &'static TestRedis {
             let program = server::redis_server_program(
                 "install redis-server or set PUBHOOK_TEST_REDIS_URL to a Redis the tests may use",
             );
-            let (process, port) = server::start_on_free_port(&program).await;
+            let (process, port) = server::start_on_free_port(&program, Mode::Standalone).await;
             let pid = process.pid();
             // Lives as long as the process; the watchdog stops it at exit.
             process.detach();
@@ -105,7 +114,7 @@ impl PrivateRedis {
             "install redis-server: tests of Redis failures run their own server even when \
              PUBHOOK_TEST_REDIS_URL is set",
         );
-        let (process, port) = server::start_on_free_port(&program).await;
+        let (process, port) = server::start_on_free_port(&program, Mode::Standalone).await;
         Self {
             program,
             port,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::parse::{
     at_least, parse_byte_size, parse_duration, parse_duration_list, parse_fraction,
-    parse_key_prefix, parse_listen, parse_networks, parse_redis_url, parse_whole_number,
-    positive_at_most, ValueError,
+    parse_key_prefix, parse_listen, parse_networks, parse_redis_cluster_nodes, parse_redis_url,
+    parse_whole_number, positive_at_most, ValueError,
 };
 use super::Settings;
 
@@ -72,6 +72,18 @@ static KEYS: &[KeyDoc] = &[
         description: "Redis to use (`redis://`, `rediss://`, `unix://`)",
         apply: |s, raw| {
             s.redis_url = parse_redis_url(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "redis_cluster_nodes",
+        env: "PUBHOOK_REDIS_CLUSTER_NODES",
+        default: "empty",
+        description: "comma-separated seed nodes (`redis://host:port`) of a Redis Cluster to use \
+                      instead of `redis_url` (in progress: the API's scripts do not run on a \
+                      cluster yet)",
+        apply: |s, raw| {
+            s.redis_cluster_nodes = parse_redis_cluster_nodes(raw)?;
             Ok(())
         },
     },

@@ -26,6 +26,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 pub use catalog::{documented_keys, KeyDoc};
 pub use error::{Origin, SettingsError};
 pub use limits::{limits_off_env, Limits};
+pub(crate) use parse::redact_redis_url;
 pub use parse::{parse_byte_size, parse_duration, parse_networks, parse_whole_number, ValueError};
 
 /// The settings file read when none is named and `PUBHOOK_CONFIG` is unset, if it exists.
@@ -34,7 +35,12 @@ pub const DEFAULT_CONFIG_FILE: &str = "pubhook.toml";
 pub const CONFIG_FILE_ENV: &str = "PUBHOOK_CONFIG";
 
 /// `PUBHOOK_*` variables that are read elsewhere, so they are not unknown settings.
-const ENV_READ_ELSEWHERE: [&str; 3] = ["PUBHOOK_CONFIG", "PUBHOOK_LOG", "PUBHOOK_TEST_REDIS_URL"];
+const ENV_READ_ELSEWHERE: [&str; 4] = [
+    "PUBHOOK_CONFIG",
+    "PUBHOOK_LOG",
+    "PUBHOOK_TEST_REDIS_URL",
+    "PUBHOOK_TEST_REDIS_CLUSTER_NODES",
+];
 /// The prefix of every settings environment variable.
 const ENV_PREFIX: &str = "PUBHOOK_";
 
@@ -46,6 +52,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// The Redis to use; `None` means find one on `127.0.0.1:6379` or start a `redis-server`.
     pub redis_url: Option<SecretString>,
+    /// Seed nodes of a Redis Cluster; when not empty the store runs on that cluster and
+    /// `redis_url` is not used.
+    pub redis_cluster_nodes: Vec<SecretString>,
     /// Prefix of every Redis key.
     pub key_prefix: String,
     /// Timeout of every outbound request (echo, key reset, delivery).
@@ -92,6 +101,7 @@ impl Default for Settings {
         Settings {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8081)),
             redis_url: None,
+            redis_cluster_nodes: Vec::new(),
             key_prefix: "pubhook:".to_owned(),
             request_timeout: Duration::from_secs(5),
             max_body_bytes: 1024 * 1024,
@@ -119,13 +129,14 @@ impl Default for Settings {
     }
 }
 
-/// Shows every setting, with the password of the Redis URL replaced.
+/// Shows every setting, with the passwords of the Redis URLs replaced.
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Destructured so that a new field cannot be forgotten here.
         let Settings {
             listen,
             redis_url,
+            redis_cluster_nodes,
             key_prefix,
             request_timeout,
             max_body_bytes,
@@ -149,9 +160,14 @@ impl fmt::Debug for Settings {
         let redis_url = redis_url
             .as_ref()
             .map(|url| parse::redact_redis_url(url.expose_secret()));
+        let redis_cluster_nodes: Vec<String> = redis_cluster_nodes
+            .iter()
+            .map(|url| parse::redact_redis_url(url.expose_secret()))
+            .collect();
         f.debug_struct("Settings")
             .field("listen", listen)
             .field("redis_url", &redis_url)
+            .field("redis_cluster_nodes", &redis_cluster_nodes)
             .field("key_prefix", key_prefix)
             .field("request_timeout", request_timeout)
             .field("max_body_bytes", max_body_bytes)

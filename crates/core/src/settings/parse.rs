@@ -155,6 +155,49 @@ pub(crate) fn parse_redis_url(raw: &str) -> Result<Option<SecretString>, ValueEr
     Ok(Some(SecretString::from(text)))
 }
 
+/// Parses the seeds of a Redis Cluster: comma-separated `redis://host:port` (or `rediss://`)
+/// URLs, at least one, none empty. Empty text means "no cluster". An item is named by its place
+/// and shown without its password, since the URLs may carry one.
+pub(crate) fn parse_redis_cluster_nodes(raw: &str) -> Result<Vec<SecretString>, ValueError> {
+    if raw.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<&str> = raw.split(',').map(str::trim).collect();
+    let count = items.len();
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let place = format!("seed {} of {count}", index + 1);
+            parse_cluster_seed(item).map_err(|reason| ValueError(format!("{place} {reason}")))
+        })
+        .collect()
+}
+
+/// One seed of [`parse_redis_cluster_nodes`]; the error is the end of a sentence about it.
+fn parse_cluster_seed(item: &str) -> Result<SecretString, String> {
+    const EXPECTED: &str = "expected comma-separated redis://host:port";
+    if item.is_empty() {
+        return Err(format!("is empty; {EXPECTED}"));
+    }
+    let url = url::Url::parse(item).map_err(|e| format!("is not a URL ({e}); {EXPECTED}"))?;
+    let shown = redact_redis_url(item);
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err(format!(
+            "({shown}) is not redis:// or rediss://: cluster nodes are reached over TCP"
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("({shown}) has no host; {EXPECTED}"));
+    }
+    if !matches!(url.path(), "" | "/" | "/0") {
+        return Err(format!(
+            "({shown}) names a database: a Redis Cluster has only database 0"
+        ));
+    }
+    Ok(SecretString::from(item))
+}
+
 /// Shows a Redis URL without its password; text that is not a URL is not shown at all.
 pub(crate) fn redact_redis_url(raw: &str) -> String {
     match url::Url::parse(raw) {
@@ -335,6 +378,41 @@ mod tests {
         for (description, raw) in cases {
             let err = parse_redis_url(raw).expect_err(description);
             assert!(!err.to_string().contains("hunter2"), "{description}: {err}");
+        }
+    }
+
+    #[test]
+    fn cluster_seeds_are_redis_urls_of_database_0_and_errors_never_show_passwords() {
+        assert!(parse_redis_cluster_nodes(" ")
+            .expect("blank is unset")
+            .is_empty());
+        let parsed = parse_redis_cluster_nodes(" redis://10.0.0.1:7000 ,rediss://:pw@h:7001/0")
+            .expect("two seeds");
+        let seeds: Vec<&str> = parsed.iter().map(|s| s.expose_secret()).collect();
+        assert_eq!(seeds, ["redis://10.0.0.1:7000", "rediss://:pw@h:7001/0"]);
+        let cases = [
+            (
+                "empty item",
+                "redis://a:1,,redis://b:2",
+                "seed 2 of 3 is empty",
+            ),
+            ("trailing comma", "redis://a:1,", "seed 2 of 2 is empty"),
+            ("no scheme", "a:1", "seed 1 of 1 (a:1) is not redis://"),
+            ("bare host", "localhost", "seed 1 of 1 is not a URL"),
+            (
+                "http with a password",
+                "redis://a:1,http://:hunter2@b:2",
+                "seed 2 of 2 (http://:REDACTED@b:2/) is not redis://",
+            ),
+            ("unix socket", "unix:///tmp/r.sock", "reached over TCP"),
+            ("no host", "redis://:hunter2@:7000", "seed 1 of 1"),
+            ("a database", "redis://a:1/2", "has only database 0"),
+        ];
+        for (description, raw, expected) in cases {
+            let err = parse_redis_cluster_nodes(raw).expect_err(description);
+            let message = err.to_string();
+            assert!(message.contains(expected), "{description}: {message}");
+            assert!(!message.contains("hunter2"), "{description}: {message}");
         }
     }
 

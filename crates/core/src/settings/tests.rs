@@ -132,6 +132,44 @@ fn a_valid_upper_layer_hides_an_invalid_lower_one() {
 }
 
 #[test]
+fn cluster_seeds_come_from_the_environment_or_a_toml_array_and_never_print_passwords() {
+    let from_env = load(
+        None,
+        &[
+            (
+                "PUBHOOK_REDIS_CLUSTER_NODES",
+                "redis://:hunter2@10.0.0.1:7000, redis://:hunter2@10.0.0.2:7000",
+            ),
+            // Read by the test kit, not a setting: never an unknown key.
+            ("PUBHOOK_TEST_REDIS_CLUSTER_NODES", "redis://127.0.0.1:1"),
+        ],
+        &[],
+    );
+    let seeds: Vec<&str> = from_env
+        .redis_cluster_nodes
+        .iter()
+        .map(|seed| seed.expose_secret())
+        .collect();
+    assert_eq!(
+        seeds,
+        [
+            "redis://:hunter2@10.0.0.1:7000",
+            "redis://:hunter2@10.0.0.2:7000"
+        ]
+    );
+    let shown = format!("{from_env:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("redis://:REDACTED@10.0.0.2:7000"), "{shown}");
+
+    let file = TomlFile::with(r#"redis_cluster_nodes = ["redis://a:7000", "redis://b:7000"]"#);
+    assert_eq!(load(Some(&file), &[], &[]).redis_cluster_nodes.len(), 2);
+    assert!(
+        load(None, &[], &[]).redis_cluster_nodes.is_empty(),
+        "no cluster by default"
+    );
+}
+
+#[test]
 fn an_empty_redis_url_means_find_or_start_one() {
     let settings = load(None, &[("PUBHOOK_REDIS_URL", "")], &[]);
     assert!(settings.redis_url.is_none());
@@ -205,6 +243,25 @@ fn each_invalid_value_names_its_key_variable_and_layer() {
             try_load(None, &[], &[("redis_url", "http://localhost:6379")]),
             "redis_url (PUBHOOK_REDIS_URL) from command line",
             "is not redis://, rediss:// or unix://",
+        ),
+        (
+            "an empty cluster seed",
+            try_load(
+                None,
+                &[(
+                    "PUBHOOK_REDIS_CLUSTER_NODES",
+                    "redis://a:7000,,redis://b:7000",
+                )],
+                &[],
+            ),
+            "redis_cluster_nodes (PUBHOOK_REDIS_CLUSTER_NODES) from environment",
+            "seed 2 of 3 is empty",
+        ),
+        (
+            "a cluster seed that is no redis URL, in the file",
+            in_file("redis_cluster_nodes = \"10.0.0.1:7000\""),
+            "redis_cluster_nodes",
+            "seed 1 of 1 is not a URL",
         ),
         (
             "pool of zero",

@@ -1,33 +1,67 @@
-//! One Redis connection handle of the store: a [`ConnectionManager`] (multiplexed, reconnecting)
-//! that retries a command once when it could not even be sent.
+//! The store's Redis connections, on one Redis or on a Redis Cluster, behind one handle
+//! ([`Connection`]) that every caller uses the same way (`query_async`, `invoke_async`,
+//! pipelines), and the [`Connector`] that opens them.
+//!
+//! On one Redis a connection is a [`ConnectionManager`] (multiplexed, reconnecting) that sends a
+//! command again, once, when it could not even be sent. On a cluster it is a
+//! [`ClusterConnection`]: one multiplexed connection per node, each command routed by its key's
+//! hash slot, `MOVED`/`ASK` followed and the slot map refreshed by the client, which also retries
+//! within [`RESPONSE_TIMEOUT`] on its own, so there is nothing to add here. Either kind opens
+//! lazily: building one never waits for Redis.
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-/// A handle on a multiplexed connection. Cheap to clone; clones share the socket.
+/// How long opening a connection may take before the store reports Redis as unavailable.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Retries of a failed reconnection before commands fail with `Unavailable`; kept short so that
+/// with Redis down the API answers 503 at once (the next command starts another round).
+const RECONNECT_ATTEMPTS: usize = 1;
+/// How long a command may take before the connection is given up as broken. It must exceed the
+/// longest blocking read (the worker blocks for 500 ms) and the longest script (a cascade). On a
+/// cluster it also bounds a command's retries and redirections together.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A handle on a multiplexed connection, to one Redis or to a cluster. Cheap to clone; clones
+/// share the sockets.
 ///
-/// After Redis went away, the manager keeps the error of its last reconnection attempt and
-/// hands it to the next command while it starts another attempt. That error is a refused
-/// connection: the command never reached Redis, so sending it again, once, is safe even for a
-/// write, and spares a caller a 503 once Redis is back. A command that failed any other way is
-/// not repeated, since Redis may have run it.
+/// On one Redis: after Redis went away, the manager keeps the error of its last reconnection
+/// attempt and hands it to the next command while it starts another attempt. That error is a
+/// refused connection: the command never reached Redis, so sending it again, once, is safe even
+/// for a write, and spares a caller a 503 once Redis is back. A command that failed any other way
+/// is not repeated, since Redis may have run it.
 #[derive(Clone)]
-pub struct Connection(ConnectionManager);
+pub struct Connection(Kind);
+
+#[derive(Clone)]
+enum Kind {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
 
 impl Connection {
-    pub(super) fn new(manager: ConnectionManager) -> Self {
-        Self(manager)
+    /// Whether this connection is to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.0, Kind::Cluster(_))
     }
 }
 
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            match self.0.req_packed_command(cmd).await {
-                Err(e) if e.is_connection_refusal() => self.0.req_packed_command(cmd).await,
-                result => result,
-            }
-        })
+        match &mut self.0 {
+            Kind::Single(manager) => Box::pin(async move {
+                match manager.req_packed_command(cmd).await {
+                    Err(e) if e.is_connection_refusal() => manager.req_packed_command(cmd).await,
+                    result => result,
+                }
+            }),
+            Kind::Cluster(cluster) => cluster.req_packed_command(cmd),
+        }
     }
 
     fn req_packed_commands<'a>(
@@ -36,17 +70,109 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            match self.0.req_packed_commands(pipeline, offset, count).await {
-                Err(e) if e.is_connection_refusal() => {
-                    self.0.req_packed_commands(pipeline, offset, count).await
+        match &mut self.0 {
+            Kind::Single(manager) => Box::pin(async move {
+                match manager.req_packed_commands(pipeline, offset, count).await {
+                    Err(e) if e.is_connection_refusal() => {
+                        manager.req_packed_commands(pipeline, offset, count).await
+                    }
+                    result => result,
                 }
-                result => result,
-            }
-        })
+            }),
+            Kind::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+        }
     }
 
     fn get_db(&self) -> i64 {
-        self.0.get_db()
+        match &self.0 {
+            Kind::Single(manager) => manager.get_db(),
+            Kind::Cluster(cluster) => cluster.get_db(),
+        }
+    }
+}
+
+/// Opens the store's connections: to one Redis, or to a cluster through its seed nodes.
+#[derive(Clone)]
+pub(super) enum Connector {
+    Single(redis::Client),
+    Cluster {
+        /// Boxed: it is several times the size of a single Redis's client.
+        client: Box<ClusterClient>,
+        /// As configured (passwords included): the start-up check asks each of them.
+        seeds: Vec<String>,
+    },
+}
+
+impl Connector {
+    /// A connector to the Redis at `url`.
+    pub(super) fn single(url: &str) -> anyhow::Result<Self> {
+        // RESP3, so a connection learns at once that Redis went away and reconnects in the
+        // background, instead of failing the next command to find out.
+        let info =
+            redis::IntoConnectionInfo::into_connection_info(url).context("invalid Redis URL")?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client =
+            redis::Client::open(info.set_redis_settings(settings)).context("invalid Redis URL")?;
+        Ok(Self::Single(client))
+    }
+
+    /// A connector to the Redis Cluster that `seeds` belong to.
+    pub(super) fn cluster(seeds: &[impl AsRef<str>]) -> anyhow::Result<Self> {
+        let seeds: Vec<String> = seeds.iter().map(|s| s.as_ref().to_owned()).collect();
+        // RESP3 for the same reason as on one Redis: each node's connection hears at once that
+        // its node went away.
+        let client = ClusterClient::builder(seeds.iter().map(String::as_str))
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .build()
+            .context("invalid Redis Cluster seed nodes")?;
+        Ok(Self::Cluster {
+            client: Box::new(client),
+            seeds,
+        })
+    }
+
+    /// The seed nodes, on a cluster.
+    pub(super) fn seeds(&self) -> Option<&[String]> {
+        match self {
+            Self::Cluster { seeds, .. } => Some(seeds),
+            Self::Single(_) => None,
+        }
+    }
+
+    /// A new connection of its own, which connects on first use and reconnects after a failure.
+    ///
+    /// A cluster connection's driver is a task on the current Tokio runtime, started here, so on
+    /// a cluster this must run inside one: outside, it is an error rather than a panic.
+    pub(super) fn open(&self) -> anyhow::Result<Connection> {
+        match self {
+            Self::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(RECONNECT_ATTEMPTS)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(200));
+                let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    .context("could not set up a Redis connection")?;
+                Ok(Connection(Kind::Single(manager)))
+            }
+            Self::Cluster { client, .. } => {
+                tokio::runtime::Handle::try_current().context(
+                    "a Redis Cluster connection must be opened inside a Tokio runtime, which runs \
+                     its driver",
+                )?;
+                // The client's timeouts again: a config replaces them, unset ones included.
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(RESPONSE_TIMEOUT);
+                let cluster = client.get_pending_async_connection_with_config(config);
+                Ok(Connection(Kind::Cluster(cluster)))
+            }
+        }
     }
 }

@@ -230,12 +230,19 @@ impl Store {
         start: u64,
         limit: u64,
     ) -> Result<Page<DeadLetter>, StoreError> {
-        let mut conn = self.connection().await?;
-        let mut lengths = redis::pipe();
-        for shard in self.keys.shards() {
-            lengths.cmd("LLEN").arg(self.keys.dead_letters(shard));
-        }
-        let lengths: Vec<u64> = lengths.query_async(&mut conn).await?;
+        let conn = self.connection().await?;
+        // One read per shard, all at once (the shards are in different hash slots).
+        let lengths = self.keys.shards().map(|shard| {
+            let mut conn = conn.clone();
+            let key = self.keys.dead_letters(shard);
+            async move {
+                redis::cmd("LLEN")
+                    .arg(key)
+                    .query_async::<u64>(&mut conn)
+                    .await
+            }
+        });
+        let lengths = futures_util::future::try_join_all(lengths).await?;
         let mut items = Vec::new();
         let mut skip = start;
         let mut wanted = limit;

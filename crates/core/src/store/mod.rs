@@ -8,8 +8,12 @@
 //! Cascading deletes run inside one script per record, which keeps them atomic at the cost of
 //! holding Redis for the length of the cascade: fine for accounts with thousands of
 //! subscriptions, not for millions. Bulk deletes go in batches of [`DELETE_BATCH`] records.
+//!
+//! The store runs on one Redis or on a Redis Cluster ([`RedisTarget`]); the `connection` module
+//! hides which from every command, and the `cluster` module checks a cluster at start.
 
 mod accounts;
+mod cluster;
 mod connection;
 mod deliveries;
 mod limits;
@@ -19,15 +23,11 @@ mod scripts;
 mod subscriptions;
 mod triggered;
 
-use std::time::Duration;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use anyhow::Context as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
 pub use accounts::{KeySlot, NewAccount};
+pub use cluster::{ClusterCheckError, RedisTarget, SeedFailure};
 pub use connection::Connection;
 pub use deliveries::{
     redacted_endpoint, AttemptOutcome, AttemptRecord, DeadLetter, FailureClass,
@@ -40,20 +40,33 @@ pub use records::{
 pub use subscriptions::SubscribeRefusal;
 pub use triggered::TriggerRefusal;
 
+use self::connection::Connector;
 use crate::keys::{Keys, RecordKind};
 
 /// How many records a bulk delete removes per script call, so Redis is never held for long.
 pub const DELETE_BATCH: usize = 100;
-/// Records a budgeted page reads per round trip: little read past a budget, few round trips.
-const PAGE_READ_CHUNK: usize = 16;
-/// How long opening a connection may take before the store reports Redis as unavailable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Retries of a failed reconnection before commands fail with `Unavailable`; kept short so that
-/// with Redis down the API answers 503 at once (the next command starts another round).
-const RECONNECT_ATTEMPTS: usize = 1;
-/// How long a command may take before the connection is given up as broken. It must exceed the
-/// longest blocking read (the worker blocks for 500 ms) and the longest script (a cascade).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Records a budgeted page reads in its first round trip (see `next_chunk`).
+const PAGE_FIRST_READ: usize = 4;
+/// Most records a budgeted page reads in one round trip.
+const PAGE_READ_MOST: usize = 100;
+
+/// How many records a page reads in its next round trip, with `left` ids still to read after
+/// `read` records of `used` value bytes, under a budget of `max_bytes` (0: none). Without a budget,
+/// all at once. With one, the first round reads a few, and later rounds as many as the budget
+/// still holds at the average size seen so far: a page of small records takes a round trip or
+/// two, and one of large records reads about one record past its budget, not a whole chunk.
+fn next_chunk(left: usize, read: usize, used: usize, max_bytes: usize) -> usize {
+    if max_bytes == 0 {
+        return left.max(1);
+    }
+    let wanted = if read == 0 || used == 0 {
+        PAGE_FIRST_READ
+    } else {
+        let average = (used / read).max(1);
+        (max_bytes.saturating_sub(used) / average + 1).min(PAGE_READ_MOST)
+    };
+    wanted.clamp(1, left.max(1))
+}
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -165,15 +178,15 @@ impl PageRange {
 
 /// The Redis store: a few multiplexed connections and the key layout.
 ///
-/// A multiplexed connection carries any number of concurrent commands, pipelined on one socket,
-/// so there is no pool to check connections out of (and no `PING` to check them, which a pool
-/// does on every checkout: a second round trip per command). Each [`ConnectionManager`]
-/// reconnects by itself after Redis went away. Blocking commands must not share these
-/// connections: they take a [`Store::dedicated_connection`].
+/// A multiplexed connection carries any number of concurrent commands, pipelined on one socket
+/// (one per node on a cluster), so there is no pool to check connections out of (and no `PING`
+/// to check them, which a pool does on every checkout: a second round trip per command). Each
+/// connection reconnects by itself after Redis went away. Blocking commands must not share
+/// these connections: they take a [`Store::dedicated_connection`].
 #[derive(Clone)]
 pub struct Store {
-    client: redis::Client,
-    connections: Arc<[ConnectionManager]>,
+    connector: Connector,
+    connections: Arc<[Connection]>,
     next: Arc<AtomicUsize>,
     keys: Keys,
     quotas: Quotas,
@@ -185,21 +198,39 @@ impl Store {
     /// connections. Connections open lazily, so this succeeds with Redis down and the store
     /// recovers by itself when it comes back.
     pub fn connect(redis_url: &str, prefix: &str, connections: usize) -> anyhow::Result<Self> {
-        // RESP3, so a connection learns at once that Redis went away and reconnects in the
-        // background, instead of failing the next command to find out.
-        let info = redis::IntoConnectionInfo::into_connection_info(redis_url)
-            .context("invalid Redis URL")?;
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(redis::ProtocolVersion::RESP3);
-        let client =
-            redis::Client::open(info.set_redis_settings(settings)).context("invalid Redis URL")?;
+        Self::open(Connector::single(redis_url)?, prefix, connections)
+    }
+
+    /// A store on the Redis Cluster that `seeds` (`redis://host:port`) belong to, as
+    /// [`Store::connect`] is on one Redis: connections open lazily, so run
+    /// [`Store::check_cluster`] to learn at start whether the cluster is there. Must be called
+    /// inside a Tokio runtime, which runs the connections' drivers.
+    pub fn connect_cluster(
+        seeds: &[impl AsRef<str>],
+        prefix: &str,
+        connections: usize,
+    ) -> anyhow::Result<Self> {
+        Self::open(Connector::cluster(seeds)?, prefix, connections)
+    }
+
+    /// [`Store::connect`] or [`Store::connect_cluster`], as `target` says.
+    pub fn connect_to(
+        target: &RedisTarget,
+        prefix: &str,
+        connections: usize,
+    ) -> anyhow::Result<Self> {
+        match target {
+            RedisTarget::Single(url) => Self::connect(url, prefix, connections),
+            RedisTarget::Cluster(seeds) => Self::connect_cluster(seeds, prefix, connections),
+        }
+    }
+
+    fn open(connector: Connector, prefix: &str, connections: usize) -> anyhow::Result<Self> {
         let connections = (0..connections.max(1))
-            .map(|_| lazy_connection(&client))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|_| connector.open())
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
-            client,
+            connector,
             connections: connections.into(),
             next: Arc::default(),
             keys: Keys::new(prefix),
@@ -223,17 +254,14 @@ impl Store {
     /// handle on one of the store's multiplexed connections, taken in turn.
     pub async fn connection(&self) -> Result<Connection, StoreError> {
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        Ok(Connection::new(
-            self.connections[turn % self.connections.len()].clone(),
-        ))
+        Ok(self.connections[turn % self.connections.len()].clone())
     }
 
     /// A connection of its own, for blocking commands (`XREADGROUP ... BLOCK`) that would hold up
-    /// every other command on a shared one. Opens lazily and reconnects by itself.
+    /// every other command on a shared one; on a cluster, a cluster connection of its own (its
+    /// own socket to each node). Opens lazily and reconnects by itself.
     pub fn dedicated_connection(&self) -> Result<Connection, StoreError> {
-        lazy_connection(&self.client)
-            .map(Connection::new)
-            .map_err(|e| StoreError::Internal(e.into()))
+        self.connector.open().map_err(StoreError::Internal)
     }
 
     /// Checks that Redis answers.
@@ -276,24 +304,27 @@ impl Store {
         let mut items = Vec::with_capacity(ids.len());
         let mut read = 0usize;
         let mut used = 0usize;
-        let chunk_len = if max_bytes == 0 {
-            ids.len().max(1)
-        } else {
-            PAGE_READ_CHUNK
-        };
-        'chunks: for chunk in ids.chunks(chunk_len) {
+        while read < ids.len() && !(max_bytes > 0 && used > max_bytes) {
+            let chunk = &ids[read..(read + next_chunk(ids.len() - read, read, used, max_bytes))];
             // An id that names no record of the kind (none is ever written) reads as nothing.
             let keys: Vec<Option<String>> =
                 chunk.iter().map(|id| self.keys.record(kind, id)).collect();
-            let mut pipe = redis::pipe();
-            for key in keys.iter().flatten() {
-                pipe.cmd("HGETALL").arg(key);
-            }
-            let mut replies: std::vec::IntoIter<Vec<(String, String)>> =
-                pipe.query_async::<Vec<_>>(&mut conn).await?.into_iter();
+            // One read per record, all at once: the records are in different hash slots, so
+            // they cannot share a pipeline on a cluster, and concurrent commands on a
+            // multiplexed connection go out together anyway.
+            let reads = keys.iter().flatten().map(|key| {
+                let mut conn = conn.clone();
+                async move {
+                    redis::cmd("HGETALL")
+                        .arg(key)
+                        .query_async::<Vec<(String, String)>>(&mut conn)
+                        .await
+                }
+            });
+            let mut replies = futures_util::future::try_join_all(reads).await?.into_iter();
             for key in &keys {
                 if max_bytes > 0 && used > max_bytes {
-                    break 'chunks;
+                    break;
                 }
                 read += 1;
                 let fields = match key {
@@ -387,13 +418,22 @@ impl Store {
     }
 }
 
-/// A connection manager that connects on first use and reconnects after a failure.
-fn lazy_connection(client: &redis::Client) -> Result<ConnectionManager, redis::RedisError> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(RECONNECT_ATTEMPTS)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(200));
-    ConnectionManager::new_lazy_with_config(client.clone(), config)
+#[cfg(test)]
+mod page_reads {
+    use super::next_chunk;
+
+    #[test]
+    fn a_page_reads_as_much_as_its_budget_still_holds() {
+        // No budget: everything at once.
+        assert_eq!(next_chunk(100, 0, 0, 0), 100);
+        // A first round of a few, then by the average: 1 KiB records under 1 MiB take the rest.
+        assert_eq!(next_chunk(100, 0, 0, 1 << 20), 4);
+        assert_eq!(next_chunk(96, 4, 4096, 1 << 20), 96);
+        // 256 KiB records: four fill the budget, so the next round reads one more.
+        assert_eq!(next_chunk(96, 4, 4 << 18, 1 << 20), 1);
+        // Never more than what is left, nor more than the most per round, nor nothing.
+        assert_eq!(next_chunk(2, 0, 0, 1 << 20), 2);
+        assert_eq!(next_chunk(1000, 10, 10, 1 << 30), 100);
+        assert_eq!(next_chunk(0, 5, 5, 1 << 20), 1);
+    }
 }

@@ -13,29 +13,53 @@ const MAX_LINE_BYTES: usize = 64 * 1024;
 /// The largest bulk reply accepted (`INFO server` is about 1.5 KiB).
 const MAX_BULK_BYTES: usize = 1024 * 1024;
 
-/// One reply, of the kinds `PING` and `INFO` can give.
+/// One reply, of the kinds `PING`, `INFO` and the `CLUSTER` commands asked here can give.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
     /// `+OK`, `+PONG`.
     Simple(String),
-    /// `-ERR …`, `-LOADING …`, `-NOAUTH …`.
+    /// `-ERR …`, `-LOADING …`, `-MOVED 3999 127.0.0.1:7002`.
     Error(String),
+    /// `:42`.
+    Integer(i64),
     /// `$<len>` followed by the bytes; `None` for the null bulk string.
     Bulk(Option<Vec<u8>>),
 }
 
 /// Sends one command to `addr` on a fresh connection and reads its reply, all within `limit`.
 pub(crate) async fn ask(addr: SocketAddr, args: &[&str], limit: Duration) -> io::Result<Reply> {
-    tokio::time::timeout(limit, ask_unbounded(addr, args))
+    let mut replies = ask_in_turn(addr, &[args], limit).await?;
+    replies
+        .pop()
+        .ok_or_else(|| invalid("no reply to the command"))
+}
+
+/// Sends `commands` to `addr` one after the other on one fresh connection (for those whose effect
+/// is the connection's: `READONLY`, `WAIT` after a write) and reads their replies, all within
+/// `limit`.
+pub(crate) async fn ask_in_turn(
+    addr: SocketAddr,
+    commands: &[&[&str]],
+    limit: Duration,
+) -> io::Result<Vec<Reply>> {
+    tokio::time::timeout(limit, ask_unbounded(addr, commands))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "Redis did not answer in time"))?
 }
 
-async fn ask_unbounded(addr: SocketAddr, args: &[&str]) -> io::Result<Reply> {
+async fn ask_unbounded(addr: SocketAddr, commands: &[&[&str]]) -> io::Result<Vec<Reply>> {
     let mut stream = TcpStream::connect(addr).await?;
-    stream.write_all(&encode_command(args)).await?;
+    let request: Vec<u8> = commands
+        .iter()
+        .flat_map(|args| encode_command(args))
+        .collect();
+    stream.write_all(&request).await?;
     let mut reader = BufReader::new(stream);
-    read_reply(&mut reader).await
+    let mut replies = Vec::with_capacity(commands.len());
+    for _ in commands {
+        replies.push(read_reply(&mut reader).await?);
+    }
+    Ok(replies)
 }
 
 /// A command as a RESP array of bulk strings: `*1\r\n$4\r\nPING\r\n`.
@@ -55,6 +79,10 @@ async fn read_reply(reader: &mut BufReader<TcpStream>) -> io::Result<Reply> {
     match kind {
         "+" => Ok(Reply::Simple(rest.to_owned())),
         "-" => Ok(Reply::Error(rest.to_owned())),
+        ":" => rest
+            .parse()
+            .map(Reply::Integer)
+            .map_err(|_| invalid(format!("bad integer {rest:?}"))),
         "$" => {
             let len: i64 = rest
                 .parse()

@@ -1,5 +1,6 @@
 //! Starting a throw-away `redis-server`: no persistence, loopback only, its own scratch folder,
-//! and a watchdog that kills it once the test process is gone.
+//! and a watchdog that kills it once the test process is gone. A server is either a plain one or
+//! a cluster node ([`Mode`]), which the `cluster` module then joins into a cluster.
 //!
 //! Test binaries keep the shared server in a `static`, which is never dropped, and a test process
 //! can also die by a signal. So the clean-up cannot rely on `Drop`: each server gets a small
@@ -27,6 +28,40 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 const PORT_ATTEMPTS: usize = 5;
 /// Lines of the server's log shown when it fails to start.
 const LOG_TAIL_LINES: usize = 20;
+/// A cluster node also listens on its data port + this, for the cluster bus.
+const CLUSTER_BUS_OFFSET: u16 = 10_000;
+
+/// What kind of `redis-server` to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A plain server.
+    Standalone,
+    /// A node of a Redis Cluster (`cluster-enabled yes`), not yet joined to any other. Its
+    /// `node_timeout` is how long it takes the others to declare it failed.
+    ClusterNode { node_timeout: Duration },
+}
+
+impl Mode {
+    /// The server's arguments beyond those every server gets.
+    fn args(self, port: u16) -> Vec<String> {
+        match self {
+            Self::Standalone => Vec::new(),
+            Self::ClusterNode { node_timeout } => vec![
+                "--cluster-enabled".to_owned(),
+                "yes".to_owned(),
+                // Relative to `--dir`, the server's own scratch folder.
+                "--cluster-config-file".to_owned(),
+                format!("nodes-{port}.conf"),
+                "--cluster-node-timeout".to_owned(),
+                node_timeout.as_millis().to_string(),
+                // A replica's first sync starts at once, not after the default 5 s wait for
+                // other replicas to share it.
+                "--repl-diskless-sync-delay".to_owned(),
+                "0".to_owned(),
+            ],
+        }
+    }
+}
 
 /// Kills the server (`$2`) once the test process (`$1`) or the server has gone, checked every
 /// second; removes the scratch folder (`$3`) if the test process has gone.
@@ -93,10 +128,19 @@ enum StartError {
 
 /// Finds `redis-server` on `PATH`, or panics saying how to get one.
 pub(crate) fn redis_server_program(hint: &str) -> PathBuf {
-    find_on_path("redis-server").unwrap_or_else(|| {
+    required_program("redis-server", "redis-server", hint)
+}
+
+/// Finds `redis-cli` on `PATH` (it joins cluster nodes), or panics saying how to get one.
+pub(crate) fn redis_cli_program(hint: &str) -> PathBuf {
+    required_program("redis-cli", "redis-tools", hint)
+}
+
+fn required_program(name: &str, debian_package: &str, hint: &str) -> PathBuf {
+    find_on_path(name).unwrap_or_else(|| {
         panic!(
-            "pubhook-testkit: redis-server was not found on PATH; {hint} (Debian/Ubuntu: \
-             apt-get install redis-server; macOS: brew install redis)"
+            "pubhook-testkit: {name} was not found on PATH; {hint} (Debian/Ubuntu: \
+             apt-get install {debian_package}; macOS: brew install redis)"
         )
     })
 }
@@ -109,11 +153,11 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// Starts a server on a free loopback port and waits until it answers; panics if it cannot.
-pub(crate) async fn start_on_free_port(program: &Path) -> (RedisProcess, u16) {
+pub(crate) async fn start_on_free_port(program: &Path, mode: Mode) -> (RedisProcess, u16) {
     let mut last_error = String::new();
     for _ in 0..PORT_ATTEMPTS {
-        let port = free_port();
-        match start(program, port).await {
+        let port = free_port(mode);
+        match start(program, port, mode).await {
             Ok(process) => return (process, port),
             Err(StartError::PortTaken) => last_error = format!("port {port} was taken"),
             Err(StartError::Exited(message)) => last_error = message,
@@ -125,9 +169,9 @@ pub(crate) async fn start_on_free_port(program: &Path) -> (RedisProcess, u16) {
     )
 }
 
-/// Starts a server on `port` and waits until it answers; panics if it cannot.
+/// Starts a plain server on `port` and waits until it answers; panics if it cannot.
 pub(crate) async fn start_on_port(program: &Path, port: u16) -> RedisProcess {
-    match start(program, port).await {
+    match start(program, port, Mode::Standalone).await {
         Ok(process) => process,
         Err(StartError::PortTaken) => {
             panic!("pubhook-testkit: port {port} was taken by another process before redis-server")
@@ -138,15 +182,32 @@ pub(crate) async fn start_on_port(program: &Path, port: u16) -> RedisProcess {
     }
 }
 
-/// A port the kernel just handed out; free unless another process takes it in the meantime.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("pubhook-testkit: no free loopback port for redis-server")
+/// A port the kernel just handed out; free unless another process takes it in the meantime. A
+/// cluster node's port also leaves its bus port (+10000) free and within range.
+fn free_port(mode: Mode) -> u16 {
+    const TRIES: usize = 100;
+    for _ in 0..TRIES {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("pubhook-testkit: no free loopback port for redis-server");
+        if mode == Mode::Standalone {
+            return port;
+        }
+        let bus_is_free = port
+            .checked_add(CLUSTER_BUS_OFFSET)
+            .is_some_and(|bus| TcpListener::bind((Ipv4Addr::LOCALHOST, bus)).is_ok());
+        if bus_is_free {
+            return port;
+        }
+    }
+    panic!(
+        "pubhook-testkit: no free loopback port P with P+{CLUSTER_BUS_OFFSET} free too for a \
+         cluster node in {TRIES} tries"
+    )
 }
 
-async fn start(program: &Path, port: u16) -> Result<RedisProcess, StartError> {
+async fn start(program: &Path, port: u16, mode: Mode) -> Result<RedisProcess, StartError> {
     let dir = std::env::temp_dir().join(format!("pubhook-testkit-redis-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).map_err(|error| {
         StartError::Failed(format!("could not create {}: {error}", dir.display()))
@@ -166,6 +227,7 @@ async fn start(program: &Path, port: u16) -> Result<RedisProcess, StartError> {
             "no",
         ])
         .args(["--loglevel", "notice"])
+        .args(mode.args(port))
         .arg("--dir")
         .arg(&dir)
         .arg("--logfile")
