@@ -23,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
-use super::{Page, Store, StoreError};
+use super::{read_each, Page, Store, StoreError};
 use crate::domain::{AccountId, SubscriptionId, TriggeredId};
 use crate::outbound::OutboundError;
 
@@ -231,18 +231,12 @@ impl Store {
         limit: u64,
     ) -> Result<Page<DeadLetter>, StoreError> {
         let conn = self.connection().await?;
-        // One read per shard, all at once (the shards are in different hash slots).
         let lengths = self.keys.shards().map(|shard| {
-            let mut conn = conn.clone();
-            let key = self.keys.dead_letters(shard);
-            async move {
-                redis::cmd("LLEN")
-                    .arg(key)
-                    .query_async::<u64>(&mut conn)
-                    .await
-            }
+            let mut length = redis::cmd("LLEN");
+            length.arg(self.keys.dead_letters(shard));
+            length
         });
-        let lengths = futures_util::future::try_join_all(lengths).await?;
+        let lengths: Vec<u64> = read_each(&conn, lengths).await?;
         let mut items = Vec::new();
         let mut skip = start;
         let mut wanted = limit;

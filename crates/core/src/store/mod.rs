@@ -68,6 +68,20 @@ fn next_chunk(left: usize, read: usize, used: usize, max_bytes: usize) -> usize 
     wanted.clamp(1, left.max(1))
 }
 
+/// Runs `commands`, each on keys of one hash slot, all at once, and gives their replies in order.
+/// Commands on keys of different slots cannot share a pipeline on a cluster; sent concurrently
+/// on a multiplexed connection they still go out together.
+async fn read_each<T: redis::FromRedisValue>(
+    conn: &Connection,
+    commands: impl Iterator<Item = redis::Cmd>,
+) -> Result<Vec<T>, StoreError> {
+    let replies = commands.map(|command| {
+        let mut conn = conn.clone();
+        async move { command.query_async::<T>(&mut conn).await }
+    });
+    Ok(futures_util::future::try_join_all(replies).await?)
+}
+
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -276,8 +290,8 @@ impl Store {
     /// first record it did not read.
     ///
     /// Two steps, since the records live in other hash slots than their index: the ids by rank,
-    /// then the records, a few at a time in one pipeline so that a page cut short by its budget
-    /// reads little past it. A record deleted between the two steps (or an index entry whose
+    /// then the records, a few at a time in one round trip (see `next_chunk`) so that a page cut
+    /// short by its budget reads little past it. A record deleted between the two steps (or an index entry whose
     /// record was never written, see `docs/architecture.md`) is skipped. Every record read is
     /// counted against the budget before the next is read, as the page's JSON is at least about
     /// as long as its values: nothing the caller could still use is left out.
@@ -309,19 +323,14 @@ impl Store {
             // An id that names no record of the kind (none is ever written) reads as nothing.
             let keys: Vec<Option<String>> =
                 chunk.iter().map(|id| self.keys.record(kind, id)).collect();
-            // One read per record, all at once: the records are in different hash slots, so
-            // they cannot share a pipeline on a cluster, and concurrent commands on a
-            // multiplexed connection go out together anyway.
             let reads = keys.iter().flatten().map(|key| {
-                let mut conn = conn.clone();
-                async move {
-                    redis::cmd("HGETALL")
-                        .arg(key)
-                        .query_async::<Vec<(String, String)>>(&mut conn)
-                        .await
-                }
+                let mut read = redis::cmd("HGETALL");
+                read.arg(key);
+                read
             });
-            let mut replies = futures_util::future::try_join_all(reads).await?.into_iter();
+            let mut replies = read_each::<Vec<(String, String)>>(&conn, reads)
+                .await?
+                .into_iter();
             for key in &keys {
                 if max_bytes > 0 && used > max_bytes {
                     break;
