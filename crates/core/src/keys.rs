@@ -26,6 +26,7 @@
 //! | `{p}username:{<username>}`                    | string | username       | record   | the id of the account with that username |
 //! | `{p}registration:{<id>}`                      | hash   | registration   | record   | one registration |
 //! | `{p}registration:{<id>}:subscriptions`        | zset   | registration   | record   | the subscriptions to a registration |
+//! | `{p}registration:{<id>}:subscriber_accounts` | hash   | registration   | record   | subscription id → subscriber account id, beside the index: a fan-out reads both in one slot |
 //! | `{p}subscription:{<id>}`                      | hash   | subscription   | record   | one subscription row |
 //! | `{p}subscription:{<id>}:deliveries`           | zset   | subscription   | `delivery_retention` | one subscription's attempts in full, by time |
 //! | `{p}triggered:{q<n>}:<id>`                    | hash   | queue shard    | record   | one triggered record |
@@ -164,6 +165,11 @@ impl Keys {
     /// `{p}registration:{<id>}:subscriptions`
     pub fn registration_subscriptions(&self, id: RegistrationId) -> String {
         self.join(format_args!("registration:{{{id}}}:subscriptions"))
+    }
+
+    /// `{p}registration:{<id>}:subscriber_accounts`
+    pub fn registration_subscriber_accounts(&self, id: RegistrationId) -> String {
+        self.join(format_args!("registration:{{{id}}}:subscriber_accounts"))
     }
 
     /// `{p}subscription:{<id>}`

@@ -43,6 +43,12 @@ pub use triggered::TriggerRefusal;
 use self::connection::Connector;
 use crate::keys::{Keys, RecordKind};
 
+/// The field of an account, registration or subscription hash that marks it as not live: while
+/// a create or delete that spans hash slots is under way it holds `creating` or `deleting`, and
+/// readers treat the record as missing (see `docs/architecture.md`). A live record has no such
+/// field.
+pub const STATE_FIELD: &str = "state";
+
 /// How many records a bulk delete removes per script call, so Redis is never held for long.
 pub const DELETE_BATCH: usize = 100;
 /// Records a budgeted page reads in its first round trip (see `next_chunk`).
