@@ -38,11 +38,13 @@ impl Application {
             user_agent: format!("pubhook/{}", env!("CARGO_PKG_VERSION")),
         })
         .context("could not build the outbound HTTP client")?;
-        let store = store.with_quotas(Quotas {
-            registrations: settings.limits.registrations,
-            subscriptions: settings.limits.subscriptions,
-            registration_subscriptions: settings.limits.registration_subscriptions,
-        });
+        let store = store
+            .with_quotas(Quotas {
+                registrations: settings.limits.registrations,
+                subscriptions: settings.limits.subscriptions,
+                registration_subscriptions: settings.limits.registration_subscriptions,
+            })
+            .with_wait_replicas(settings.redis_wait_replicas);
         let state = web::Data::new(AppState {
             store,
             outbound,

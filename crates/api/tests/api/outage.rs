@@ -5,6 +5,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use pubhook_core::settings::Settings;
+
 use crate::helpers::{error, spawn_app, spawn_app_with, status_and_json, test_settings};
 
 #[tokio::test]
@@ -204,4 +206,82 @@ async fn an_oversized_body_is_413_and_stores_nothing() {
     assert_eq!(got, error("Request body is larger than 1048576 bytes"));
     let (status, _) = app.list("/v1/webhook/registrations", &jane, 0, 10).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+/// Points the Redis on `replica` at `primary` and waits until it has synced.
+async fn replicate(
+    replica: &pubhook_testkit::PrivateRedis,
+    primary: &pubhook_testkit::PrivateRedis,
+) {
+    let client = redis::Client::open(replica.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.port())
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if info.contains("master_link_status:up") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the replica did not sync within 10 s");
+}
+
+#[tokio::test]
+async fn with_wait_replicas_a_trigger_is_acknowledged_only_once_a_replica_holds_it() {
+    let primary = pubhook_testkit::PrivateRedis::start().await;
+    let replica = pubhook_testkit::PrivateRedis::start().await;
+    let settings = Settings {
+        redis_wait_replicas: 1,
+        ..test_settings(primary.url())
+    };
+    let keys = pubhook_core::keys::Keys::new(settings.key_prefix.clone());
+    let app = spawn_app_with(settings).await;
+    let jane = app.create_account("jane").await;
+    let registration = app.register(&jane, "e").await;
+    let trigger = format!("/v1/webhook/triggered/{registration}");
+
+    // No replica: the write cannot be made safe, so it is not acknowledged.
+    let (status, body) = status_and_json(
+        app.as_user(Method::POST, &trigger, &jane)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            error("Storage unavailable")
+        )
+    );
+
+    replicate(&replica, &primary).await;
+    let (status, body) = status_and_json(
+        app.as_user(Method::POST, &trigger, &jane)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // By the time of the 201 the replica has the triggered record.
+    let id = pubhook_core::domain::TriggeredId::parse(body["id"].as_str().unwrap()).unwrap();
+    let client = redis::Client::open(replica.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(keys.triggered(id))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(exists, "the replica holds the acknowledged trigger");
 }

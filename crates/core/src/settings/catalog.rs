@@ -88,6 +88,17 @@ static KEYS: &[KeyDoc] = &[
         },
     },
     KeyDoc {
+        name: "redis_wait_replicas",
+        env: "PUBHOOK_REDIS_WAIT_REPLICAS",
+        default: "0",
+        description: "replicas that must acknowledge a trigger's write (Redis `WAIT`, up to 1 s) \
+                      before its 201; with 0 a failover right after a 201 can lose that trigger",
+        apply: |s, raw| {
+            s.redis_wait_replicas = parse_whole_number(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
         name: "key_prefix",
         env: "PUBHOOK_KEY_PREFIX",
         default: "pubhook:",

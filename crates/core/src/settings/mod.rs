@@ -55,6 +55,8 @@ pub struct Settings {
     /// Seed nodes of a Redis Cluster; when not empty the store runs on that cluster and
     /// `redis_url` is not used.
     pub redis_cluster_nodes: Vec<SecretString>,
+    /// Replicas that must acknowledge a trigger's write before it is answered.
+    pub redis_wait_replicas: u32,
     /// Prefix of every Redis key.
     pub key_prefix: String,
     /// Timeout of every outbound request (echo, key reset, delivery).
@@ -102,6 +104,7 @@ impl Default for Settings {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8081)),
             redis_url: None,
             redis_cluster_nodes: Vec::new(),
+            redis_wait_replicas: 0,
             key_prefix: "pubhook:".to_owned(),
             request_timeout: Duration::from_secs(5),
             max_body_bytes: 1024 * 1024,
@@ -137,6 +140,7 @@ impl fmt::Debug for Settings {
             listen,
             redis_url,
             redis_cluster_nodes,
+            redis_wait_replicas,
             key_prefix,
             request_timeout,
             max_body_bytes,
@@ -168,6 +172,7 @@ impl fmt::Debug for Settings {
             .field("listen", listen)
             .field("redis_url", &redis_url)
             .field("redis_cluster_nodes", &redis_cluster_nodes)
+            .field("redis_wait_replicas", redis_wait_replicas)
             .field("key_prefix", key_prefix)
             .field("request_timeout", request_timeout)
             .field("max_body_bytes", max_body_bytes)

@@ -176,3 +176,38 @@ impl Connector {
         }
     }
 }
+
+impl Connection {
+    /// Waits until `replicas` replicas have acknowledged every write this connection sent to the
+    /// master of `key`'s hash slot, for at most `timeout`, and gives how many did (`WAIT`).
+    ///
+    /// `WAIT` counts the writes of the connection it is sent on, so it must follow the write on
+    /// the same socket: on a cluster it is routed to the slot's master (the client's default for
+    /// `WAIT` is every master, which would also wait on writes unrelated to this one). It blocks
+    /// its socket meanwhile, so other commands multiplexed on it wait too; on loopback an
+    /// acknowledgement takes well under a millisecond.
+    pub async fn wait_for_replicas(
+        &mut self,
+        key: &str,
+        replicas: u32,
+        timeout: Duration,
+    ) -> redis::RedisResult<u32> {
+        let mut wait = redis::cmd("WAIT");
+        let millis = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        wait.arg(replicas).arg(millis);
+        match &mut self.0 {
+            Kind::Single(manager) => wait.query_async(manager).await,
+            Kind::Cluster(cluster) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let slot = crate::keys::key_slot(key.as_bytes());
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::new(slot, SlotAddr::Master),
+                ));
+                let reply = cluster.route_command(wait, routing).await?;
+                redis::from_redis_value(reply).map_err(Into::into)
+            }
+        }
+    }
+}

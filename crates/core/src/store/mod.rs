@@ -49,6 +49,10 @@ use crate::keys::{Keys, RecordKind};
 /// field.
 pub const STATE_FIELD: &str = "state";
 
+/// How long a write waits for its replicas (see [`Store::replicated`]) before it is answered as
+/// not made safe.
+pub const WAIT_REPLICAS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How many records a bulk delete removes per script call, so Redis is never held for long.
 pub const DELETE_BATCH: usize = 100;
 /// Records a budgeted page reads in its first round trip (see `next_chunk`).
@@ -110,11 +114,26 @@ pub enum StoreError {
 
 impl From<redis::RedisError> for StoreError {
     fn from(err: redis::RedisError) -> Self {
+        // On a cluster: a node the client has no connection to, a slot no master serves, a slot
+        // still moving after the client's own retries, or a master just demoted to a replica.
+        // Each passes by itself once the cluster settles.
         let unreachable = err.is_io_error()
             || err.is_connection_dropped()
             || err.is_connection_refusal()
             || err.is_timeout()
-            || matches!(err.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN"));
+            || err.kind() == redis::ErrorKind::ClusterConnectionNotFound
+            || matches!(
+                err.code(),
+                Some(
+                    "LOADING"
+                        | "MASTERDOWN"
+                        | "TRYAGAIN"
+                        | "CLUSTERDOWN"
+                        | "MOVED"
+                        | "ASK"
+                        | "READONLY"
+                )
+            );
         if unreachable {
             Self::Unavailable(err.into())
         } else {
@@ -211,6 +230,7 @@ pub struct Store {
     keys: Keys,
     quotas: Quotas,
     username_ids: Arc<accounts::UsernameIds>,
+    wait_replicas: u32,
 }
 
 impl Store {
@@ -256,6 +276,7 @@ impl Store {
             keys: Keys::new(prefix),
             quotas: Quotas::default(),
             username_ids: Arc::default(),
+            wait_replicas: 0,
         })
     }
 
@@ -263,6 +284,39 @@ impl Store {
     pub fn with_quotas(mut self, quotas: Quotas) -> Self {
         self.quotas = quotas;
         self
+    }
+
+    /// This store with every acknowledged trigger waiting for `replicas` replicas of its write
+    /// (`WAIT`, see [`Store::replicated`]); 0, the default, waits for none.
+    pub fn with_wait_replicas(mut self, replicas: u32) -> Self {
+        self.wait_replicas = replicas;
+        self
+    }
+
+    /// Makes sure the writes `conn` sent to the master of `key`'s slot have reached the replicas
+    /// this store waits for, before the caller acknowledges them. Fewer replicas within
+    /// [`WAIT_REPLICAS_TIMEOUT`] is `Unavailable`: the write was done on the master and may or
+    /// may not survive a failover, so the client is told to try again rather than that it
+    /// succeeded.
+    pub(crate) async fn replicated(
+        &self,
+        conn: &mut Connection,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        let acknowledged = conn
+            .wait_for_replicas(key, self.wait_replicas, WAIT_REPLICAS_TIMEOUT)
+            .await?;
+        if acknowledged < self.wait_replicas {
+            return Err(StoreError::Unavailable(anyhow::anyhow!(
+                "{acknowledged} of {} replicas acknowledged a write within {:?}",
+                self.wait_replicas,
+                WAIT_REPLICAS_TIMEOUT
+            )));
+        }
+        Ok(())
     }
 
     /// The key layout of this store.

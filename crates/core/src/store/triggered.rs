@@ -82,6 +82,10 @@ impl Store {
             .arg(triggered.created)
             .invoke_async(&mut conn)
             .await?;
+        if written == 1 {
+            self.replicated(&mut conn, &self.keys.triggered(triggered.id))
+                .await?;
+        }
         Ok(match written {
             1 => Ok(triggered),
             0 => Err(TriggerRefusal::NoSuchRegistration),

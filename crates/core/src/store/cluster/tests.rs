@@ -9,6 +9,7 @@ use pubhook_testkit::{random_prefix, shared_cluster, ClusterShape, PrivateCluste
 use tokio::time::Instant;
 
 use super::*;
+use crate::store::{StoreError, WAIT_REPLICAS_TIMEOUT};
 
 /// Slots of a Redis Cluster; `redis-cli --cluster create` gives each of 3 masters a third.
 const SLOT_COUNT: i64 = 16_384;
@@ -250,4 +251,117 @@ fn a_target_never_shows_a_password() {
             "{shown}"
         );
     }
+}
+
+/// A key under `prefix` in the `third`th third of the slot space: on a 3-master cluster made by
+/// `redis-cli --cluster create`, served by that master ([`PrivateCluster::master_ports`] orders
+/// them by their first slot).
+fn key_on_master(prefix: &str, third: i64) -> String {
+    (0..)
+        .map(|i| format!("{prefix}on:{{{i}}}"))
+        .find(|key| i64::from(crate::keys::key_slot(key.as_bytes())) * 3 / SLOT_COUNT == third)
+        .expect("some key hashes there")
+}
+
+#[tokio::test]
+async fn wait_for_replicas_asks_the_master_of_the_key_and_counts_its_replica() {
+    let cluster = PrivateCluster::start(ClusterShape::THREE_MASTERS_WITH_REPLICAS).await;
+    let store = Store::connect_cluster(&cluster.seed_urls(), &random_prefix(), 1).unwrap();
+    let mut conn = store.connection().await.unwrap();
+    // One key per master: each WAIT must go to the master that took the write.
+    let prefix = store.keys().prefix().to_owned();
+    for third in 0..3 {
+        let key = key_on_master(&prefix, third);
+        redis::cmd("SET")
+            .arg(&key)
+            .arg("v")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        let acknowledged = conn
+            .wait_for_replicas(&key, 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(acknowledged, 1, "the replica of {key}'s master");
+    }
+}
+
+#[tokio::test]
+async fn a_write_no_replica_acknowledges_is_unavailable_not_acknowledged() {
+    let cluster = shared_cluster().await;
+    let store = Store::connect_cluster(cluster.seed_urls(), &random_prefix(), 1)
+        .unwrap()
+        .with_wait_replicas(1);
+    let mut conn = store.connection().await.unwrap();
+    let key = key_on_master(store.keys().prefix(), 0);
+    redis::cmd("SET")
+        .arg(&key)
+        .arg("v")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = store.replicated(&mut conn, &key).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        format!("{:#}", anyhow::Error::new(err)).contains("0 of 1 replicas"),
+        "says why"
+    );
+    assert!(
+        started.elapsed() >= WAIT_REPLICAS_TIMEOUT,
+        "it waited its timeout"
+    );
+
+    // With no replicas wanted, nothing is waited for.
+    let store = store.with_wait_replicas(0);
+    store.replicated(&mut conn, &key).await.expect("no wait");
+}
+
+#[tokio::test]
+async fn while_a_master_fails_over_its_slots_are_unavailable_and_then_come_back() {
+    let mut cluster = PrivateCluster::start(ClusterShape::THREE_MASTERS_WITH_REPLICAS).await;
+    let store = Store::connect_cluster(&cluster.seed_urls(), &random_prefix(), 1).unwrap();
+    let key = key_on_master(store.keys().prefix(), 0);
+    let write = |n: u32| {
+        let store = store.clone();
+        let key = key.clone();
+        async move {
+            let mut conn = store.connection().await?;
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(n)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(StoreError::from)
+        }
+    };
+    write(0).await.expect("before the crash");
+    let killed = cluster.kill_master(0).await;
+
+    // Every failed write says the storage is unavailable (the API's 503), none is an internal
+    // error, and writes succeed again by themselves once the replica has taken over. (The client
+    // retries within its response timeout, so a quick failover may show no error at all.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 1;
+    loop {
+        let written = match write(n).await {
+            Ok(()) => true,
+            Err(StoreError::Unavailable(_)) => false,
+            Err(other) => panic!("a write during failover failed otherwise: {other:?}"),
+        };
+        let masters = cluster.master_ports().await;
+        if written && masters.len() == 3 && !masters.contains(&killed) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failover within 30 s");
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut conn = store.connection().await.unwrap();
+    let value: u32 = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value, n, "the last write is on the new master");
 }
