@@ -32,8 +32,13 @@ pub struct Cli {
     /// Runs of each scenario (default 3, or 1 with --quick); the report gives medians.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=20))]
     pub runs: Option<u16>,
-    /// How to run pubhook: `standalone` (API and worker in one process), `split` (serve + worker).
-    #[arg(long, value_delimiter = ',', default_value = "standalone,split")]
+    /// How to run pubhook: `standalone` (API and worker in one process), `split` (serve + worker),
+    /// `cluster` (standalone on a private 3-master Redis Cluster; fan-out and many-small only).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "standalone,split,cluster"
+    )]
     pub modes: Vec<Mode>,
     /// Which scenarios to run.
     #[arg(
@@ -52,6 +57,9 @@ pub enum Mode {
     Standalone,
     /// `pubhook serve` and `pubhook worker`: two processes.
     Split,
+    /// `pubhook standalone` on a private Redis Cluster of 3 masters; only the scenarios that
+    /// measure delivery (fan-out, many-small) run in it.
+    Cluster,
 }
 
 impl Mode {
@@ -60,7 +68,13 @@ impl Mode {
         match self {
             Self::Standalone => "standalone",
             Self::Split => "split",
+            Self::Cluster => "cluster",
         }
+    }
+
+    /// Whether `scenario` runs in this mode.
+    pub fn runs(self, scenario: ScenarioKind) -> bool {
+        self != Self::Cluster || matches!(scenario, ScenarioKind::FanOut | ScenarioKind::ManySmall)
     }
 }
 

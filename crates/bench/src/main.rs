@@ -32,7 +32,7 @@ use crate::cli::{Cli, Mode, Plan, ScenarioKind};
 use crate::machine::Machine;
 use crate::progress::Progress;
 use crate::receiver::Receivers;
-use crate::redis::RedisServer;
+use crate::redis::Storage;
 use crate::report::{render_markdown, Results, ScenarioReport, PLOTS};
 use crate::scenarios::{Env, Outcome, PlotData};
 
@@ -113,7 +113,12 @@ async fn run(cli: &Cli, progress: &Progress) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
 
-    let redis = RedisServer::start(&cli.redis_server, &cli.out.join("redis")).await?;
+    let redis = Storage::single(&cli.redis_server, &cli.out.join("redis")).await?;
+    let cluster = if plan.modes.contains(&Mode::Cluster) {
+        Some(Storage::cluster(&cli.redis_server, &cli.out.join("redis-cluster")).await?)
+    } else {
+        None
+    };
     let receivers = Receivers::start(plan.receiver_ports).await?;
     let machine = Machine::probe(&cli.pubhook, redis.version().await?);
     progress.line(format!(
@@ -122,7 +127,7 @@ async fn run(cli: &Cli, progress: &Progress) -> anyhow::Result<()> {
         machine.cores,
         machine.cpu_model,
         machine.redis_version,
-        redis.url(),
+        redis.describe(),
         receivers.addrs().len()
     ));
 
@@ -132,7 +137,10 @@ async fn run(cli: &Cli, progress: &Progress) -> anyhow::Result<()> {
             cli,
             &plan,
             run,
-            &redis,
+            Stores {
+                single: &redis,
+                cluster: cluster.as_ref(),
+            },
             &receivers,
             &log_dir,
             progress,
@@ -147,11 +155,14 @@ async fn run(cli: &Cli, progress: &Progress) -> anyhow::Result<()> {
         duration_s: progress.elapsed_s(),
         command: command_line(),
         machine,
-        pubhook_env: pubhook::child_env("redis://127.0.0.1:<port>", ([127, 0, 0, 1], 0).into())
-            .into_iter()
-            .filter(|(k, _)| *k != "PUBHOOK_LISTEN" && *k != "PUBHOOK_REDIS_URL")
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
+        pubhook_env: pubhook::child_env(
+            ("PUBHOOK_REDIS_URL", "redis://127.0.0.1:<port>".to_owned()),
+            ([127, 0, 0, 1], 0).into(),
+        )
+        .into_iter()
+        .filter(|(k, _)| *k != "PUBHOOK_LISTEN" && *k != "PUBHOOK_REDIS_URL")
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
         plan: plan.clone(),
         ceiling: ScenarioReport::summarise("ceiling", None, &collected.ceiling),
         scenarios: collected
@@ -165,13 +176,20 @@ async fn run(cli: &Cli, progress: &Progress) -> anyhow::Result<()> {
     write_outputs(cli, &results, &collected.plots, progress)
 }
 
+/// The Redis of each mode: one server, and the cluster of the `cluster` mode if it runs.
+#[derive(Clone, Copy)]
+struct Stores<'a> {
+    single: &'a Storage,
+    cluster: Option<&'a Storage>,
+}
+
 /// One run: the ceiling, then every scenario in every mode.
 #[allow(clippy::too_many_arguments)]
 async fn run_once(
     cli: &Cli,
     plan: &Plan,
     run: usize,
-    redis: &RedisServer,
+    stores: Stores<'_>,
     receivers: &Receivers,
     log_dir: &Path,
     progress: &Progress,
@@ -180,7 +198,7 @@ async fn run_once(
     let mut env = Env {
         plan,
         pubhook_bin: &cli.pubhook,
-        redis,
+        redis: stores.single,
         receivers,
         log_dir,
         progress,
@@ -205,6 +223,17 @@ async fn run_once(
 
     for &scenario in &plan.scenarios {
         for &mode in &plan.modes {
+            if !mode.runs(scenario) {
+                continue;
+            }
+            let storage = match (mode, stores.cluster) {
+                (Mode::Cluster, Some(cluster)) => cluster,
+                _ => stores.single,
+            };
+            let env = Env {
+                redis: storage,
+                ..env
+            };
             progress.line(format!(
                 "run {run}/{} · {} · {}",
                 plan.runs,

@@ -30,13 +30,13 @@ struct Named {
 }
 
 impl Pubhook {
-    /// Starts pubhook in `mode` against `redis_url`, logging to `<log_dir>/<log_name>-<role>.log`,
+    /// Starts pubhook in `mode` against the Redis that `storage` names (see [`child_env`]), logging to `<log_dir>/<log_name>-<role>.log`,
     /// with `extra` set in the children's environment after [`child_env`] (so a scenario can
     /// turn a limit back on), and waits until the API answers.
     pub async fn start_with_env(
         binary: &Path,
         mode: Mode,
-        redis_url: &str,
+        storage: &(&'static str, String),
         log_dir: &Path,
         log_name: &str,
         extra: &[(&'static str, String)],
@@ -44,7 +44,7 @@ impl Pubhook {
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let roles: &[&'static str] = match mode {
-            Mode::Standalone => &["standalone"],
+            Mode::Standalone | Mode::Cluster => &["standalone"],
             Mode::Split => &["serve", "worker"],
         };
         let mut this = Self {
@@ -64,7 +64,7 @@ impl Pubhook {
                 }
             }
             let child = command
-                .envs(child_env(redis_url, addr))
+                .envs(child_env(storage.clone(), addr))
                 .envs(extra.iter().cloned())
                 .stdin(Stdio::null())
                 .stdout(log)
@@ -193,10 +193,14 @@ impl Drop for Pubhook {
     }
 }
 
-/// The environment of every pubhook child (after every inherited `PUBHOOK_*` is removed).
-pub fn child_env(redis_url: &str, listen: SocketAddr) -> Vec<(&'static str, String)> {
+/// The environment of every pubhook child (after every inherited `PUBHOOK_*` is removed);
+/// `storage` is `PUBHOOK_REDIS_URL` or `PUBHOOK_REDIS_CLUSTER_NODES` with its value.
+pub fn child_env(
+    storage: (&'static str, String),
+    listen: SocketAddr,
+) -> Vec<(&'static str, String)> {
     let mut env = vec![
-        ("PUBHOOK_REDIS_URL", redis_url.to_owned()),
+        storage,
         ("PUBHOOK_KEY_PREFIX", "bench:".to_owned()),
         ("PUBHOOK_LISTEN", listen.to_string()),
         ("PUBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8".to_owned()),

@@ -1,5 +1,7 @@
 //! A private `redis-server` on a free loopback port, killed when dropped, and the few commands
-//! the benchmark sends it: `FLUSHALL` between scenarios, `INFO` for the cost figures.
+//! the benchmark sends it: `FLUSHALL` between scenarios, `INFO` for the cost figures. Also a
+//! private Redis Cluster of such servers ([`Storage::cluster`]), whose figures are the sums over
+//! its masters, with the busiest master's share beside them.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -28,12 +30,18 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts `binary` on a free loopback port and waits until it answers.
     pub async fn start(binary: &Path, dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(binary, dir, &[]).await
+    }
+
+    /// [`RedisServer::start`] with more `redis-server` arguments.
+    async fn start_with(binary: &Path, dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let port = free_port()?;
         let log = std::fs::File::create(dir.join("redis.log")).context("creating redis.log")?;
         let child = Command::new(binary)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(args)
             .arg("--dir")
             .arg(dir)
             .stdin(Stdio::null())
@@ -90,6 +98,14 @@ impl RedisServer {
         Ok(())
     }
 
+    /// Keys in the database.
+    async fn key_count(&self) -> anyhow::Result<u64> {
+        let mut conn = self.conn.clone();
+        with_timeout(redis::cmd("DBSIZE").query_async(&mut conn))
+            .await
+            .context("DBSIZE")
+    }
+
     /// `INFO <section>` as text.
     pub async fn info(&self, section: &str) -> anyhow::Result<String> {
         let mut conn = self.conn.clone();
@@ -113,7 +129,7 @@ impl RedisServer {
 
     /// Starts a `MONITOR` that counts commands sent by clients apart from those run inside Lua
     /// scripts. MONITOR slows Redis down: use it only for short samples outside timed phases.
-    pub async fn monitor(&self) -> anyhow::Result<Monitor> {
+    async fn monitor(&self, counts: &Arc<MonitorCounts>) -> anyhow::Result<JoinHandle<()>> {
         let mut stream = tokio::time::timeout(
             Duration::from_secs(5),
             TcpStream::connect(("127.0.0.1", self.port)),
@@ -133,9 +149,8 @@ impl RedisServer {
         if first.as_deref() != Some("+OK") {
             bail!("MONITOR answered {first:?}");
         }
-        let counts = Arc::new(MonitorCounts::default());
-        let shared = Arc::clone(&counts);
-        let task = tokio::spawn(async move {
+        let shared = Arc::clone(counts);
+        Ok(tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 match classify_monitor_line(&line) {
                     Some(MonitorLine::Client) => shared.client.fetch_add(1, Ordering::Relaxed),
@@ -143,8 +158,7 @@ impl RedisServer {
                     None => 0,
                 };
             }
-        });
-        Ok(Monitor { counts, task })
+        }))
     }
 
     /// The server's version, e.g. `7.0.15`.
@@ -163,10 +177,10 @@ impl Drop for RedisServer {
     }
 }
 
-/// A running `MONITOR`; stopped when dropped.
+/// A running `MONITOR` on every node; stopped when dropped.
 pub struct Monitor {
     counts: Arc<MonitorCounts>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 #[derive(Default)]
@@ -181,7 +195,9 @@ impl Monitor {
     pub async fn stop(self) -> (u64, u64) {
         // Let the lines already sent arrive.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
         (
             self.counts.client.load(Ordering::Relaxed),
             self.counts.script.load(Ordering::Relaxed),
@@ -191,8 +207,199 @@ impl Monitor {
 
 impl Drop for Monitor {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
+}
+
+/// Masters of the benchmark's cluster: the smallest Redis Cluster `redis-cli` creates.
+pub const CLUSTER_MASTERS: usize = 3;
+
+/// Where pubhook keeps its data in a run: one `redis-server`, or a Redis Cluster of
+/// [`CLUSTER_MASTERS`] masters (no replicas) on loopback. Every figure is the sum over the
+/// nodes; [`Storage::command_counts`] and [`Storage::key_counts`] give them node by node.
+pub struct Storage {
+    nodes: Vec<RedisServer>,
+    cluster: bool,
+}
+
+impl Storage {
+    /// One private `redis-server`.
+    pub async fn single(binary: &Path, dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            nodes: vec![RedisServer::start(binary, dir).await?],
+            cluster: false,
+        })
+    }
+
+    /// A private Redis Cluster: [`CLUSTER_MASTERS`] servers with `--cluster-enabled yes`, joined
+    /// by `redis-cli --cluster create` (the `redis-cli` beside `redis_server`, or on `PATH`),
+    /// which gives each master an equal, contiguous range of slots.
+    pub async fn cluster(redis_server: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let mut nodes = Vec::with_capacity(CLUSTER_MASTERS);
+        for n in 0..CLUSTER_MASTERS {
+            let node_dir = dir.join(format!("node{n}"));
+            let args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"];
+            nodes.push(RedisServer::start_with(redis_server, &node_dir, &args).await?);
+        }
+        let cli = redis_server
+            .parent()
+            .map(|bin| bin.join("redis-cli"))
+            .filter(|cli| cli.is_file())
+            .unwrap_or_else(|| "redis-cli".into());
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let created = tokio::process::Command::new(&cli)
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output();
+        let created = tokio::time::timeout(Duration::from_secs(30), created)
+            .await
+            .context("redis-cli --cluster create did not finish within 30 s")?
+            .with_context(|| format!("running {} (is it on PATH?)", cli.display()))?;
+        if !created.status.success() {
+            bail!(
+                "redis-cli --cluster create failed ({}): {}",
+                created.status,
+                String::from_utf8_lossy(&created.stdout)
+            );
+        }
+        let this = Self {
+            nodes,
+            cluster: true,
+        };
+        this.wait_until_ok().await?;
+        Ok(this)
+    }
+
+    /// Waits until every node says `cluster_state:ok`.
+    async fn wait_until_ok(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut ok = 0;
+            for node in &self.nodes {
+                let mut conn = node.conn.clone();
+                let info: String =
+                    with_timeout(redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn))
+                        .await
+                        .context("CLUSTER INFO")?;
+                ok += usize::from(info_field(&info, "cluster_state") == Some("ok"));
+            }
+            if ok == self.nodes.len() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the benchmark's Redis Cluster was not ok within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The `PUBHOOK_*` variable that points pubhook here.
+    pub fn pubhook_env(&self) -> (&'static str, String) {
+        let urls: Vec<String> = self.nodes.iter().map(RedisServer::url).collect();
+        if self.cluster {
+            ("PUBHOOK_REDIS_CLUSTER_NODES", urls.join(","))
+        } else {
+            ("PUBHOOK_REDIS_URL", urls.join(","))
+        }
+    }
+
+    /// The URL of the one server; an error on a cluster.
+    pub fn url(&self) -> anyhow::Result<String> {
+        match self.nodes.as_slice() {
+            [node] if !self.cluster => Ok(node.url()),
+            _ => bail!("a scenario that needs one Redis ran on the cluster"),
+        }
+    }
+
+    /// A description for the report's header, e.g. `127.0.0.1:6000` or `a cluster of 3 masters`.
+    pub fn describe(&self) -> String {
+        if self.cluster {
+            format!("a cluster of {} masters", self.nodes.len())
+        } else {
+            self.nodes.iter().map(RedisServer::url).collect()
+        }
+    }
+
+    /// Empties every node.
+    pub async fn flush_all(&self) -> anyhow::Result<()> {
+        for node in &self.nodes {
+            node.flush_all().await?;
+        }
+        Ok(())
+    }
+
+    /// Commands executed so far on all nodes, the benchmark's own left out.
+    pub async fn command_count(&self) -> anyhow::Result<CommandCount> {
+        let mut sum = CommandCount::default();
+        for count in self.command_counts().await? {
+            sum.total += count.total;
+            sum.scripts += count.scripts;
+        }
+        Ok(sum)
+    }
+
+    /// [`Storage::command_count`] node by node.
+    pub async fn command_counts(&self) -> anyhow::Result<Vec<CommandCount>> {
+        let mut counts = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            counts.push(node.command_count().await?);
+        }
+        Ok(counts)
+    }
+
+    /// Keys held, node by node.
+    pub async fn key_counts(&self) -> anyhow::Result<Vec<u64>> {
+        let mut counts = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            counts.push(node.key_count().await?);
+        }
+        Ok(counts)
+    }
+
+    /// `used_memory` of all nodes, in bytes.
+    pub async fn used_memory(&self) -> anyhow::Result<u64> {
+        let mut sum = 0;
+        for node in &self.nodes {
+            sum += node.used_memory().await?;
+        }
+        Ok(sum)
+    }
+
+    /// A `MONITOR` on every node (see [`Monitor::stop`]).
+    pub async fn monitor(&self) -> anyhow::Result<Monitor> {
+        let counts = Arc::new(MonitorCounts::default());
+        let mut monitor = Monitor {
+            counts: Arc::clone(&counts),
+            tasks: Vec::with_capacity(self.nodes.len()),
+        };
+        for node in &self.nodes {
+            monitor.tasks.push(node.monitor(&counts).await?);
+        }
+        Ok(monitor)
+    }
+
+    /// The servers' version.
+    pub async fn version(&self) -> anyhow::Result<String> {
+        match self.nodes.first() {
+            Some(node) => node.version().await,
+            None => bail!("no Redis node"),
+        }
+    }
+}
+
+/// The busiest of `values` over their mean: 1 when they are even, up to their count when one
+/// has everything. `None` without values or when all are 0.
+pub fn busiest_over_mean(values: &[u64]) -> Option<f64> {
+    let sum: u64 = values.iter().sum();
+    let busiest = values.iter().copied().max()?;
+    (sum > 0).then(|| busiest as f64 * values.len() as f64 / sum as f64)
 }
 
 /// Who ran a command seen by MONITOR.
@@ -328,6 +535,15 @@ mod tests {
             Some("1234")
         );
         assert_eq!(info_field("used_memory_rss:9\r\n", "used_memory"), None);
+    }
+
+    #[test]
+    fn the_spread_is_the_busiest_over_the_mean() {
+        assert_eq!(busiest_over_mean(&[10, 10, 10]), Some(1.0));
+        assert_eq!(busiest_over_mean(&[30, 0, 0]), Some(3.0));
+        assert_eq!(busiest_over_mean(&[2, 1, 1]), Some(1.5));
+        assert_eq!(busiest_over_mean(&[0, 0]), None);
+        assert_eq!(busiest_over_mean(&[]), None);
     }
 
     #[test]

@@ -349,7 +349,7 @@ pub fn render_markdown(results: &Results, image_prefix: &str, plots_present: &[&
     );
     let _ = writeln!(
         md,
-        "Modes: *standalone* is `pubhook standalone` (API and worker in one process); *split* is `pubhook serve` plus `pubhook worker`. CPU is the user+system time of the pubhook processes (100% = one core); Redis commands come from `INFO commandstats`, where the commands a Lua script runs count too; the figure *sent by pubhook* leaves those out, using the share of script-internal commands seen in a short `MONITOR` sample taken after the timed phase; RSS is the largest `VmHWM` of the pubhook processes; Redis memory is the growth of `used_memory`.\n"
+        "Modes: *standalone* is `pubhook standalone` (API and worker in one process); *split* is `pubhook serve` plus `pubhook worker`; *cluster* is `pubhook standalone` on a private Redis Cluster of 3 masters without replicas on the same machine (fan-out and many-small only), where Redis figures are sums over the masters, and the spreads are the busiest master's commands (or keys) over the mean, 1 being even. CPU is the user+system time of the pubhook processes (100% = one core); Redis commands come from `INFO commandstats`, where the commands a Lua script runs count too; the figure *sent by pubhook* leaves those out, using the share of script-internal commands seen in a short `MONITOR` sample taken after the timed phase; RSS is the largest `VmHWM` of the pubhook processes; Redis memory is the growth of `used_memory`.\n"
     );
 
     render_targets(&mut md, results);

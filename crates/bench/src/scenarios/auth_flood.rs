@@ -151,7 +151,7 @@ pub async fn run(env: &Env<'_>, mode: Mode) -> anyhow::Result<Outcome> {
 /// Seeds `victim` and `admin` with legacy PBKDF2 hashes, as a store upgraded from PyWebhooks or
 /// from an older pubhook holds them; returns them with wrong keys, as the attacker sends them.
 async fn seed_legacy_targets(env: &Env<'_>) -> anyhow::Result<Vec<Account>> {
-    let store = Store::connect(&env.redis.url(), "bench:", 1)?;
+    let store = Store::connect(&env.redis.url()?, "bench:", 1)?;
     let mut targets = Vec::new();
     for (name, is_admin) in [("victim", false), ("admin", true)] {
         let key = ApiKey::generate();

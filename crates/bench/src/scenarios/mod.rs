@@ -23,7 +23,7 @@ use crate::cli::{Mode, Plan, ScenarioKind};
 use crate::progress::Progress;
 use crate::pubhook::Pubhook;
 use crate::receiver::{Arrival, Receivers};
-use crate::redis::{CommandCount, RedisServer};
+use crate::redis::{busiest_over_mean, CommandCount, Storage};
 
 /// The payload of every registration, written as Python's `json.dumps` writes it, so that the
 /// ceiling loop can send the very bytes pubhook's deliveries carry.
@@ -41,7 +41,7 @@ pub struct Env<'a> {
     /// The pubhook binary.
     pub pubhook_bin: &'a Path,
     /// The private Redis.
-    pub redis: &'a RedisServer,
+    pub redis: &'a Storage,
     /// The webhook endpoints.
     pub receivers: &'a Receivers,
     /// Where child logs go.
@@ -178,7 +178,7 @@ pub async fn fresh_pubhook_with_env(
     let pubhook = Pubhook::start_with_env(
         env.pubhook_bin,
         mode,
-        &env.redis.url(),
+        &env.redis.pubhook_env(),
         env.log_dir,
         &log_name,
         extra,
@@ -253,6 +253,7 @@ pub fn per_item(before: u64, after: u64, items: usize) -> Option<f64> {
 pub struct CostMeter {
     cpu_s: f64,
     commands: CommandCount,
+    per_node: Vec<CommandCount>,
     memory: u64,
     started: Instant,
 }
@@ -263,6 +264,10 @@ pub struct Cost {
     pub cpu_s: f64,
     /// Redis commands executed.
     pub commands: CommandCount,
+    /// Redis commands executed, node by node (one entry on a single Redis).
+    pub commands_per_node: Vec<u64>,
+    /// Keys held at the end, node by node.
+    pub keys_per_node: Vec<u64>,
     /// Growth of Redis's `used_memory`, in bytes (may be negative).
     pub memory_growth: f64,
     /// Wall-clock seconds.
@@ -271,24 +276,35 @@ pub struct Cost {
 
 impl CostMeter {
     /// Reads the counters now.
-    pub async fn start(pubhook: &Pubhook, redis: &RedisServer) -> anyhow::Result<Self> {
+    pub async fn start(pubhook: &Pubhook, redis: &Storage) -> anyhow::Result<Self> {
         Ok(Self {
             cpu_s: pubhook.cpu_seconds()?,
             commands: redis.command_count().await?,
+            per_node: redis.command_counts().await?,
             memory: redis.used_memory().await?,
             started: Instant::now(),
         })
     }
 
     /// Reads the counters again and returns the differences.
-    pub async fn stop(self, pubhook: &Pubhook, redis: &RedisServer) -> anyhow::Result<Cost> {
+    pub async fn stop(self, pubhook: &Pubhook, redis: &Storage) -> anyhow::Result<Cost> {
         let wall_s = self.started.elapsed().as_secs_f64();
         let cpu_s = pubhook.cpu_seconds()? - self.cpu_s;
         let commands = redis.command_count().await?.since(self.commands);
+        let commands_per_node = redis
+            .command_counts()
+            .await?
+            .into_iter()
+            .zip(self.per_node)
+            .map(|(now, then)| now.since(then).total)
+            .collect();
+        let keys_per_node = redis.key_counts().await?;
         let memory = redis.used_memory().await?;
         Ok(Cost {
             cpu_s,
             commands,
+            commands_per_node,
+            keys_per_node,
             memory_growth: memory as f64 - self.memory as f64,
             wall_s,
         })
@@ -332,6 +348,29 @@ impl Cost {
             "",
             self.commands.scripts as f64 / n,
         );
+        // On a cluster: what the busiest master does, and how evenly the work and the data are
+        // spread (the busiest master's share over the mean; 1 is even).
+        if self.commands_per_node.len() > 1 {
+            let busiest = self.commands_per_node.iter().copied().max().unwrap_or(0);
+            out.metric(
+                &format!("redis_commands_per_{one}_busiest_master"),
+                &format!("Redis commands per {singular} on the busiest master"),
+                "",
+                busiest as f64 / n,
+            );
+            out.metric_opt(
+                "master_command_spread",
+                "commands on the busiest master ÷ the mean over masters",
+                "",
+                busiest_over_mean(&self.commands_per_node),
+            );
+            out.metric_opt(
+                "master_key_spread",
+                "keys on the busiest master ÷ the mean over masters",
+                "",
+                busiest_over_mean(&self.keys_per_node),
+            );
+        }
     }
 }
 
