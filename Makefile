@@ -1,7 +1,7 @@
 # The one entry point: the README and .ci/run call these targets.
 CARGO ?= cargo
 
-.PHONY: run build test lint fmt ci bench bench-quick
+.PHONY: run build test test-cluster lint fmt ci bench bench-quick
 
 ## run: build and run pubhook (API and worker in one process) on 127.0.0.1:8081, with its own
 ## redis-server if none runs. For trying it out, endpoints on loopback are allowed unless
@@ -16,6 +16,13 @@ build:
 ## test: lints, then every test of the workspace (unit, integration, end-to-end)
 test: lint
 	$(CARGO) test --workspace --all-targets
+
+## test-cluster: the API, worker and end-to-end suites again, on a private 3-master Redis Cluster
+## (or PUBHOOK_TEST_REDIS_CLUSTER_NODES) instead of one Redis
+test-cluster:
+	PUBHOOK_TEST_ON_CLUSTER=1 $(CARGO) test -p pubhook-api --test api
+	PUBHOOK_TEST_ON_CLUSTER=1 $(CARGO) test -p pubhook-worker --test worker
+	PUBHOOK_TEST_ON_CLUSTER=1 $(CARGO) test -p pubhook-cli --test e2e
 
 lint:
 	$(CARGO) fmt --all -- --check

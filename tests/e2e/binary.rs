@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pubhook_testkit::{random_prefix, shared_cluster, shared_redis, Receiver};
+use pubhook_testkit::{random_prefix, shared_cluster, shared_redis, shared_storage, Receiver};
 use serde_json::json;
 
 use pubhook_core::domain::{EndpointUrl, SecretKey, Username};
@@ -11,7 +11,8 @@ use pubhook_core::store::NewAccount;
 use reqwest::StatusCode;
 
 use crate::support::{
-    free_port, pubhook, run, stdout_json, wait_until_up, Api, Process, Seed, GET, OK, POST,
+    free_port, pubhook, pubhook_on, run, stdout_json, wait_until_up, Api, Process, Seed, GET, OK,
+    POST,
 };
 
 #[tokio::test]
@@ -113,12 +114,12 @@ async fn serve_on_a_cluster_is_ready_without_redis_url() {
 
 #[tokio::test]
 async fn serve_takes_a_pywebhooks_client_from_account_to_trigger_and_stops_on_sigterm() {
-    let redis = shared_redis().await;
+    let storage = shared_storage().await;
     let prefix = random_prefix();
-    let admin = stdout_json(&run(pubhook(redis.url(), &prefix).arg("init")));
+    let admin = stdout_json(&run(pubhook_on(storage, &prefix).arg("init")));
     let port = free_port();
     let mut server = Process::spawn(
-        pubhook(redis.url(), &prefix)
+        pubhook_on(storage, &prefix)
             .env("PUBHOOK_LISTEN", format!("127.0.0.1:{port}"))
             .env("PUBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
             .arg("serve"),

@@ -10,12 +10,23 @@ use pubhook_core::domain::{
     Username,
 };
 use pubhook_core::store::{NewAccount, Store};
+use pubhook_testkit::SharedStorage;
 use serde_json::Value;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_pubhook");
 
-/// A command with a clean pubhook environment on the test Redis, under `prefix`.
+/// A command with a clean pubhook environment on the Redis at `redis_url`, under `prefix`.
 pub fn pubhook(redis_url: &str, prefix: &str) -> Command {
+    pubhook_with(("PUBHOOK_REDIS_URL", redis_url.to_owned()), prefix)
+}
+
+/// [`pubhook`] on the storage the suite runs on (the shared cluster with
+/// `PUBHOOK_TEST_ON_CLUSTER=1`).
+pub fn pubhook_on(storage: SharedStorage, prefix: &str) -> Command {
+    pubhook_with(storage.pubhook_env(), prefix)
+}
+
+fn pubhook_with(storage: (&str, String), prefix: &str) -> Command {
     let mut command = Command::new(BINARY);
     for (name, _) in std::env::vars() {
         if name.starts_with("PUBHOOK_") {
@@ -23,7 +34,7 @@ pub fn pubhook(redis_url: &str, prefix: &str) -> Command {
         }
     }
     command
-        .env("PUBHOOK_REDIS_URL", redis_url)
+        .env(storage.0, storage.1)
         .env("PUBHOOK_KEY_PREFIX", prefix)
         .env("PUBHOOK_PBKDF2_ITERATIONS", "1000")
         .env("PUBHOOK_LOG", "warn")
@@ -159,6 +170,16 @@ impl Seed {
     pub fn new(redis_url: &str, prefix: &str) -> Self {
         Self {
             store: Store::connect(redis_url, prefix, 16).expect("store"),
+        }
+    }
+
+    /// On the storage the suite runs on.
+    pub fn on(storage: SharedStorage, prefix: &str) -> Self {
+        match storage.redis_url() {
+            Some(url) => Self::new(url, prefix),
+            None => Self {
+                store: Store::connect_cluster(storage.cluster_seeds(), prefix, 16).expect("store"),
+            },
         }
     }
 

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use pubhook_core::domain::{AccountId, TriggeredId};
 use pubhook_core::store::DeliverySummary;
-use pubhook_testkit::{random_prefix, shared_redis, Receiver};
+use pubhook_testkit::{random_prefix, shared_storage, Receiver, SharedStorage};
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::{
-    eventually, free_port, pubhook, wait_until_up, Api, Process, Seed, GET, OK, POST,
+    eventually, free_port, pubhook_on, wait_until_up, Api, Process, Seed, GET, OK, POST,
 };
 
 /// Concurrency of the workers started here: 32 per origin, 8 jobs of up to 100 deliveries.
@@ -24,15 +24,15 @@ const CONCURRENCY: usize = 128;
 const IN_FLIGHT_BOUND: usize = (CONCURRENCY / 16) * 100;
 
 /// `pubhook worker` with short timeouts, allowed to reach loopback.
-fn worker_command(redis_url: &str, prefix: &str) -> Command {
-    let mut command = delivering(redis_url, prefix);
+fn worker_command(storage: SharedStorage, prefix: &str) -> Command {
+    let mut command = delivering(storage, prefix);
     command.arg("worker");
     command
 }
 
 /// A pubhook command with the worker settings of these tests.
-fn delivering(redis_url: &str, prefix: &str) -> Command {
-    let mut command = pubhook(redis_url, prefix);
+fn delivering(storage: SharedStorage, prefix: &str) -> Command {
+    let mut command = pubhook_on(storage, prefix);
     command
         .env("PUBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
         .env("PUBHOOK_REQUEST_TIMEOUT", "2s")
@@ -90,9 +90,9 @@ async fn seeded_registration(
 async fn kill_9_loses_nothing_and_duplicates_stay_within_what_was_in_flight() {
     const SUBSCRIBERS: usize = 1_500;
     const TRIGGERS: usize = 2;
-    let redis = shared_redis().await;
+    let storage = shared_storage().await;
     let prefix = random_prefix();
-    let seed = Seed::new(redis.url(), &prefix);
+    let seed = Seed::on(storage, &prefix);
     let mut receivers = Vec::new();
     for _ in 0..4 {
         receivers.push(Receiver::start_with_delay(Duration::from_millis(100)).await);
@@ -103,7 +103,7 @@ async fn kill_9_loses_nothing_and_duplicates_stay_within_what_was_in_flight() {
         triggered.push(seed.trigger(registration).await);
     }
 
-    let mut first = Process::spawn(&mut worker_command(redis.url(), &prefix));
+    let mut first = Process::spawn(&mut worker_command(storage, &prefix));
     let started = eventually(Duration::from_secs(30), || async {
         total_posts(&receivers) >= 300
     })
@@ -117,7 +117,7 @@ async fn kill_9_loses_nothing_and_duplicates_stay_within_what_was_in_flight() {
         "killed with deliveries still queued ({at_kill} sent)"
     );
 
-    let _second = Process::spawn(&mut worker_command(redis.url(), &prefix));
+    let _second = Process::spawn(&mut worker_command(storage, &prefix));
     let all_recorded = eventually(Duration::from_secs(60), || async {
         summaries(&seed, &triggered)
             .await
@@ -159,16 +159,16 @@ async fn summaries(seed: &Seed, ids: &[TriggeredId]) -> Vec<DeliverySummary> {
 #[tokio::test]
 async fn sigterm_stops_a_busy_worker_with_status_0_and_its_jobs_are_finished_by_the_next() {
     const SUBSCRIBERS: usize = 400;
-    let redis = shared_redis().await;
+    let storage = shared_storage().await;
     let prefix = random_prefix();
-    let seed = Seed::new(redis.url(), &prefix);
+    let seed = Seed::on(storage, &prefix);
     // One slow endpoint: 32 requests at a time, 1 s each, so about 13 s of work: more than the
     // grace period.
     let receivers = vec![Receiver::start_with_delay(Duration::from_secs(1)).await];
     let (_, registration) = seeded_registration(&seed, &receivers, SUBSCRIBERS).await;
     let id = seed.trigger(registration).await;
 
-    let mut worker = Process::spawn(&mut worker_command(redis.url(), &prefix));
+    let mut worker = Process::spawn(&mut worker_command(storage, &prefix));
     receivers[0]
         .wait_for_posts(1, Duration::from_secs(20))
         .await;
@@ -183,7 +183,7 @@ async fn sigterm_stops_a_busy_worker_with_status_0_and_its_jobs_are_finished_by_
         "the worker stopped before the end"
     );
 
-    let _next = Process::spawn(&mut worker_command(redis.url(), &prefix));
+    let _next = Process::spawn(&mut worker_command(storage, &prefix));
     let done = eventually(Duration::from_secs(40), || async {
         let s = summary(&seed, id).await;
         s.delivered == SUBSCRIBERS as i64 && s.pending == 0
@@ -195,16 +195,16 @@ async fn sigterm_stops_a_busy_worker_with_status_0_and_its_jobs_are_finished_by_
 #[tokio::test]
 async fn a_fan_out_to_10000_subscribers_completes_with_bounded_worker_memory() {
     const SUBSCRIBERS: usize = 10_000;
-    let redis = shared_redis().await;
+    let storage = shared_storage().await;
     let prefix = random_prefix();
-    let seed = Seed::new(redis.url(), &prefix);
+    let seed = Seed::on(storage, &prefix);
     let mut receivers = Vec::new();
     for _ in 0..4 {
         receivers.push(Receiver::start().await);
     }
     let (_, registration) = seeded_registration(&seed, &receivers, SUBSCRIBERS).await;
 
-    let worker = Process::spawn(&mut worker_command(redis.url(), &prefix));
+    let worker = Process::spawn(&mut worker_command(storage, &prefix));
     // Warm up: one small trigger, so the baseline includes a worker that has delivered.
     let (_, small) = seeded_registration(&seed, &receivers[..1], 10).await;
     seed.trigger(small).await;
@@ -262,12 +262,12 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
 
 #[tokio::test]
 async fn the_quick_start_delivers_a_verified_webhook_to_pubhook_receive() {
-    let redis = shared_redis().await;
+    let storage = shared_storage().await;
     let prefix = random_prefix();
     let api_port = free_port();
     let receive_port = free_port();
     let mut receive = Process(
-        pubhook(redis.url(), &prefix)
+        pubhook_on(storage, &prefix)
             .args(["receive", "--bind", &format!("127.0.0.1:{receive_port}")])
             .stdout(Stdio::piped())
             .spawn()
@@ -276,7 +276,7 @@ async fn the_quick_start_delivers_a_verified_webhook_to_pubhook_receive() {
     let lines = lines_of(&mut receive.0);
     wait_for_line(&lines, "listening");
     let _standalone = Process::spawn(
-        delivering(redis.url(), &prefix)
+        delivering(storage, &prefix)
             .env("PUBHOOK_LISTEN", format!("127.0.0.1:{api_port}"))
             .arg("standalone"),
     );

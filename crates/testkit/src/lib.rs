@@ -7,6 +7,8 @@
 //!   [`shared_cluster`] and [`PrivateCluster`] are the same for a Redis Cluster of 3 masters
 //!   (`PUBHOOK_TEST_REDIS_CLUSTER_NODES`, or `redis-server --cluster-enabled yes` nodes joined
 //!   by `redis-cli`); a private one may have a replica per master, for tests of failover.
+//!   [`shared_storage`] is the one of the two the API, worker and end-to-end suites run on
+//!   (`PUBHOOK_TEST_ON_CLUSTER=1` for the cluster).
 //! - [`receiver`]: [`Receiver`], a real HTTP/1.1 endpoint on loopback that answers like a
 //!   PyWebhooks subscriber (echo challenge, key resets, deliveries), records every request as
 //!   [`RecordedRequest`], and can be told to fail ([`EchoMode`], scripted [`Reply`]s, delays).
@@ -19,6 +21,6 @@ pub mod redis;
 
 pub use receiver::{EchoMode, KeysReceived, Receiver, RecordedRequest, Reply};
 pub use redis::{
-    random_prefix, shared_cluster, shared_redis, ClusterShape, PrivateCluster, PrivateRedis,
-    TestCluster, TestRedis,
+    random_prefix, shared_cluster, shared_redis, shared_storage, ClusterShape, PrivateCluster,
+    PrivateRedis, SharedStorage, TestCluster, TestRedis, TEST_ON_CLUSTER_ENV,
 };

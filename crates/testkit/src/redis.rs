@@ -81,6 +81,62 @@ pub async fn shared_redis() -> &'static TestRedis {
         .await
 }
 
+/// The environment variable that runs the suites on a Redis Cluster: when it is `1`,
+/// [`shared_storage`] is the shared cluster instead of the shared Redis.
+pub const TEST_ON_CLUSTER_ENV: &str = "PUBHOOK_TEST_ON_CLUSTER";
+
+/// What the API, worker and end-to-end suites keep their data in: the shared Redis, or the shared
+/// cluster when `PUBHOOK_TEST_ON_CLUSTER=1` (`make test-cluster` runs the suites that way).
+#[derive(Debug, Clone, Copy)]
+pub enum SharedStorage {
+    /// [`shared_redis`].
+    Redis(&'static TestRedis),
+    /// [`shared_cluster`].
+    Cluster(&'static TestCluster),
+}
+
+impl SharedStorage {
+    /// The Redis URL, on a single Redis.
+    pub fn redis_url(self) -> Option<&'static str> {
+        match self {
+            Self::Redis(redis) => Some(redis.url()),
+            Self::Cluster(_) => None,
+        }
+    }
+
+    /// The seed nodes, on a cluster; empty on a single Redis.
+    pub fn cluster_seeds(self) -> &'static [String] {
+        match self {
+            Self::Redis(_) => &[],
+            Self::Cluster(cluster) => cluster.seed_urls(),
+        }
+    }
+
+    /// The `PUBHOOK_*` variable and value that point pubhook at it.
+    pub fn pubhook_env(self) -> (&'static str, String) {
+        match self {
+            Self::Redis(redis) => ("PUBHOOK_REDIS_URL", redis.url().to_owned()),
+            Self::Cluster(cluster) => {
+                ("PUBHOOK_REDIS_CLUSTER_NODES", cluster.seed_urls().join(","))
+            }
+        }
+    }
+}
+
+/// [`shared_redis`], or [`shared_cluster`] when `PUBHOOK_TEST_ON_CLUSTER=1`.
+///
+/// # Panics
+///
+/// As those do, or if `PUBHOOK_TEST_ON_CLUSTER` is set to anything but `0`, `1` or nothing.
+pub async fn shared_storage() -> SharedStorage {
+    let on_cluster = std::env::var(TEST_ON_CLUSTER_ENV).unwrap_or_default();
+    match on_cluster.trim() {
+        "" | "0" => SharedStorage::Redis(shared_redis().await),
+        "1" => SharedStorage::Cluster(shared_cluster().await),
+        other => panic!("pubhook-testkit: {TEST_ON_CLUSTER_ENV} must be 0 or 1, not {other:?}"),
+    }
+}
+
 /// A fresh key prefix, `pubhook-test:<32 hex>:`, so that tests sharing a Redis never meet.
 pub fn random_prefix() -> String {
     format!("pubhook-test:{}:", uuid::Uuid::new_v4().simple())

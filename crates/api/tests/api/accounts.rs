@@ -159,8 +159,7 @@ async fn a_failed_echo_is_400_and_stores_nothing() {
 #[tokio::test]
 async fn refused_destinations_are_400_without_the_detail_and_store_nothing() {
     // Loopback is allowed in tests by default; this app allows nothing.
-    let redis = pubhook_testkit::shared_redis().await;
-    let mut settings = crate::helpers::test_settings(redis.url());
+    let mut settings = crate::helpers::shared_test_settings().await;
     settings.allowed_networks.clear();
     let app = crate::helpers::spawn_app_with(settings).await;
     for endpoint in [

@@ -6,13 +6,10 @@ use std::time::Duration;
 
 use pubhook_core::hashing::{hash_api_key, hash_api_key_pbkdf2};
 use pubhook_core::settings::{Limits, Settings};
-use pubhook_testkit::shared_redis;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    error, spawn_app, spawn_app_with, status_and_json, test_settings, Creds, TestApp,
-};
+use crate::helpers::{error, spawn_app, spawn_app_with, status_and_json, Creds, TestApp};
 
 const FAILURE_LIMIT: u32 = 10;
 
@@ -20,8 +17,7 @@ async fn settings_with(
     limits: impl FnOnce(&mut Limits),
     more: impl FnOnce(&mut Settings),
 ) -> Settings {
-    let redis = shared_redis().await;
-    let mut settings = test_settings(redis.url());
+    let mut settings = crate::helpers::shared_test_settings().await;
     limits(&mut settings.limits);
     more(&mut settings);
     settings

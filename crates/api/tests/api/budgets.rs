@@ -5,18 +5,14 @@
 use std::collections::HashSet;
 
 use pubhook_core::settings::Limits;
-use pubhook_testkit::shared_redis;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    error, spawn_app, spawn_app_with, status_and_json, test_settings, Creds, TestApp,
-};
+use crate::helpers::{error, spawn_app, spawn_app_with, status_and_json, Creds, TestApp};
 
 /// An app with only the payload and page limits on, at their defaults.
 async fn spawn_app_with_budgets() -> TestApp {
-    let redis = shared_redis().await;
-    let mut settings = test_settings(redis.url());
+    let mut settings = crate::helpers::shared_test_settings().await;
     let defaults = Limits::default();
     settings.limits.payload_bytes = defaults.payload_bytes;
     settings.limits.page_bytes = defaults.page_bytes;
@@ -153,8 +149,7 @@ async fn a_page_stops_at_the_byte_budget_and_next_start_reaches_every_record_onc
 
 #[tokio::test]
 async fn a_record_larger_than_the_page_budget_comes_alone() {
-    let redis = shared_redis().await;
-    let mut settings = test_settings(redis.url());
+    let mut settings = crate::helpers::shared_test_settings().await;
     settings.limits.page_bytes = 1000;
     let app = spawn_app_with(settings).await;
     let jane = app.create_account("jane").await;
@@ -188,8 +183,7 @@ async fn a_record_larger_than_the_page_budget_comes_alone() {
 
 #[tokio::test]
 async fn every_paged_route_follows_the_byte_budget() {
-    let redis = shared_redis().await;
-    let mut settings = test_settings(redis.url());
+    let mut settings = crate::helpers::shared_test_settings().await;
     // Room for a few small records only.
     settings.limits.page_bytes = 400;
     let app = spawn_app_with(settings).await;
@@ -311,8 +305,7 @@ fn registration_id(body: &str) -> String {
 async fn large_bodies_past_the_body_budget_wait_their_turn_and_are_stored_whole() {
     // Twelve 600 KiB registrations at once are more than the 4 MiB of large bodies an API
     // process holds at a time: some wait for room, and every one is stored and answered whole.
-    let redis = shared_redis().await;
-    let mut settings = test_settings(redis.url());
+    let mut settings = crate::helpers::shared_test_settings().await;
     settings.limits.payload_bytes = 1024 * 1024;
     let app = spawn_app_with(settings).await;
     let jane = app.create_account("jane").await;

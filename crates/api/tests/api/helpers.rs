@@ -7,7 +7,7 @@ use pubhook_core::domain::{ApiKey, SecretKey, Username};
 use pubhook_core::hashing::hash_api_key;
 use pubhook_core::settings::{Limits, Settings};
 use pubhook_core::store::{NewAccount, Store};
-use pubhook_testkit::{random_prefix, shared_redis, Receiver};
+use pubhook_testkit::{random_prefix, shared_storage, Receiver};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -43,33 +43,54 @@ pub fn test_settings(redis_url: &str) -> Settings {
     }
 }
 
+/// [`test_settings`] on the storage the suite runs on: the shared Redis, or the shared cluster
+/// with `PUBHOOK_TEST_ON_CLUSTER=1`.
+pub async fn shared_test_settings() -> Settings {
+    let storage = shared_storage().await;
+    match storage.redis_url() {
+        Some(url) => test_settings(url),
+        None => Settings {
+            redis_url: None,
+            redis_cluster_nodes: storage
+                .cluster_seeds()
+                .iter()
+                .map(|seed| seed.clone().into())
+                .collect(),
+            ..test_settings("redis://unused")
+        },
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
-    let redis = shared_redis().await;
-    spawn_app_with(test_settings(redis.url())).await
+    spawn_app_with(shared_test_settings().await).await
 }
 
 /// An app with these limits on (the others of [`test_settings`] as they are).
 pub async fn spawn_app_with_limits(limits: Limits) -> TestApp {
-    let redis = shared_redis().await;
     spawn_app_with(Settings {
         limits,
-        ..test_settings(redis.url())
+        ..shared_test_settings().await
     })
     .await
 }
 
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
     pubhook_core::telemetry::init_test_telemetry();
-    let redis_url = {
+    let store = {
         use secrecy::ExposeSecret as _;
-        settings
-            .redis_url
-            .as_ref()
-            .expect("tests set a redis url")
-            .expose_secret()
-            .to_owned()
+        if settings.redis_cluster_nodes.is_empty() {
+            let url = settings.redis_url.as_ref().expect("tests set a redis url");
+            Store::connect(url.expose_secret(), &settings.key_prefix, 8)
+        } else {
+            let seeds: Vec<&str> = settings
+                .redis_cluster_nodes
+                .iter()
+                .map(|seed| seed.expose_secret())
+                .collect();
+            Store::connect_cluster(&seeds, &settings.key_prefix, 8)
+        }
+        .expect("store")
     };
-    let store = Store::connect(&redis_url, &settings.key_prefix, 8).expect("store");
     let app = Application::build(&settings, store.clone()).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));

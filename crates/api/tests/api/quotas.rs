@@ -9,7 +9,7 @@ use pubhook_core::settings::{Limits, Settings};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{spawn_app_with, spawn_app_with_limits, status_and_json, test_settings};
+use crate::helpers::{spawn_app_with, spawn_app_with_limits, status_and_json};
 
 /// The Retry-After of a 429, in seconds.
 fn retry_after(response: &reqwest::Response) -> u64 {
@@ -190,14 +190,13 @@ async fn account_creation_is_limited_per_client_address() {
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance() {
-    let redis = pubhook_testkit::shared_redis().await;
     let app = spawn_app_with(Settings {
         limits: Limits {
             account_creations: 1,
             ..Limits::off()
         },
         trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
-        ..test_settings(redis.url())
+        ..crate::helpers::shared_test_settings().await
     })
     .await;
     let create = |name: &'static str, client: &'static str| {

@@ -9,7 +9,7 @@ use pubhook_core::domain::{
 use pubhook_core::keys::Shard;
 use pubhook_core::outbound::{DestinationPolicy, OutboundClient, OutboundConfig};
 use pubhook_core::store::{DeliverySummary, NewAccount, Store};
-use pubhook_testkit::{random_prefix, shared_redis};
+use pubhook_testkit::{random_prefix, shared_storage};
 use pubhook_worker::{Worker, WorkerConfig};
 use tokio::sync::watch;
 
@@ -44,8 +44,19 @@ pub struct Subscriber {
 }
 
 impl World {
+    /// On the storage the suite runs on: the shared Redis, or the shared cluster with
+    /// `PUBHOOK_TEST_ON_CLUSTER=1`.
     pub async fn new() -> Self {
-        Self::on(shared_redis().await.url()).await
+        let storage = shared_storage().await;
+        match storage.redis_url() {
+            Some(url) => Self::on(url).await,
+            None => {
+                pubhook_core::telemetry::init_test_telemetry();
+                let store =
+                    Store::connect_cluster(storage.cluster_seeds(), &random_prefix(), 8).unwrap();
+                Self { store }
+            }
+        }
     }
 
     pub async fn on(redis_url: &str) -> Self {
