@@ -32,7 +32,7 @@
 //! | `{p}triggered:{q<n>}:<id>`                    | hash   | queue shard    | record   | one triggered record |
 //! | `{p}triggered:{q<n>}:<id>:deliveries`         | zset   | queue shard    | `delivery_retention` | the delivery attempts of a trigger, by time (outcomes only) |
 //! | `{p}jobs:{q<n>}`                              | stream | queue shard    | —        | the shard's job queue (see `queue`) |
-//! | `{p}delayed:{q<n>}`                           | zset   | queue shard    | —        | the shard's retries waiting, scored by due time (ms) |
+//! | `{p}delayed:{q<n>}`                           | zset   | queue shard    | —        | the shard's retries and intents waiting, scored by due time (ms) |
 //! | `{p}dead:{q<n>}`                              | list   | queue shard    | capped   | the shard's jobs set aside after crashing workers |
 //! | `{p}{accounts}`                               | zset   | own            | —        | every account id, scored by creation time |
 //! | `{p}{admins}`                                 | set    | own            | —        | ids of accounts with `is_admin` |
@@ -55,7 +55,7 @@
 //! on the number of shards: the store keeps that number in `{p}{settings}` and refuses to start
 //! with another one.
 
-use crate::domain::{AccountId, RegistrationId, SubscriptionId, TriggeredId, Username};
+use crate::domain::{AccountId, IntentId, RegistrationId, SubscriptionId, TriggeredId, Username};
 
 /// Hash slots in a Redis Cluster.
 pub const CLUSTER_SLOTS: u16 = 16_384;
@@ -119,6 +119,13 @@ impl Keys {
 
     /// The shard a triggered record, its attempts and its jobs belong to.
     pub fn shard_of(&self, id: TriggeredId) -> Shard {
+        let hash = crc16(id.to_string().as_bytes());
+        Shard(hash % self.shard_count())
+    }
+
+    /// The shard whose delayed set holds an intent (see `store::intents`): its id hashed like a
+    /// triggered record's, so intents spread over the shards.
+    pub fn shard_for_intent(&self, id: IntentId) -> Shard {
         let hash = crc16(id.to_string().as_bytes());
         Shard(hash % self.shard_count())
     }

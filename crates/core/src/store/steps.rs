@@ -1,0 +1,508 @@
+//! The single-slot steps of the creates and deletes that span hash slots, and the deletes
+//! built from them (`docs/architecture.md`, "Operations that cross slots").
+//!
+//! Each step is one command or one script on the keys of one slot, all named in `KEYS`, and
+//! each is idempotent: a step repeated, or a whole operation run again by its intent
+//! (`super::intents`), changes nothing more. The order of the steps is what keeps the records
+//! whole:
+//!
+//! - a **create** writes its hash first, marked `creating` (every reader treats it as missing),
+//!   then links it into its parents' indexes by scripts that refuse a parent that is not live,
+//!   then into its global list, and commits last (the mark goes). A create refused half-way, or
+//!   whose record a cascade tombstoned meanwhile, is undone by the delete below.
+//! - a **delete** tombstones its record first (`deleting`), so readers lose it at once and no
+//!   new child can be linked; then removes the children in batches of [`DELETE_BATCH`], then
+//!   the index entries, then the record. A child removed as part of a cascade leaves the index of
+//!   the parent being deleted last, after its hash: if the cascade stops half-way, its rerun still
+//!   finds every unfinished child in that index, and a child found without its hash has nothing
+//!   left but that entry.
+//!
+//! A [`Steps`] counts the writes of one operation, so a test can stop one after any step and
+//! check that its intent leaves nothing half-done.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{scripts, Store, StoreError, DELETE_BATCH};
+use crate::domain::{AccountId, RegistrationId, SubscriptionId};
+
+/// How long an API process goes on with the steps of one operation. Past it, it stops and
+/// leaves the rest to the operation's intent, which is due [`super::intents::INTENT_DELAY`]
+/// after the start: an intent's recovery never runs beside the steps of a live process.
+pub(super) const STEP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The steps of one operation: counts them, stops at the deadline, and in tests after a set
+/// number of them.
+pub(super) struct Steps {
+    deadline: Instant,
+    left: Option<usize>,
+}
+
+impl Steps {
+    /// The steps of an operation starting now.
+    pub(super) fn new() -> Self {
+        Self {
+            deadline: Instant::now() + STEP_DEADLINE,
+            left: None,
+        }
+    }
+
+    /// Steps that stop, as if the process died, once `count` writes have been made.
+    #[cfg(test)]
+    pub(super) fn stopping_after(count: usize) -> Self {
+        Self {
+            deadline: Instant::now() + STEP_DEADLINE,
+            left: Some(count),
+        }
+    }
+
+    /// Called before each write: may it go ahead?
+    pub(super) fn next(&mut self) -> Result<(), StoreError> {
+        if let Some(left) = &mut self.left {
+            if *left == 0 {
+                return Err(StoreError::Internal(anyhow::anyhow!(
+                    "stopped after the steps a test allowed"
+                )));
+            }
+            *left -= 1;
+        }
+        if Instant::now() > self.deadline {
+            return Err(StoreError::Unavailable(anyhow::anyhow!(
+                "the steps of one operation ran past their deadline; its intent finishes it"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a tombstone found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Found {
+    /// No such record.
+    Missing,
+    /// A live record, now tombstoned: this delete counts it.
+    Live,
+    /// A record still being created (tombstoned only when forced).
+    Creating,
+    /// A record some other delete had tombstoned already.
+    Deleting,
+}
+
+/// Whose index a subscription's delete leaves last: the parent whose cascade it is part of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    /// Deleted by itself (by id, in bulk, or undoing its create).
+    Itself,
+    /// Part of its registration's delete.
+    Registration,
+    /// Part of its subscriber account's delete.
+    Account,
+}
+
+impl Store {
+    /// Writes a new record's hash, marked `creating`; `false` if the key existed.
+    pub(super) async fn create_record(
+        &self,
+        steps: &mut Steps,
+        key: &str,
+        fields: &[&[u8]],
+    ) -> Result<bool, StoreError> {
+        steps.next()?;
+        let mut conn = self.connection().await?;
+        let written: i64 =
+            scripts::invoke_once_copied(&mut conn, &scripts::CREATE_RECORD, &[key], fields).await?;
+        Ok(written == 1)
+    }
+
+    /// Makes a created record live; `false` when a delete took it meanwhile.
+    pub(super) async fn commit_record(
+        &self,
+        steps: &mut Steps,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        steps.next()?;
+        let mut conn = self.connection().await?;
+        let live: i64 = scripts::COMMIT_RECORD
+            .key(key)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(live == 1)
+    }
+
+    /// Tombstones a record (a `creating` one only if `force`) and reads `fields` of it.
+    async fn tombstone(
+        &self,
+        steps: &mut Steps,
+        key: &str,
+        force: bool,
+        fields: &[&str],
+    ) -> Result<(Found, Vec<String>), StoreError> {
+        steps.next()?;
+        let mut conn = self.connection().await?;
+        let mut invocation = scripts::TOMBSTONE.key(key);
+        invocation.arg(if force { "1" } else { "0" });
+        for field in fields {
+            invocation.arg(*field);
+        }
+        let mut reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        let found = match reply.first().map(String::as_str) {
+            Some("1") => Found::Live,
+            Some("2") => Found::Creating,
+            Some("3") => Found::Deleting,
+            _ => Found::Missing,
+        };
+        if !reply.is_empty() {
+            reply.remove(0);
+        }
+        Ok((found, reply))
+    }
+
+    /// Links `child` into `index` of the live record `parent` under `quota` (0: none):
+    /// 1 linked, 0 the parent is not live, -1 the quota is full.
+    pub(super) async fn link_child(
+        &self,
+        steps: &mut Steps,
+        parent: &str,
+        index: &str,
+        child: &str,
+        score: i64,
+        quota: u32,
+    ) -> Result<i64, StoreError> {
+        steps.next()?;
+        let mut conn = self.connection().await?;
+        Ok(scripts::LINK_CHILD
+            .key(parent)
+            .key(index)
+            .arg(child)
+            .arg(score)
+            .arg(quota)
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    /// Links a subscription to its live registration, index and subscriber map together:
+    /// 1 linked, 0 the registration is not live, -1 its quota is full.
+    pub(super) async fn link_subscriber(
+        &self,
+        steps: &mut Steps,
+        registration: RegistrationId,
+        subscription: SubscriptionId,
+        subscriber: AccountId,
+        score: i64,
+    ) -> Result<i64, StoreError> {
+        steps.next()?;
+        let mut conn = self.connection().await?;
+        Ok(scripts::LINK_SUBSCRIBER
+            .key(self.keys.registration(registration))
+            .key(self.keys.registration_subscriptions(registration))
+            .key(self.keys.registration_subscriber_accounts(registration))
+            .arg(subscription.to_string())
+            .arg(score)
+            .arg(self.quotas.registration_subscriptions)
+            .arg(subscriber.to_string())
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    async fn unlink_subscriber(
+        &self,
+        steps: &mut Steps,
+        registration: RegistrationId,
+        subscription: &str,
+    ) -> Result<(), StoreError> {
+        steps.next()?;
+        let mut conn = self.connection().await?;
+        let _: i64 = scripts::UNLINK_SUBSCRIBER
+            .key(self.keys.registration_subscriptions(registration))
+            .key(self.keys.registration_subscriber_accounts(registration))
+            .arg(subscription)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// One command on the keys of one slot, as a step.
+    pub(super) async fn write_step(
+        &self,
+        steps: &mut Steps,
+        command: &redis::Cmd,
+    ) -> Result<(), StoreError> {
+        steps.next()?;
+        let mut conn = self.connection().await?;
+        command.query_async::<redis::Value>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// The first `DELETE_BATCH` members of an index.
+    async fn first_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.connection().await?;
+        let last = DELETE_BATCH - 1;
+        Ok(redis::cmd("ZRANGE")
+            .arg(index)
+            .arg(0)
+            .arg(last)
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Deletes a subscription: tombstone, its links, its global list entry, its hash and full
+    /// attempts; the link of the parent it is deleted `via` last. `subscriber` and
+    /// `registration` are used when the hash is gone. A `creating` one is left alone unless
+    /// `force`.
+    pub(super) async fn remove_subscription(
+        &self,
+        steps: &mut Steps,
+        id: &str,
+        subscriber: Option<AccountId>,
+        registration: Option<RegistrationId>,
+        via: Via,
+        force: bool,
+    ) -> Result<Found, StoreError> {
+        let Some(sid) = SubscriptionId::parse(id) else {
+            return Ok(Found::Missing);
+        };
+        let key = self.keys.subscription(sid);
+        let (found, fields) = self
+            .tombstone(steps, &key, force, &["account_id", "registration_id"])
+            .await?;
+        if found == Found::Creating && !force {
+            return Ok(found);
+        }
+        let subscriber = fields
+            .first()
+            .and_then(|raw| AccountId::parse(raw))
+            .or(subscriber);
+        let registration = fields
+            .get(1)
+            .and_then(|raw| RegistrationId::parse(raw))
+            .or(registration);
+        if via != Via::Registration {
+            if let Some(registration) = registration {
+                self.unlink_subscriber(steps, registration, id).await?;
+            }
+        }
+        if via != Via::Account {
+            if let Some(account) = subscriber {
+                let mut command = redis::cmd("ZREM");
+                command
+                    .arg(self.keys.account_subscriptions(account))
+                    .arg(id);
+                self.write_step(steps, &command).await?;
+            }
+        }
+        let mut command = redis::cmd("ZREM");
+        command.arg(self.keys.subscriptions()).arg(id);
+        self.write_step(steps, &command).await?;
+        let mut command = redis::cmd("DEL");
+        command
+            .arg(&key)
+            .arg(self.keys.subscription_deliveries(sid));
+        self.write_step(steps, &command).await?;
+        match via {
+            Via::Registration => {
+                if let Some(registration) = registration {
+                    self.unlink_subscriber(steps, registration, id).await?;
+                }
+            }
+            Via::Account => {
+                if let Some(account) = subscriber {
+                    let mut command = redis::cmd("ZREM");
+                    command
+                        .arg(self.keys.account_subscriptions(account))
+                        .arg(id);
+                    self.write_step(steps, &command).await?;
+                }
+            }
+            Via::Itself => {}
+        }
+        Ok(found)
+    }
+
+    /// Deletes a registration: tombstone, the subscriptions to it in batches, its entries in
+    /// the global list and its owner's index (the owner's last when `via_owner`), then its hash
+    /// with its subscriber index and map. `owner` is used when the hash is gone.
+    pub(super) async fn remove_registration(
+        &self,
+        steps: &mut Steps,
+        id: &str,
+        owner: Option<AccountId>,
+        via_owner: bool,
+        force: bool,
+    ) -> Result<Found, StoreError> {
+        let Some(rid) = RegistrationId::parse(id) else {
+            return Ok(Found::Missing);
+        };
+        let key = self.keys.registration(rid);
+        let (found, fields) = self.tombstone(steps, &key, force, &["account_id"]).await?;
+        if found == Found::Creating && !force {
+            return Ok(found);
+        }
+        let owner = fields
+            .first()
+            .and_then(|raw| AccountId::parse(raw))
+            .or(owner);
+        let index = self.keys.registration_subscriptions(rid);
+        let subscriber_accounts = self.keys.registration_subscriber_accounts(rid);
+        loop {
+            let batch = self.first_members(&index).await?;
+            if batch.is_empty() {
+                break;
+            }
+            // The subscriber of each, for a subscription whose hash is gone already.
+            let mut conn = self.connection().await?;
+            let subscribers: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(&subscriber_accounts)
+                .arg(&batch)
+                .query_async(&mut conn)
+                .await?;
+            for (sid, subscriber) in batch.iter().zip(subscribers) {
+                let subscriber = subscriber.as_deref().and_then(AccountId::parse);
+                if SubscriptionId::parse(sid).is_none() {
+                    // Never written; nothing but the entry to remove.
+                    self.unlink_subscriber(steps, rid, sid).await?;
+                    continue;
+                }
+                self.remove_subscription(
+                    steps,
+                    sid,
+                    subscriber,
+                    Some(rid),
+                    Via::Registration,
+                    true,
+                )
+                .await?;
+            }
+        }
+        let from_owner = owner.map(|owner| {
+            let mut command = redis::cmd("ZREM");
+            command.arg(self.keys.account_registrations(owner)).arg(id);
+            command
+        });
+        if !via_owner {
+            if let Some(command) = &from_owner {
+                self.write_step(steps, command).await?;
+            }
+        }
+        let mut command = redis::cmd("ZREM");
+        command.arg(self.keys.registrations()).arg(id);
+        self.write_step(steps, &command).await?;
+        let mut command = redis::cmd("DEL");
+        command.arg(&key).arg(&index).arg(&subscriber_accounts);
+        self.write_step(steps, &command).await?;
+        if via_owner {
+            if let Some(command) = &from_owner {
+                self.write_step(steps, command).await?;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes an account: out of the admins set (refused for the last admin), tombstone, its
+    /// subscriptions and its registrations in batches, its global entries, its hash and
+    /// indexes, and last its username (only if the name still names it). `username` is used
+    /// when the hash is gone.
+    pub(super) async fn remove_account(
+        &self,
+        steps: &mut Steps,
+        id: AccountId,
+        username: Option<&str>,
+        force: bool,
+    ) -> Result<Found, StoreError> {
+        let key = self.keys.account(id);
+        let aid = id.to_string();
+        let mut conn = self.connection().await?;
+        let (is_admin, state, exists): (Option<String>, Option<String>, bool) = redis::pipe()
+            .cmd("HGET")
+            .arg(&key)
+            .arg("is_admin")
+            .cmd("HGET")
+            .arg(&key)
+            .arg(super::STATE_FIELD)
+            .cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await?;
+        if exists && state.is_none() && is_admin.as_deref() == Some("1") {
+            // Before the tombstone: the last admin is refused while it is still live, and
+            // concurrent deletes of admins meet in the one slot of the set.
+            steps.next()?;
+            let removed: i64 = scripts::REMOVE_ADMIN
+                .key(self.keys.admins())
+                .arg(&aid)
+                .invoke_async(&mut conn)
+                .await?;
+            if removed < 0 {
+                return Err(StoreError::LastAdmin);
+            }
+        }
+        let (found, fields) = self.tombstone(steps, &key, force, &["username"]).await?;
+        if found == Found::Creating && !force {
+            return Ok(found);
+        }
+        let username = fields
+            .first()
+            .filter(|name| !name.is_empty())
+            .map(String::as_str)
+            .or(username)
+            .map(str::to_owned);
+        let own_subscriptions = self.keys.account_subscriptions(id);
+        loop {
+            let batch = self.first_members(&own_subscriptions).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for sid in &batch {
+                if SubscriptionId::parse(sid).is_none() {
+                    let mut command = redis::cmd("ZREM");
+                    command.arg(&own_subscriptions).arg(sid);
+                    self.write_step(steps, &command).await?;
+                    continue;
+                }
+                self.remove_subscription(steps, sid, Some(id), None, Via::Account, true)
+                    .await?;
+            }
+        }
+        let own_registrations = self.keys.account_registrations(id);
+        loop {
+            let batch = self.first_members(&own_registrations).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for rid in &batch {
+                if RegistrationId::parse(rid).is_none() {
+                    let mut command = redis::cmd("ZREM");
+                    command.arg(&own_registrations).arg(rid);
+                    self.write_step(steps, &command).await?;
+                    continue;
+                }
+                self.remove_registration(steps, rid, Some(id), true, true)
+                    .await?;
+            }
+        }
+        let mut command = redis::cmd("ZREM");
+        command.arg(self.keys.accounts()).arg(&aid);
+        self.write_step(steps, &command).await?;
+        // Its admin entry went before the tombstone; this only repeats that for a rerun.
+        if found != Found::Live {
+            let mut command = redis::cmd("SREM");
+            command.arg(self.keys.admins()).arg(&aid);
+            self.write_step(steps, &command).await?;
+        }
+        let mut command = redis::cmd("DEL");
+        command
+            .arg(&key)
+            .arg(&own_subscriptions)
+            .arg(&own_registrations);
+        self.write_step(steps, &command).await?;
+        if let Some(username) = username {
+            steps.next()?;
+            let _: i64 = scripts::RELEASE_USERNAME
+                .key(self.keys.username_lookup(&username))
+                .arg(&aid)
+                .invoke_async(&mut conn)
+                .await?;
+        }
+        Ok(found)
+    }
+}
