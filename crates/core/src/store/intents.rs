@@ -51,6 +51,7 @@ impl Store {
         let mut command = redis::cmd("ZADD");
         command.arg(self.keys.delayed(shard)).arg(due).arg(&job);
         self.write_step(steps, &command).await?;
+        steps.intent = Some((self.keys.delayed(shard), job.clone()));
         Ok(Intent { shard, job })
     }
 
@@ -72,7 +73,8 @@ impl Store {
     /// [`Job::IntentV1`] before acknowledging it. Idempotent. A delete that turns out to be
     /// of the last admin is refused here as it would have been in the API: that is done too.
     pub async fn run_intent(&self, operation: &Operation) -> Result<(), StoreError> {
-        self.run_intent_in(&mut Steps::new(), operation).await
+        self.run_intent_in(&mut Steps::without_deadline(), operation)
+            .await
     }
 
     pub(super) async fn run_intent_in(

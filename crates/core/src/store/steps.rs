@@ -37,6 +37,9 @@ pub(super) const STEP_DEADLINE: Duration = Duration::from_secs(30);
 pub(super) struct Steps {
     deadline: Instant,
     left: Option<usize>,
+    /// The operation's intent once written: its delayed set and member, whose due time a long
+    /// cascade pushes on (see [`Store::keep_alive`]).
+    pub(super) intent: Option<(String, String)>,
 }
 
 impl Steps {
@@ -45,6 +48,28 @@ impl Steps {
         Self {
             deadline: Instant::now() + STEP_DEADLINE,
             left: None,
+            intent: None,
+        }
+    }
+
+    /// The steps of a worker running an intent: no deadline (the worker's heartbeat keeps the
+    /// intent's entry its own for as long as it takes).
+    pub(super) fn without_deadline() -> Self {
+        Self {
+            // About thirty years: never, for a process.
+            deadline: Instant::now() + Duration::from_secs(1 << 30),
+            left: None,
+            intent: None,
+        }
+    }
+
+    /// Steps whose deadline is `after` from now.
+    #[cfg(test)]
+    pub(super) fn with_deadline(after: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + after,
+            left: None,
+            intent: None,
         }
     }
 
@@ -54,6 +79,7 @@ impl Steps {
         Self {
             deadline: Instant::now() + STEP_DEADLINE,
             left: Some(count),
+            intent: None,
         }
     }
 
@@ -101,6 +127,38 @@ pub(super) enum Via {
 }
 
 impl Store {
+    /// Called before each batch of a cascade: once half the deadline is used, pushes the due
+    /// time of the operation's intent a whole [`super::intents::INTENT_DELAY`] on, and the
+    /// deadline with it, so a cascade of any length keeps going while its intent waits. An
+    /// intent that is not in the delayed set any more fell due (this process was too slow):
+    /// the steps stop and leave the rest to it.
+    pub(super) async fn keep_alive(&self, steps: &mut Steps) -> Result<(), StoreError> {
+        let Some((delayed, job)) = &steps.intent else {
+            return Ok(());
+        };
+        if steps.deadline.saturating_duration_since(Instant::now()) > STEP_DEADLINE / 2 {
+            return Ok(());
+        }
+        let due = crate::domain::now_millis()
+            .saturating_add(super::intents::INTENT_DELAY.as_millis() as u64);
+        let mut conn = self.connection().await?;
+        let renewed: i64 = redis::cmd("ZADD")
+            .arg(delayed)
+            .arg("XX")
+            .arg("CH")
+            .arg(due)
+            .arg(job)
+            .query_async(&mut conn)
+            .await?;
+        if renewed == 0 {
+            return Err(StoreError::Unavailable(anyhow::anyhow!(
+                "the operation's intent fell due before its steps were done; it finishes them"
+            )));
+        }
+        steps.deadline = Instant::now() + STEP_DEADLINE;
+        Ok(())
+    }
+
     /// Writes a new record's hash, marked `creating`; `false` if the key existed.
     pub(super) async fn create_record(
         &self,
@@ -345,6 +403,7 @@ impl Store {
         let index = self.keys.registration_subscriptions(rid);
         let subscriber_accounts = self.keys.registration_subscriber_accounts(rid);
         loop {
+            self.keep_alive(steps).await?;
             let batch = self.first_members(&index).await?;
             if batch.is_empty() {
                 break;
@@ -448,6 +507,7 @@ impl Store {
             .map(str::to_owned);
         let own_subscriptions = self.keys.account_subscriptions(id);
         loop {
+            self.keep_alive(steps).await?;
             let batch = self.first_members(&own_subscriptions).await?;
             if batch.is_empty() {
                 break;
@@ -465,6 +525,7 @@ impl Store {
         }
         let own_registrations = self.keys.account_registrations(id);
         loop {
+            self.keep_alive(steps).await?;
             let batch = self.first_members(&own_registrations).await?;
             if batch.is_empty() {
                 break;

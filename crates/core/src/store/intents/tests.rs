@@ -64,6 +64,7 @@ on_both!(
     bulk_deletes_leave_nothing_behind,
     records_mid_way_are_missing_to_readers,
     an_intent_run_after_its_operation_finished_changes_nothing,
+    a_long_cascade_pushes_its_intent_on_and_stops_once_it_fell_due,
     a_create_account_stopped_after_any_step_is_undone_by_its_intent,
     a_create_registration_stopped_after_any_step_is_undone_by_its_intent,
     a_subscribe_stopped_after_any_step_is_undone_by_its_intent,
@@ -673,6 +674,56 @@ async fn an_intent_run_after_its_operation_finished_changes_nothing(store: Store
         Some(again)
     );
     assert_whole(&store, &gone).await;
+}
+
+async fn a_long_cascade_pushes_its_intent_on_and_stops_once_it_fell_due(store: Store) {
+    let world = world(&store).await;
+    // Less than half the deadline left: the first batch of the cascade renews it.
+    let mut steps = Steps::with_deadline(std::time::Duration::from_secs(10));
+    let intent = store
+        .begin_intent(
+            &mut steps,
+            Operation::DeleteRegistration {
+                registration_id: world.owner_registrations[0],
+                owner: world.owner,
+            },
+        )
+        .await
+        .unwrap();
+    let (delayed, job) = steps.intent.clone().unwrap();
+    let mut conn = store.connection().await.unwrap();
+    let due = |conn: &mut crate::store::Connection| {
+        let mut conn = conn.clone();
+        let (delayed, job) = (delayed.clone(), job.clone());
+        async move {
+            redis::cmd("ZSCORE")
+                .arg(&delayed)
+                .arg(&job)
+                .query_async::<Option<u64>>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let before = due(&mut conn).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store.keep_alive(&mut steps).await.unwrap();
+    let after = due(&mut conn).await.unwrap();
+    assert!(
+        after > before,
+        "the intent is due later: {before} -> {after}"
+    );
+    // Renewed: far from its deadline now, the next batch writes nothing.
+    store.keep_alive(&mut steps).await.unwrap();
+    assert_eq!(due(&mut conn).await, Some(after));
+    // Moved to the stream (fell due): the steps stop, leaving the rest to it.
+    store.end_intent(&mut steps, intent).await.unwrap();
+    let mut late = Steps::with_deadline(std::time::Duration::from_secs(1));
+    late.intent = Some((delayed.clone(), job.clone()));
+    assert!(matches!(
+        store.keep_alive(&mut late).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert_whole(&store, &Gone::default()).await;
 }
 
 // ---- a process that dies after any step --------------------------------------------------------
