@@ -477,6 +477,20 @@ mod tests {
     }
 
     #[test]
+    fn an_intent_keeps_its_shard_and_intents_spread_over_the_shards() {
+        let one = Keys::new("p:");
+        let many = Keys::with_shards("p:", 16);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..1000 {
+            let id = IntentId::generate();
+            assert_eq!(one.shard_for_intent(id), Shard::default());
+            assert_eq!(many.shard_for_intent(id), many.shard_for_intent(id));
+            seen.insert(many.shard_for_intent(id));
+        }
+        assert_eq!(seen.len(), 16);
+    }
+
+    #[test]
     fn a_record_key_comes_from_an_index_member_or_from_nothing() {
         let keys = Keys::new("p:");
         let id = RegistrationId::generate();

@@ -295,18 +295,25 @@ impl Store {
     /// (`super::steps::Store::remove_account`).
     #[instrument(skip_all)]
     pub async fn delete_account(&self, id: AccountId) -> Result<WriteResult, StoreError> {
-        let found = self.delete_account_in(&mut Steps::new(), id).await?;
+        let found = self.delete_account_in(&mut Steps::new(), id, false).await?;
         Ok(WriteResult::deleted_one(found))
     }
 
+    /// Deletes a live account (`false`: it was not live, or it is an admin and
+    /// `spare_admins`). The admin flag of the record decides, not the admins set, which a
+    /// create that died between its commit and its admin entry has not written yet.
     pub(super) async fn delete_account_in(
         &self,
         steps: &mut Steps,
         id: AccountId,
+        spare_admins: bool,
     ) -> Result<bool, StoreError> {
         let Some(account) = self.account(id).await? else {
             return Ok(false);
         };
+        if spare_admins && account.is_admin {
+            return Ok(false);
+        }
         let intent = self
             .begin_intent(
                 steps,

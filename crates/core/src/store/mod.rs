@@ -395,23 +395,11 @@ impl Store {
                 .arg(offset + DELETE_BATCH - 1)
                 .query_async(&mut conn)
                 .await?;
-            let admins: Vec<bool> = if kind == RecordKind::Account && !ids.is_empty() {
-                redis::cmd("SMISMEMBER")
-                    .arg(self.keys.admins())
-                    .arg(&ids)
-                    .query_async(&mut conn)
-                    .await?
-            } else {
-                vec![false; ids.len()]
-            };
-            let deletes = ids.iter().zip(&admins).map(|(id, &is_admin)| async move {
-                if is_admin {
-                    return Ok(false);
-                }
+            let deletes = ids.iter().map(|id| async move {
                 let steps = &mut steps::Steps::new();
                 match kind {
                     RecordKind::Account => match AccountId::parse(id) {
-                        Some(id) => self.delete_account_in(steps, id).await,
+                        Some(id) => self.delete_account_in(steps, id, true).await,
                         None => Ok(false),
                     },
                     RecordKind::Registration => match RegistrationId::parse(id) {

@@ -62,6 +62,7 @@ on_both!(
     an_account_delete_cascades_and_leaves_nothing_behind,
     a_subscribe_racing_its_registrations_delete_leaves_no_orphan,
     bulk_deletes_leave_nothing_behind,
+    an_admin_whose_create_died_before_its_admin_entry_stays_an_admin,
     records_mid_way_are_missing_to_readers,
     an_intent_run_after_its_operation_finished_changes_nothing,
     a_long_cascade_pushes_its_intent_on_and_stops_once_it_fell_due,
@@ -550,6 +551,35 @@ async fn bulk_deletes_leave_nothing_behind(store: Store) {
     );
 }
 
+async fn an_admin_whose_create_died_before_its_admin_entry_stays_an_admin(store: Store) {
+    let first = account(&store, "first", true).await;
+    let name = Username::parse("second").unwrap();
+    // Intent, username, record, list entry, commit: it died before its admin entry.
+    let stopped = store
+        .create_account_in(&mut Steps::stopping_after(5), new_account(&name, true))
+        .await;
+    assert!(stopped.is_err());
+    let second = store.account_by_username("second").await.unwrap().unwrap();
+    assert!(second.is_admin);
+    assert_eq!(store.admin_count().await.unwrap(), 1);
+    // Neither a bulk delete of non-admins nor a delete of it by id as a non-admin takes it,
+    // and the admin that is in the set stays the last one until the intent ran.
+    assert_eq!(store.delete_non_admin_accounts().await.unwrap().deleted, 0);
+    assert!(store.account(second.id).await.unwrap().is_some());
+    assert!(matches!(
+        store.delete_account(first).await,
+        Err(StoreError::LastAdmin)
+    ));
+    assert_eq!(run_waiting_intents(&store).await, 1);
+    assert_eq!(store.admin_count().await.unwrap(), 2);
+    assert_eq!(store.delete_account(first).await.unwrap().deleted, 1);
+    assert!(matches!(
+        store.delete_account(second.id).await,
+        Err(StoreError::LastAdmin)
+    ));
+    assert_whole(&store, &Gone::default()).await;
+}
+
 async fn records_mid_way_are_missing_to_readers(store: Store) {
     let owner = account(&store, "owner", false).await;
     // A registration whose create stopped after its hash: missing everywhere, its owner's
@@ -580,7 +610,7 @@ async fn records_mid_way_are_missing_to_readers(store: Store) {
     let doomed = account(&store, "doomed", false).await;
     assert!(store.account_by_username("doomed").await.unwrap().is_some());
     let stopped = store
-        .delete_account_in(&mut Steps::stopping_after(2), doomed)
+        .delete_account_in(&mut Steps::stopping_after(2), doomed, false)
         .await;
     assert!(stopped.is_err());
     assert!(store.account_by_username("doomed").await.unwrap().is_none());
@@ -921,7 +951,7 @@ async fn an_account_delete_stopped_after_any_step_is_finished_by_its_intent(stor
         |s, steps| {
             let world = world(&s).await;
             let gone = owned_by(&s, &world).await;
-            let outcome = s.delete_account_in(&mut steps, world.owner).await;
+            let outcome = s.delete_account_in(&mut steps, world.owner, false).await;
             (outcome.is_ok(), gone)
         },
         |s, finished, gone| {
