@@ -327,6 +327,9 @@ impl Store {
         if found == Found::Creating && !force {
             return Ok(found);
         }
+        // The parent a cascade comes from is named by the caller: its index is the one its
+        // loop reads, so that is the one to leave (whatever a damaged hash says).
+        let (parent_account, parent_registration) = (subscriber, registration);
         let subscriber = fields
             .first()
             .and_then(|raw| AccountId::parse(raw))
@@ -359,12 +362,12 @@ impl Store {
         self.write_step(steps, &command).await?;
         match via {
             Via::Registration => {
-                if let Some(registration) = registration {
+                if let Some(registration) = parent_registration.or(registration) {
                     self.unlink_subscriber(steps, registration, id).await?;
                 }
             }
             Via::Account => {
-                if let Some(account) = subscriber {
+                if let Some(account) = parent_account.or(subscriber) {
                     let mut command = redis::cmd("ZREM");
                     command
                         .arg(self.keys.account_subscriptions(account))
@@ -396,6 +399,7 @@ impl Store {
         if found == Found::Creating && !force {
             return Ok(found);
         }
+        let parent = owner;
         let owner = fields
             .first()
             .and_then(|raw| AccountId::parse(raw))
@@ -433,6 +437,8 @@ impl Store {
                 .await?;
             }
         }
+        // Part of its owner's cascade, it leaves the index that cascade reads.
+        let owner = if via_owner { parent.or(owner) } else { owner };
         let from_owner = owner.map(|owner| {
             let mut command = redis::cmd("ZREM");
             command.arg(self.keys.account_registrations(owner)).arg(id);

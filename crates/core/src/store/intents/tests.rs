@@ -62,6 +62,7 @@ on_both!(
     an_account_delete_cascades_and_leaves_nothing_behind,
     a_subscribe_racing_its_registrations_delete_leaves_no_orphan,
     bulk_deletes_leave_nothing_behind,
+    a_cascade_ends_even_over_a_damaged_child,
     an_admin_whose_create_died_before_its_admin_entry_stays_an_admin,
     records_mid_way_are_missing_to_readers,
     an_intent_run_after_its_operation_finished_changes_nothing,
@@ -578,6 +579,54 @@ async fn an_admin_whose_create_died_before_its_admin_entry_stays_an_admin(store:
         Err(StoreError::LastAdmin)
     ));
     assert_whole(&store, &Gone::default()).await;
+}
+
+async fn a_cascade_ends_even_over_a_damaged_child(store: Store) {
+    let owner = account(&store, "owner", false).await;
+    let subscriber = account(&store, "subscriber", false).await;
+    let target = registration(&store, owner).await;
+    let damaged = subscribe(&store, subscriber, target).await;
+    let own = registration(&store, owner).await;
+    let mut conn = store.connection().await.unwrap();
+    // Hashes that name other parents than the indexes they are in.
+    for (key, field, value) in [
+        (
+            store.keys().subscription(damaged),
+            "registration_id",
+            RegistrationId::generate().to_string(),
+        ),
+        (
+            store.keys().registration(own),
+            "account_id",
+            AccountId::generate().to_string(),
+        ),
+    ] {
+        let _: i64 = redis::cmd("HSET")
+            .arg(key)
+            .arg(field)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let deleted = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        store.delete_account(owner),
+    )
+    .await
+    .expect("the cascade ends");
+    assert_eq!(deleted.unwrap().deleted, 1);
+    assert!(
+        members(&store, &store.keys().account_subscriptions(subscriber))
+            .await
+            .is_empty()
+    );
+    let gone = Gone {
+        accounts: vec![(owner, "owner".into())],
+        registrations: vec![(target, owner), (own, owner)],
+        ..Gone::default()
+    };
+    assert_whole(&store, &gone).await;
 }
 
 async fn records_mid_way_are_missing_to_readers(store: Store) {
