@@ -62,6 +62,8 @@ on_both!(
     an_account_delete_cascades_and_leaves_nothing_behind,
     a_subscribe_racing_its_registrations_delete_leaves_no_orphan,
     bulk_deletes_leave_nothing_behind,
+    subscribes_racing_their_subscribers_delete_leave_no_orphan,
+    registrations_racing_their_owners_delete_leave_no_orphan,
     a_cascade_ends_even_over_a_damaged_child,
     an_admin_whose_create_died_before_its_admin_entry_stays_an_admin,
     records_mid_way_are_missing_to_readers,
@@ -526,6 +528,67 @@ async fn a_subscribe_racing_its_registrations_delete_leaves_no_orphan(store: Sto
         );
         let gone = Gone {
             registrations: vec![(target, owner)],
+            ..Gone::default()
+        };
+        assert_whole(&store, &gone).await;
+    }
+}
+
+async fn subscribes_racing_their_subscribers_delete_leave_no_orphan(store: Store) {
+    let owner = account(&store, "owner", false).await;
+    let target = registration(&store, owner).await;
+    for round in 0..5 {
+        let name = format!("subscriber{round}");
+        let subscriber = account(&store, &name, false).await;
+        let subscribes: Vec<_> = (0..10)
+            .map(|_| store.subscribe(subscriber, target))
+            .collect();
+        let (outcomes, deleted) = tokio::join!(
+            futures_util::future::join_all(subscribes),
+            store.delete_account(subscriber)
+        );
+        assert_eq!(deleted.unwrap().deleted, 1);
+        for outcome in outcomes {
+            match outcome.expect("no error") {
+                Ok(_) | Err(SubscribeRefusal::NoSuchAccount) => {}
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            members(&store, &store.keys().registration_subscriptions(target))
+                .await
+                .is_empty(),
+            "no subscription of the deleted account is left"
+        );
+        let gone = Gone {
+            accounts: vec![(subscriber, name)],
+            ..Gone::default()
+        };
+        assert_whole(&store, &gone).await;
+    }
+}
+
+async fn registrations_racing_their_owners_delete_leave_no_orphan(store: Store) {
+    for round in 0..5 {
+        let name = format!("owner{round}");
+        let owner = account(&store, &name, false).await;
+        let (event, description) = (EventName::parse("ev").unwrap(), Description::new("d"));
+        let creates: Vec<_> = (0..10)
+            .map(|_| store.create_registration(owner, &event, &description, "{}".into()))
+            .collect();
+        let (outcomes, deleted) = tokio::join!(
+            futures_util::future::join_all(creates),
+            store.delete_account(owner)
+        );
+        assert_eq!(deleted.unwrap().deleted, 1);
+        for outcome in outcomes {
+            outcome.expect("no error");
+        }
+        assert!(members(&store, &store.keys().registrations())
+            .await
+            .is_empty());
+        let gone = Gone {
+            accounts: vec![(owner, name)],
             ..Gone::default()
         };
         assert_whole(&store, &gone).await;
