@@ -438,6 +438,30 @@ async fn owned_by(store: &Store, world: &World) -> Gone {
     gone
 }
 
+/// On one Redis only: the trigger's script still spans slots on a cluster (the data plane's
+/// part of issue 9).
+#[tokio::test]
+async fn a_registration_being_deleted_cannot_be_triggered() {
+    let store = one_redis().await;
+    let owner = account(&store, "owner", false).await;
+    let target = registration(&store, owner).await;
+    subscribe(&store, owner, target).await;
+    let stopped = store
+        .delete_registration_in(&mut Steps::stopping_after(2), target)
+        .await;
+    assert!(
+        stopped.is_err(),
+        "stopped after its intent and its tombstone"
+    );
+    assert!(store.trigger(target, None).await.unwrap().is_none());
+    assert_eq!(run_waiting_intents(&store).await, 1);
+    let gone = Gone {
+        registrations: vec![(target, owner)],
+        ..Gone::default()
+    };
+    assert_whole(&store, &gone).await;
+}
+
 // ---- concurrency ----------------------------------------------------------------------------
 
 async fn concurrent_creates_of_one_username_give_exactly_one_account(store: Store) {
