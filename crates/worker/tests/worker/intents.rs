@@ -30,7 +30,23 @@ async fn intent_due_now(world: &World, operation: Operation) {
 
 #[tokio::test]
 async fn a_worker_undoes_a_half_done_subscribe_and_finishes_a_half_done_delete() {
-    let world = World::new().await;
+    a_worker_runs_due_intents(World::new().await).await;
+}
+
+#[tokio::test]
+async fn a_worker_on_a_cluster_runs_due_intents() {
+    pubhook_core::telemetry::init_test_telemetry();
+    let cluster = pubhook_testkit::shared_cluster().await;
+    let store = pubhook_core::store::Store::connect_cluster(
+        cluster.seed_urls(),
+        &pubhook_testkit::random_prefix(),
+        8,
+    )
+    .unwrap();
+    a_worker_runs_due_intents(World { store }).await;
+}
+
+async fn a_worker_runs_due_intents(world: World) {
     let owner = world.account("owner", "http://127.0.0.1:9/").await;
     let subscriber = world.account("sub", "http://127.0.0.1:9/").await;
     let doomed = world.account("doomed", "http://127.0.0.1:9/").await;
@@ -74,19 +90,16 @@ async fn a_worker_undoes_a_half_done_subscribe_and_finishes_a_half_done_delete()
     let _worker = world.start_worker(test_config());
     let store = &world.store;
     let done = eventually(Duration::from_secs(10), || async {
-        let mut conn = store.connection().await.unwrap();
-        let (subscribers, mapped, delayed, queued): (usize, usize, usize, usize) = redis::pipe()
-            .cmd("ZCARD")
-            .arg(keys.registration_subscriptions(registration))
-            .cmd("HLEN")
-            .arg(keys.registration_subscriber_accounts(registration))
-            .cmd("ZCARD")
-            .arg(keys.delayed(Shard::default()))
-            .cmd("XLEN")
-            .arg(keys.jobs(Shard::default()))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let conn = store.connection().await.unwrap();
+        let count = |command: &str, key: String| {
+            let mut conn = conn.clone();
+            let command = redis::cmd(command).arg(key).clone();
+            async move { command.query_async::<usize>(&mut conn).await.unwrap() }
+        };
+        let subscribers = count("ZCARD", keys.registration_subscriptions(registration)).await;
+        let mapped = count("HLEN", keys.registration_subscriber_accounts(registration)).await;
+        let delayed = count("ZCARD", keys.delayed(Shard::default())).await;
+        let queued = count("XLEN", keys.jobs(Shard::default())).await;
         let doomed_gone = store.account(doomed.id).await.unwrap().is_none();
         subscribers == 0 && mapped == 0 && delayed == 0 && queued == 0 && doomed_gone
     })
