@@ -1,5 +1,5 @@
-//! The single-slot steps of the creates and deletes that span hash slots, and the deletes
-//! built from them (`docs/architecture.md`, "Operations that cross slots").
+//! The single-slot steps of the creates and deletes that span hash slots, and (in `removals`)
+//! the deletes built from them (`docs/architecture.md`, "Operations that cross slots").
 //!
 //! Each step is one command or one script on the keys of one slot, all named in `KEYS`, and
 //! each is idempotent: a step repeated, or a whole operation run again by its intent
@@ -17,17 +17,17 @@
 //!   finds every unfinished child in that index, and a child found without its hash has nothing
 //!   left but that entry.
 //!
-//! The deletes made of these steps are in `removals`. A [`Steps`] counts the writes of one operation, so a test can stop one after any step and
+//! A [`Steps`] counts the writes of one operation, so a test can stop one after any step and
 //! check that its intent leaves nothing half-done.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-mod removals;
-
 use super::{scripts, Store, StoreError, DELETE_BATCH};
 use crate::domain::{AccountId, RegistrationId, SubscriptionId};
+
+mod removals;
 
 /// How long an API process goes on with the steps of one operation. Past it, it stops and
 /// leaves the rest to the operation's intent, which is due [`super::intents::INTENT_DELAY`]
