@@ -43,6 +43,12 @@
 //! | `{p}key-reset:{<username>}`                   | string | own            | `key_reset_interval` | present while an API-key reset is cooling down |
 //! | `{p}limit:{<what>:<subject>}`                 | string | own            | one window | a rate-limit counter of one fixed window (see `store::limits`) |
 //!
+//! Creates and deletes that touch keys of several tags (an account with its username and the
+//! global lists, a subscription with its registration and its subscriber) are ordered steps of
+//! one tag each, with a `state` field on the record's hash while they run and an intent in a
+//! shard's delayed set ([`Keys::shard_for_intent`]) in case the process dies (see
+//! `store::intents`).
+//!
 //! A prefix must not contain `{` or `}` (the settings refuse one), or it would be taken as the
 //! tag. Sorted sets are scored by creation time in microseconds; Redis orders equal scores by
 //! member, which is the record id, so "ties broken by id" needs nothing more. A page is a
