@@ -10,6 +10,7 @@ on_both!(
     subscribes_racing_their_subscribers_delete_leave_no_orphan,
     registrations_racing_their_owners_delete_leave_no_orphan,
     bulk_deletes_leave_nothing_behind,
+    bulk_deletes_step_over_records_mid_way_and_their_intents_end_them,
     an_admin_whose_create_died_before_its_admin_entry_stays_an_admin,
     a_cascade_ends_even_over_a_damaged_child,
 );
@@ -167,6 +168,34 @@ async fn registrations_racing_their_owners_delete_leave_no_orphan(store: Store) 
         };
         assert_whole(&store, &gone).await;
     }
+}
+
+async fn bulk_deletes_step_over_records_mid_way_and_their_intents_end_them(store: Store) {
+    let world = world(&store).await;
+    let rid = world.owner_registrations[0];
+    // A subscribe that died after its hash and its registration link, and a delete that died
+    // after its tombstone.
+    let half = subscription_of(world.other, rid);
+    assert!(store
+        .subscribe_in(&mut Steps::stopping_after(3), half.clone())
+        .await
+        .is_err());
+    let doomed = subscribe(&store, world.other, rid).await;
+    assert!(store
+        .delete_subscription_in(&mut Steps::stopping_after(2), doomed)
+        .await
+        .is_err());
+    let result = store.delete_all_subscriptions().await.unwrap();
+    assert_eq!(result.deleted, 5, "the live ones");
+    assert_eq!(run_waiting_intents(&store).await, 2);
+    let gone = Gone {
+        subscriptions: vec![(half.id, world.other, rid), (doomed, world.other, rid)],
+        ..Gone::default()
+    };
+    assert_whole(&store, &gone).await;
+    assert!(members(&store, &store.keys().subscriptions())
+        .await
+        .is_empty());
 }
 
 async fn bulk_deletes_leave_nothing_behind(store: Store) {
