@@ -32,7 +32,7 @@
 //! | `{p}triggered:{q<n>}:<id>`                    | hash   | queue shard    | record   | one triggered record |
 //! | `{p}triggered:{q<n>}:<id>:deliveries`         | zset   | queue shard    | `delivery_retention` | the delivery attempts of a trigger, by time (outcomes only) |
 //! | `{p}jobs:{q<n>}`                              | stream | queue shard    | —        | the shard's job queue (see `queue`) |
-//! | `{p}delayed:{q<n>}`                           | zset   | queue shard    | —        | the shard's retries waiting, scored by due time (ms) |
+//! | `{p}delayed:{q<n>}`                           | zset   | queue shard    | —        | the shard's retries and intents waiting, scored by due time (ms) |
 //! | `{p}dead:{q<n>}`                              | list   | queue shard    | capped   | the shard's jobs set aside after crashing workers |
 //! | `{p}{accounts}`                               | zset   | own            | —        | every account id, scored by creation time |
 //! | `{p}{admins}`                                 | set    | own            | —        | ids of accounts with `is_admin` |
@@ -42,6 +42,12 @@
 //! | `{p}{settings}`                               | hash   | own            | —        | settings fixed for a prefix once used (`queue_shards`) |
 //! | `{p}key-reset:{<username>}`                   | string | own            | `key_reset_interval` | present while an API-key reset is cooling down |
 //! | `{p}limit:{<what>:<subject>}`                 | string | own            | one window | a rate-limit counter of one fixed window (see `store::limits`) |
+//!
+//! Creates and deletes that touch keys of several tags (an account with its username and the
+//! global lists, a subscription with its registration and its subscriber) are ordered steps of
+//! one tag each, with a `state` field on the record's hash while they run and an intent in a
+//! shard's delayed set ([`Keys::shard_for_intent`]) in case the process dies (see
+//! `store::intents`).
 //!
 //! A prefix must not contain `{` or `}` (the settings refuse one), or it would be taken as the
 //! tag. Sorted sets are scored by creation time in microseconds; Redis orders equal scores by
@@ -55,7 +61,7 @@
 //! on the number of shards: the store keeps that number in `{p}{settings}` and refuses to start
 //! with another one.
 
-use crate::domain::{AccountId, RegistrationId, SubscriptionId, TriggeredId, Username};
+use crate::domain::{AccountId, IntentId, RegistrationId, SubscriptionId, TriggeredId, Username};
 
 /// Hash slots in a Redis Cluster.
 pub const CLUSTER_SLOTS: u16 = 16_384;
@@ -119,6 +125,13 @@ impl Keys {
 
     /// The shard a triggered record, its attempts and its jobs belong to.
     pub fn shard_of(&self, id: TriggeredId) -> Shard {
+        let hash = crc16(id.to_string().as_bytes());
+        Shard(hash % self.shard_count())
+    }
+
+    /// The shard whose delayed set holds an intent (see `store::intents`): its id hashed like a
+    /// triggered record's, so intents spread over the shards.
+    pub fn shard_for_intent(&self, id: IntentId) -> Shard {
         let hash = crc16(id.to_string().as_bytes());
         Shard(hash % self.shard_count())
     }
@@ -467,6 +480,20 @@ mod tests {
             counts.iter().all(|&n| (800..1200).contains(&n)),
             "{counts:?}"
         );
+    }
+
+    #[test]
+    fn an_intent_keeps_its_shard_and_intents_spread_over_the_shards() {
+        let one = Keys::new("p:");
+        let many = Keys::with_shards("p:", 16);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..1000 {
+            let id = IntentId::generate();
+            assert_eq!(one.shard_for_intent(id), Shard::default());
+            assert_eq!(many.shard_for_intent(id), many.shard_for_intent(id));
+            seen.insert(many.shard_for_intent(id));
+        }
+        assert_eq!(seen.len(), 16);
     }
 
     #[test]

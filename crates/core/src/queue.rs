@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{AccountId, RegistrationId, SubscriptionId, TriggeredId};
+use crate::domain::{AccountId, IntentId, RegistrationId, SubscriptionId, TriggeredId};
 
 /// The name of the stream field that holds a job's JSON.
 pub const JOB_FIELD: &str = "job";
@@ -72,6 +72,77 @@ pub enum Job {
         /// The number of this attempt (2 is the first retry).
         attempt: u32,
     },
+    /// The recovery of one create or delete that spans hash slots, written to a shard's delayed
+    /// set before its first step and removed after its last (see `store::intents`). A worker
+    /// runs it only if it is still there when due, that is when the API died half-way: it
+    /// finishes the delete or undoes the create. Running it after the API finished, or twice,
+    /// changes nothing.
+    #[serde(rename = "intent.v1")]
+    IntentV1 {
+        /// The intent's own id; it decides the shard ([`crate::keys::Keys::shard_for_intent`]).
+        intent_id: IntentId,
+        /// What was under way.
+        operation: Operation,
+    },
+}
+
+/// A create or delete that spans hash slots, with every id its recovery needs (the records may
+/// be half-written or gone when it runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op")]
+pub enum Operation {
+    /// An account being created.
+    #[serde(rename = "create_account")]
+    CreateAccount {
+        /// The new account.
+        account_id: AccountId,
+        /// Its username, whose key the create claims first.
+        username: String,
+    },
+    /// A registration being created.
+    #[serde(rename = "create_registration")]
+    CreateRegistration {
+        /// The new registration.
+        registration_id: RegistrationId,
+        /// Its owner.
+        owner: AccountId,
+    },
+    /// A subscription being created.
+    #[serde(rename = "create_subscription")]
+    CreateSubscription {
+        /// The new subscription.
+        subscription_id: SubscriptionId,
+        /// The subscriber account.
+        subscriber: AccountId,
+        /// The registration subscribed to.
+        registration_id: RegistrationId,
+    },
+    /// An account being deleted with its registrations and subscriptions.
+    #[serde(rename = "delete_account")]
+    DeleteAccount {
+        /// The account.
+        account_id: AccountId,
+        /// Its username, released last.
+        username: String,
+    },
+    /// A registration being deleted with the subscriptions to it.
+    #[serde(rename = "delete_registration")]
+    DeleteRegistration {
+        /// The registration.
+        registration_id: RegistrationId,
+        /// Its owner.
+        owner: AccountId,
+    },
+    /// A subscription being deleted.
+    #[serde(rename = "delete_subscription")]
+    DeleteSubscription {
+        /// The subscription.
+        subscription_id: SubscriptionId,
+        /// The subscriber account.
+        subscriber: AccountId,
+        /// The registration subscribed to.
+        registration_id: RegistrationId,
+    },
 }
 
 /// One subscription row to deliver to.
@@ -121,6 +192,21 @@ mod tests {
         };
         let json = job.to_json();
         assert!(json.starts_with(r#"{"type":"fan_out.v1","#), "{json}");
+        assert_eq!(Job::from_json(&json).unwrap(), job);
+    }
+
+    #[test]
+    fn an_intent_round_trips_with_its_operation() {
+        let job = Job::IntentV1 {
+            intent_id: IntentId::generate(),
+            operation: Operation::DeleteAccount {
+                account_id: AccountId::generate(),
+                username: "jane".into(),
+            },
+        };
+        let json = job.to_json();
+        assert!(json.starts_with(r#"{"type":"intent.v1","#), "{json}");
+        assert!(json.contains(r#""op":"delete_account""#), "{json}");
         assert_eq!(Job::from_json(&json).unwrap(), job);
     }
 

@@ -198,8 +198,9 @@ impl Consumer {
                 ..
             }) => Some((triggered_id, targets.len())),
             Ok(Job::RetryV1 { triggered_id, .. }) => Some((triggered_id, 1)),
-            // A fan-out page owes nothing yet; an unreadable job names no trigger.
-            Ok(Job::FanOutV1 { .. }) | Err(_) => None,
+            // A fan-out page owes nothing yet, nor does an intent; an unreadable job names no
+            // trigger.
+            Ok(Job::FanOutV1 { .. } | Job::IntentV1 { .. }) | Err(_) => None,
         };
         let mut invocation = scripts::DEAD_LETTER.key(keys.jobs(self.shard));
         invocation.key(keys.dead_letters(self.shard));

@@ -351,6 +351,17 @@ impl Dispatcher {
                     attempt,
                 },
             ),
+            Job::IntentV1 {
+                intent_id,
+                operation,
+            } => {
+                self.spawn_for(TaskOf::Job(key), async move {
+                    let outcome =
+                        crate::intents::run_intent(&ctx.store, &entry_id, intent_id, &operation)
+                            .await;
+                    let _ = events.send(Event::Recorded(key, outcome));
+                });
+            }
         }
         self.running.insert(
             key,

@@ -9,6 +9,7 @@
 //! | `consumer` | the stream consumer: read, reclaim, heartbeat, promote retries, dead letters, hand back |
 //! | `fan_out`  | step: one page of a trigger's subscription rows into a delivery batch     |
 //! | `delivery` | step: signed POSTs for a batch or a retry, and their outcomes             |
+//! | `intents`  | step: a due intent (a create or delete that spans slots, left half-done) finished or undone |
 //! | `request`  | the exact request of one delivery: Python-`json.dumps` body and signatures |
 //! | `retry`    | the retry schedule, jitter, `Retry-After` and `410 Gone`                  |
 //! | `scripts`  | the Lua scripts that make each step's writes atomic with its acknowledgement |
@@ -21,6 +22,7 @@ pub mod delivery;
 mod dispatch;
 pub mod fair;
 pub mod fan_out;
+pub mod intents;
 pub mod parking;
 pub mod request;
 pub mod retry;

@@ -337,6 +337,11 @@ fn registration_of(job: &Job) -> RegistrationId {
         | Job::RetryV1 {
             registration_id, ..
         } => *registration_id,
+        // An intent works for no registration: its own id (a UUID too) makes it a turn of its
+        // own in the fair queues, charged to no account.
+        Job::IntentV1 { intent_id, .. } => {
+            RegistrationId::parse(&intent_id.to_string()).unwrap_or_else(RegistrationId::generate)
+        }
     }
 }
 

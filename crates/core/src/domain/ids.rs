@@ -65,6 +65,11 @@ typed_id!(
     /// The id of a triggered record; deliveries carry it as `webhook-id`.
     TriggeredId
 );
+typed_id!(
+    /// The id of an intent: the crash-recovery job of one create or delete that spans hash
+    /// slots (see `store::intents`).
+    IntentId
+);
 
 #[cfg(test)]
 mod tests {

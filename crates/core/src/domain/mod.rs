@@ -6,7 +6,7 @@ mod ids;
 mod keys;
 mod names;
 
-pub use ids::{AccountId, RegistrationId, SubscriptionId, TriggeredId};
+pub use ids::{AccountId, IntentId, RegistrationId, SubscriptionId, TriggeredId};
 pub use keys::{ApiKey, SecretKey};
 pub use names::{
     Description, EndpointUrl, EventName, InvalidField, Username, RESERVED_ADMIN_USERNAME,

@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use tracing::instrument;
 
+use super::intents::counted;
 use super::records::{Account, WriteResult};
+use super::steps::Steps;
 use super::{scripts, Page, PageRange, Store, StoreError};
 use crate::domain::Micros;
 use crate::domain::{now_micros, AccountId, EndpointUrl, SecretKey, Username};
 use crate::keys::RecordKind;
+use crate::queue::Operation;
 
 /// What it takes to create an account.
 pub struct NewAccount<'a> {
@@ -31,10 +34,23 @@ pub struct NewAccount<'a> {
 }
 
 impl Store {
-    /// Creates an account, or fails with [`StoreError::UsernameTaken`]. Atomic: concurrent
-    /// creates of one username give exactly one account.
+    /// Creates an account, or fails with [`StoreError::UsernameTaken`]: concurrent creates of
+    /// one username give exactly one account.
+    ///
+    /// Steps (`super::steps`), under an intent: the username's `SET NX` (the uniqueness), the
+    /// account hash marked `creating`, its entry in the accounts list, the commit, and for an
+    /// admin its entry in the admins set (after the commit, so an account that may yet be
+    /// undone never counts as an admin that lets the last real one go).
     #[instrument(skip_all)]
     pub async fn create_account(&self, new: NewAccount<'_>) -> Result<Account, StoreError> {
+        self.create_account_in(&mut Steps::new(), new).await
+    }
+
+    pub(super) async fn create_account_in(
+        &self,
+        steps: &mut Steps,
+        new: NewAccount<'_>,
+    ) -> Result<Account, StoreError> {
         let account = Account {
             id: AccountId::generate(),
             username: new.username.as_str().to_owned(),
@@ -50,38 +66,76 @@ impl Store {
             created: now_micros(),
         };
         let id = account.id.to_string();
-        let mut conn = self.connection().await?;
-        let created: i64 = scripts::CREATE_ACCOUNT
-            .key(self.keys.username(new.username))
-            .key(self.keys.account(account.id))
-            .key(self.keys.accounts())
-            .key(self.keys.admins())
-            .arg(&id)
-            .arg(account.created)
-            .arg(if account.is_admin { "1" } else { "0" })
-            .arg("id")
-            .arg(&id)
-            .arg("username")
-            .arg(&account.username)
-            .arg("endpoint")
-            .arg(&account.endpoint)
-            .arg("is_admin")
-            .arg(if account.is_admin { "1" } else { "0" })
-            .arg("failed_count")
-            .arg(0)
-            .arg("api_key")
-            .arg(&account.api_key_hash)
-            .arg("secret_key")
-            .arg(account.secret_key.expose())
-            .arg("created")
-            .arg(account.created)
-            .invoke_async(&mut conn)
+        let intent = self
+            .begin_intent(
+                steps,
+                Operation::CreateAccount {
+                    account_id: account.id,
+                    username: account.username.clone(),
+                },
+            )
             .await?;
-        if created == 1 {
-            Ok(account)
-        } else {
-            Err(StoreError::UsernameTaken)
+        steps.next()?;
+        let mut conn = self.connection().await?;
+        let claimed: Option<String> = redis::cmd("SET")
+            .arg(self.keys.username(new.username))
+            .arg(&id)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await?;
+        if claimed.is_none() {
+            self.end_intent(steps, intent).await?;
+            return Err(StoreError::UsernameTaken);
         }
+        let is_admin = if account.is_admin { "1" } else { "0" };
+        let created = account.created.to_string();
+        let key = self.keys.account(account.id);
+        self.create_record(
+            steps,
+            &key,
+            &[
+                b"id",
+                id.as_bytes(),
+                b"username",
+                account.username.as_bytes(),
+                b"endpoint",
+                account.endpoint.as_bytes(),
+                b"is_admin",
+                is_admin.as_bytes(),
+                b"failed_count",
+                b"0",
+                b"api_key",
+                account.api_key_hash.as_bytes(),
+                b"secret_key",
+                account.secret_key.expose().as_bytes(),
+                b"created",
+                created.as_bytes(),
+            ],
+        )
+        .await?;
+        let mut command = redis::cmd("ZADD");
+        command
+            .arg(self.keys.accounts())
+            .arg(account.created)
+            .arg(&id);
+        self.write_step(steps, &command).await?;
+        if !self.commit_record(steps, &key).await? {
+            // Only the recovery of this very create (run after this process was taken for
+            // dead) can have taken the record: finish undoing it.
+            self.remove_account(steps, account.id, Some(&account.username), true)
+                .await?;
+            self.end_intent(steps, intent).await?;
+            return Err(StoreError::Unavailable(anyhow::anyhow!(
+                "the account's create was undone before it finished"
+            )));
+        }
+        if account.is_admin {
+            let mut command = redis::cmd("SADD");
+            command.arg(self.keys.admins()).arg(&id);
+            self.write_step(steps, &command).await?;
+        }
+        self.end_intent(steps, intent).await?;
+        Ok(account)
     }
 
     /// The account with this username. `raw` is a header value that need not be a valid
@@ -236,13 +290,51 @@ impl Store {
     }
 
     /// Deletes an account with its subscriptions, its registrations and their subscriptions.
-    /// Refuses with [`StoreError::LastAdmin`] for the only admin.
+    /// Refuses with [`StoreError::LastAdmin`] for the only admin. The account is missing to
+    /// every reader from the first step on; the cascade runs in bounded batches under an intent
+    /// (`super::steps::Store::remove_account`).
     #[instrument(skip_all)]
     pub async fn delete_account(&self, id: AccountId) -> Result<WriteResult, StoreError> {
-        let found = self
-            .delete_one(RecordKind::Account, &id.to_string())
+        let found = self.delete_account_in(&mut Steps::new(), id, false).await?;
+        Ok(WriteResult::deleted_one(found))
+    }
+
+    /// Deletes a live account (`false`: it was not live, or it is an admin and
+    /// `spare_admins`). The admin flag of the record decides, not the admins set, which a
+    /// create that died between its commit and its admin entry has not written yet.
+    pub(super) async fn delete_account_in(
+        &self,
+        steps: &mut Steps,
+        id: AccountId,
+        spare_admins: bool,
+    ) -> Result<bool, StoreError> {
+        let Some(account) = self.account(id).await? else {
+            return Ok(false);
+        };
+        if spare_admins && account.is_admin {
+            return Ok(false);
+        }
+        let intent = self
+            .begin_intent(
+                steps,
+                Operation::DeleteAccount {
+                    account_id: id,
+                    username: account.username.clone(),
+                },
+            )
             .await?;
-        Ok(WriteResult::deleted_one(found == 1))
+        let found = match self
+            .remove_account(steps, id, Some(&account.username), false)
+            .await
+        {
+            Err(StoreError::LastAdmin) => {
+                self.end_intent(steps, intent).await?;
+                return Err(StoreError::LastAdmin);
+            }
+            found => found?,
+        };
+        self.end_intent(steps, intent).await?;
+        Ok(counted(found))
     }
 
     /// Deletes every non-admin account, each with its cascade.

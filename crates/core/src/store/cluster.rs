@@ -7,9 +7,11 @@
 //! cannot reach), and those are configuration mistakes to name at once, not outages to ride out:
 //! so `pubhook serve|worker|standalone` run the check before they start.
 //!
-//! As of now only the connections are cluster-aware: the key layout and the scripts are not yet
-//! (every script call must keep its keys in one hash slot), so on a cluster the API's writes fail
-//! with `CROSSSLOT`. The check says so in a warning.
+//! The control plane (accounts, registrations, subscriptions: their creates, deletes and
+//! cascades) runs on a cluster: every script keeps its keys in one hash slot, and what spans
+//! slots is ordered steps under an intent (`super::steps`, `super::intents`). The data plane
+//! (trigger, fan-out, deliveries) is being moved to the queue shards separately; until then a
+//! trigger on a cluster fails with `CROSSSLOT`, and the check says so in a warning.
 
 use std::fmt;
 

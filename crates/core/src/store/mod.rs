@@ -2,12 +2,15 @@
 //!
 //! Redis is the system of record. Each record is a hash; each list that pages is a sorted set of
 //! ids scored by creation time (see [`crate::keys`] for every name). A write that touches several
-//! keys — a create with its indexes, a cascade, the trigger with its job — is one Lua script, so a
-//! crash never leaves half a record or a dangling index entry.
+//! keys of one hash slot is one Lua script, with every key in `KEYS` (no script builds a key
+//! name), so the same scripts run on one Redis and on a Redis Cluster.
 //!
-//! Cascading deletes run inside one script per record, which keeps them atomic at the cost of
-//! holding Redis for the length of the cascade: fine for accounts with thousands of
-//! subscriptions, not for millions. Bulk deletes go in batches of [`DELETE_BATCH`] records.
+//! What spans slots — the creates of accounts, registrations and subscriptions with their
+//! indexes, and the deletes with their cascades — runs as ordered single-slot steps from Rust
+//! (`steps`), made safe by a `state` mark on the record ([`STATE_FIELD`]: readers treat a record
+//! being created or deleted as missing) and by an intent on the queue that a worker runs if the
+//! process dies half-way (`intents`). No step holds Redis for long: cascades go in batches of
+//! [`DELETE_BATCH`], and so do bulk deletes.
 //!
 //! The store runs on one Redis or on a Redis Cluster ([`RedisTarget`]); the `connection` module
 //! hides which from every command, and the `cluster` module checks a cluster at start.
@@ -16,10 +19,12 @@ mod accounts;
 mod cluster;
 mod connection;
 mod deliveries;
+mod intents;
 mod limits;
 mod records;
 mod registrations;
 mod scripts;
+mod steps;
 mod subscriptions;
 mod triggered;
 
@@ -33,6 +38,7 @@ pub use deliveries::{
     redacted_endpoint, AttemptOutcome, AttemptRecord, DeadLetter, FailureClass,
     MAX_ATTEMPTS_PER_SUBSCRIPTION,
 };
+pub use intents::INTENT_DELAY;
 pub use limits::{RateLimit, Verdict};
 pub use records::{
     Account, DeliverySummary, PendingApiKey, Registration, Subscription, Triggered, WriteResult,
@@ -41,6 +47,7 @@ pub use subscriptions::SubscribeRefusal;
 pub use triggered::TriggerRefusal;
 
 use self::connection::Connector;
+use crate::domain::{AccountId, RegistrationId, SubscriptionId};
 use crate::keys::{Keys, RecordKind};
 
 /// The field of an account, registration or subscription hash that marks it as not live: while
@@ -76,6 +83,12 @@ fn next_chunk(left: usize, read: usize, used: usize, max_bytes: usize) -> usize 
         (max_bytes.saturating_sub(used) / average + 1).min(PAGE_READ_MOST)
     };
     wanted.clamp(1, left.max(1))
+}
+
+/// Whether the fields of a record hash are those of a live record: there are some, and no
+/// [`STATE_FIELD`] (a record being created or deleted is missing to every reader).
+fn is_live(fields: &[(String, String)]) -> bool {
+    !fields.is_empty() && !fields.iter().any(|(name, _)| name == STATE_FIELD)
 }
 
 /// Runs `commands`, each on keys of one hash slot, all at once, and gives their replies in order.
@@ -401,7 +414,7 @@ impl Store {
                     None => Vec::new(),
                 };
                 used += fields.iter().map(|(_, value)| value.len()).sum::<usize>();
-                if !fields.is_empty() {
+                if is_live(&fields) {
                     items.push(parse(records::Fields::new(fields))?);
                 }
             }
@@ -416,37 +429,48 @@ impl Store {
         Ok(Page { items, next_start })
     }
 
-    /// Deletes one record with its cascade: 1 deleted, 0 missing.
-    async fn delete_one(&self, kind: RecordKind, id: &str) -> Result<i64, StoreError> {
-        let mut conn = self.connection().await?;
-        let outcome: i64 = scripts::DELETE_ONE
-            .arg(self.keys.prefix())
-            .arg(kind.as_str())
-            .arg(id)
-            .invoke_async(&mut conn)
-            .await?;
-        if outcome < 0 {
-            return Err(StoreError::LastAdmin);
-        }
-        Ok(outcome)
-    }
-
-    /// Deletes every record of a kind (admins excepted), batch by batch.
+    /// Deletes every record of a kind (admins excepted), a batch of [`DELETE_BATCH`] at a
+    /// time, each record by its own delete (with its intent and cascade), a batch's records at
+    /// once. A record that is not live (being created or deleted by another call) is left to
+    /// that call and stepped over, like an admin.
     async fn delete_all(&self, kind: RecordKind) -> Result<WriteResult, StoreError> {
+        let index = match kind {
+            RecordKind::Account => self.keys.accounts(),
+            RecordKind::Registration => self.keys.registrations(),
+            _ => self.keys.subscriptions(),
+        };
         let mut conn = self.connection().await?;
         let mut offset = 0usize;
         let mut deleted = 0u64;
         loop {
-            let (gone, kept, seen): (u64, usize, usize) = scripts::DELETE_BATCH
-                .arg(self.keys.prefix())
-                .arg(kind.as_str())
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&index)
                 .arg(offset)
-                .arg(DELETE_BATCH)
-                .invoke_async(&mut conn)
+                .arg(offset + DELETE_BATCH - 1)
+                .query_async(&mut conn)
                 .await?;
-            deleted += gone;
-            offset += kept;
-            if seen < DELETE_BATCH {
+            let deletes = ids.iter().map(|id| async move {
+                let steps = &mut steps::Steps::new();
+                match kind {
+                    RecordKind::Account => match AccountId::parse(id) {
+                        Some(id) => self.delete_account_in(steps, id, true).await,
+                        None => Ok(false),
+                    },
+                    RecordKind::Registration => match RegistrationId::parse(id) {
+                        Some(id) => self.delete_registration_in(steps, id).await,
+                        None => Ok(false),
+                    },
+                    _ => match SubscriptionId::parse(id) {
+                        Some(id) => self.delete_subscription_in(steps, id).await,
+                        None => Ok(false),
+                    },
+                }
+            });
+            let outcomes: Vec<bool> = futures_util::future::try_join_all(deletes).await?;
+            let gone = outcomes.iter().filter(|&&gone| gone).count();
+            deleted += gone as u64;
+            offset += outcomes.len() - gone;
+            if ids.len() < DELETE_BATCH {
                 return Ok(WriteResult::deleted(deleted));
             }
         }
@@ -480,7 +504,7 @@ impl Store {
             .arg(key)
             .query_async(&mut conn)
             .await?;
-        if fields.is_empty() {
+        if !is_live(&fields) {
             return Ok(None);
         }
         parse(records::Fields::new(fields)).map(Some)

@@ -2,15 +2,22 @@
 
 use tracing::instrument;
 
+use super::intents::counted;
 use super::records::{Registration, WriteResult};
-use super::{scripts, Page, PageRange, Quota, Store, StoreError};
+use super::steps::Steps;
+use super::{Page, PageRange, Quota, Store, StoreError};
 use crate::domain::{now_micros, AccountId, Description, EventName, RegistrationId};
 use crate::keys::RecordKind;
+use crate::queue::Operation;
 
 impl Store {
     /// Creates a registration owned by `owner`. `event_data` is the payload's JSON text, kept
     /// byte for byte. `None` if the owner was deleted meanwhile; [`StoreError::QuotaExceeded`]
     /// when the owner already has its quota of registrations.
+    ///
+    /// Steps, under an intent: the registration hash marked `creating`, its link into the
+    /// owner's index (by a script that checks the owner is live and counts its quota), its entry
+    /// in the registrations list, the commit. A refusal undoes what was written.
     #[instrument(skip_all)]
     pub async fn create_registration(
         &self,
@@ -27,24 +34,33 @@ impl Store {
             event_data,
             created: now_micros(),
         };
+        self.create_registration_in(&mut Steps::new(), registration)
+            .await
+    }
+
+    pub(super) async fn create_registration_in(
+        &self,
+        steps: &mut Steps,
+        registration: Registration,
+    ) -> Result<Option<Registration>, StoreError> {
+        let owner = registration.account_id;
         let id = registration.id.to_string();
         let owner_id = owner.to_string();
         let created = registration.created.to_string();
-        let quota = self.quotas.registrations.to_string();
-        let mut conn = self.connection().await?;
-        let created: i64 = scripts::invoke_once_copied(
-            &mut conn,
-            &scripts::CREATE_REGISTRATION,
+        let intent = self
+            .begin_intent(
+                steps,
+                Operation::CreateRegistration {
+                    registration_id: registration.id,
+                    owner,
+                },
+            )
+            .await?;
+        let key = self.keys.registration(registration.id);
+        self.create_record(
+            steps,
+            &key,
             &[
-                &self.keys.account(owner),
-                &self.keys.registration(registration.id),
-                &self.keys.registrations(),
-                &self.keys.account_registrations(owner),
-            ],
-            &[
-                id.as_bytes(),
-                created.as_bytes(),
-                quota.as_bytes(),
                 b"id",
                 id.as_bytes(),
                 b"account_id",
@@ -60,10 +76,39 @@ impl Store {
             ],
         )
         .await?;
-        if created < 0 {
-            return Err(StoreError::QuotaExceeded(Quota::Registrations));
+        let linked = self
+            .link_child(
+                steps,
+                &self.keys.account(owner),
+                &self.keys.account_registrations(owner),
+                &id,
+                registration.created,
+                self.quotas.registrations,
+            )
+            .await?;
+        let mut outcome = match linked {
+            1 => Ok(Some(())),
+            0 => Ok(None),
+            _ => Err(StoreError::QuotaExceeded(Quota::Registrations)),
+        };
+        if matches!(outcome, Ok(Some(()))) {
+            let mut command = redis::cmd("ZADD");
+            command
+                .arg(self.keys.registrations())
+                .arg(registration.created)
+                .arg(&id);
+            self.write_step(steps, &command).await?;
+            if !self.commit_record(steps, &key).await? {
+                // Its owner's delete took it in its cascade.
+                outcome = Ok(None);
+            }
         }
-        Ok((created == 1).then_some(registration))
+        if !matches!(outcome, Ok(Some(()))) {
+            self.remove_registration(steps, &id, Some(owner), false, true)
+                .await?;
+        }
+        self.end_intent(steps, intent).await?;
+        outcome.map(|done| done.map(|()| registration))
     }
 
     /// The registration with this id.
@@ -121,13 +166,37 @@ impl Store {
         .await
     }
 
-    /// Deletes a registration and every subscription to it.
+    /// Deletes a registration and every subscription to it: missing to readers from the first
+    /// step, the subscriptions removed in bounded batches under an intent.
     #[instrument(skip_all)]
     pub async fn delete_registration(&self, id: RegistrationId) -> Result<WriteResult, StoreError> {
-        let found = self
-            .delete_one(RecordKind::Registration, &id.to_string())
+        let found = self.delete_registration_in(&mut Steps::new(), id).await?;
+        Ok(WriteResult::deleted_one(found))
+    }
+
+    pub(super) async fn delete_registration_in(
+        &self,
+        steps: &mut Steps,
+        id: RegistrationId,
+    ) -> Result<bool, StoreError> {
+        let Some(registration) = self.registration(id).await? else {
+            return Ok(false);
+        };
+        let owner = registration.account_id;
+        let intent = self
+            .begin_intent(
+                steps,
+                Operation::DeleteRegistration {
+                    registration_id: id,
+                    owner,
+                },
+            )
             .await?;
-        Ok(WriteResult::deleted_one(found == 1))
+        let found = self
+            .remove_registration(steps, &id.to_string(), Some(owner), false, false)
+            .await?;
+        self.end_intent(steps, intent).await?;
+        Ok(counted(found))
     }
 
     /// Deletes every registration, each with the subscriptions to it.

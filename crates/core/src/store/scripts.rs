@@ -5,26 +5,28 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-const LIB: &str = include_str!("scripts/lib.lua");
-
-fn with_lib(body: &str) -> Script {
-    Script::new(&format!("{LIB}\n{body}"))
+macro_rules! script {
+    ($(#[$doc:meta])* $name:ident, $file:literal) => {
+        $(#[$doc])*
+        pub(super) static $name: LazyLock<Script> =
+            LazyLock::new(|| Script::new(include_str!(concat!("scripts/", $file))));
+    };
 }
 
-pub(super) static CREATE_ACCOUNT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/create_account.lua")));
-pub(super) static UPDATE_FIELDS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/update_fields.lua")));
-pub(super) static CREATE_REGISTRATION: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/create_registration.lua")));
-pub(super) static SUBSCRIBE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/subscribe.lua")));
-pub(super) static TRIGGER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/trigger.lua")));
-pub(super) static DELETE_ONE: LazyLock<Script> =
-    LazyLock::new(|| with_lib(include_str!("scripts/delete_one.lua")));
-pub(super) static DELETE_BATCH: LazyLock<Script> =
-    LazyLock::new(|| with_lib(include_str!("scripts/delete_batch.lua")));
+script!(UPDATE_FIELDS, "update_fields.lua");
+script!(TRIGGER, "trigger.lua");
+script!(
+    /// The steps of creates and deletes that span hash slots (see `super::steps`).
+    CREATE_RECORD,
+    "create_record.lua"
+);
+script!(COMMIT_RECORD, "commit_record.lua");
+script!(TOMBSTONE, "tombstone.lua");
+script!(LINK_CHILD, "link_child.lua");
+script!(LINK_SUBSCRIBER, "link_subscriber.lua");
+script!(UNLINK_SUBSCRIBER, "unlink_subscriber.lua");
+script!(REMOVE_ADMIN, "remove_admin.lua");
+script!(RELEASE_USERNAME, "release_username.lua");
 pub(super) static COUNT_HIT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/count_hit.lua")));
 pub(super) static REPLACE_API_KEY: LazyLock<Script> =

@@ -2,10 +2,13 @@
 
 use tracing::instrument;
 
+use super::intents::counted;
 use super::records::{Subscription, WriteResult};
-use super::{scripts, Page, PageRange, Quota, Store, StoreError};
+use super::steps::{Steps, Via};
+use super::{Page, PageRange, Quota, Store, StoreError};
 use crate::domain::{now_micros, AccountId, RegistrationId, SubscriptionId};
 use crate::keys::RecordKind;
+use crate::queue::Operation;
 
 /// Why a subscription was not created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +22,12 @@ pub enum SubscribeRefusal {
 impl Store {
     /// Subscribes `subscriber` to a registration. [`StoreError::QuotaExceeded`] when the
     /// subscriber or the registration already has its quota of subscriptions.
+    ///
+    /// Steps, under an intent: the subscription hash marked `creating`; its link into the
+    /// registration's subscriber index and subscriber map (a script that checks the
+    /// registration is live and counts its quota); its link into the subscriber's index (the
+    /// same for the account); its entry in the subscriptions list; the commit. A refusal, or a
+    /// commit that finds the record taken by a parent's cascade, undoes what was written.
     #[instrument(skip_all)]
     pub async fn subscribe(
         &self,
@@ -31,36 +40,105 @@ impl Store {
             registration_id: registration,
             created: now_micros(),
         };
+        self.subscribe_in(&mut Steps::new(), subscription).await
+    }
+
+    pub(super) async fn subscribe_in(
+        &self,
+        steps: &mut Steps,
+        subscription: Subscription,
+    ) -> Result<Result<Subscription, SubscribeRefusal>, StoreError> {
+        let subscriber = subscription.account_id;
+        let registration = subscription.registration_id;
         let id = subscription.id.to_string();
-        let mut conn = self.connection().await?;
-        let outcome: i64 = scripts::SUBSCRIBE
-            .key(self.keys.registration(registration))
-            .key(self.keys.account(subscriber))
-            .key(self.keys.subscription(subscription.id))
-            .key(self.keys.subscriptions())
-            .key(self.keys.account_subscriptions(subscriber))
-            .key(self.keys.registration_subscriptions(registration))
-            .arg(&id)
-            .arg(subscription.created)
-            .arg(self.quotas.subscriptions)
-            .arg(self.quotas.registration_subscriptions)
-            .arg("id")
-            .arg(&id)
-            .arg("account_id")
-            .arg(subscriber.to_string())
-            .arg("registration_id")
-            .arg(registration.to_string())
-            .arg("created")
-            .arg(subscription.created)
-            .invoke_async(&mut conn)
+        let created = subscription.created.to_string();
+        let intent = self
+            .begin_intent(
+                steps,
+                Operation::CreateSubscription {
+                    subscription_id: subscription.id,
+                    subscriber,
+                    registration_id: registration,
+                },
+            )
             .await?;
-        Ok(match outcome {
-            1 => Ok(subscription),
-            0 => Err(SubscribeRefusal::NoSuchRegistration),
-            -1 => Err(SubscribeRefusal::NoSuchAccount),
-            -2 => return Err(StoreError::QuotaExceeded(Quota::Subscriptions)),
-            _ => return Err(StoreError::QuotaExceeded(Quota::RegistrationSubscriptions)),
-        })
+        let key = self.keys.subscription(subscription.id);
+        self.create_record(
+            steps,
+            &key,
+            &[
+                b"id",
+                id.as_bytes(),
+                b"account_id",
+                subscriber.to_string().as_bytes(),
+                b"registration_id",
+                registration.to_string().as_bytes(),
+                b"created",
+                created.as_bytes(),
+            ],
+        )
+        .await?;
+        let mut outcome = match self
+            .link_subscriber(
+                steps,
+                registration,
+                subscription.id,
+                subscriber,
+                subscription.created,
+            )
+            .await?
+        {
+            1 => Ok(Ok(())),
+            0 => Ok(Err(SubscribeRefusal::NoSuchRegistration)),
+            _ => Err(StoreError::QuotaExceeded(Quota::RegistrationSubscriptions)),
+        };
+        if matches!(outcome, Ok(Ok(()))) {
+            outcome = match self
+                .link_child(
+                    steps,
+                    &self.keys.account(subscriber),
+                    &self.keys.account_subscriptions(subscriber),
+                    &id,
+                    subscription.created,
+                    self.quotas.subscriptions,
+                )
+                .await?
+            {
+                1 => Ok(Ok(())),
+                0 => Ok(Err(SubscribeRefusal::NoSuchAccount)),
+                _ => Err(StoreError::QuotaExceeded(Quota::Subscriptions)),
+            };
+        }
+        if matches!(outcome, Ok(Ok(()))) {
+            let mut command = redis::cmd("ZADD");
+            command
+                .arg(self.keys.subscriptions())
+                .arg(subscription.created)
+                .arg(&id);
+            self.write_step(steps, &command).await?;
+            if !self.commit_record(steps, &key).await? {
+                // A parent's cascade took it: whichever parent is not live any more.
+                let refusal = if self.registration(registration).await?.is_none() {
+                    SubscribeRefusal::NoSuchRegistration
+                } else {
+                    SubscribeRefusal::NoSuchAccount
+                };
+                outcome = Ok(Err(refusal));
+            }
+        }
+        if !matches!(outcome, Ok(Ok(()))) {
+            self.remove_subscription(
+                steps,
+                &id,
+                Some(subscriber),
+                Some(registration),
+                Via::Itself,
+                true,
+            )
+            .await?;
+        }
+        self.end_intent(steps, intent).await?;
+        outcome.map(|done| done.map(|()| subscription))
     }
 
     /// The subscription with this id.
@@ -121,13 +199,44 @@ impl Store {
         .await
     }
 
-    /// Deletes one subscription.
+    /// Deletes one subscription, under an intent.
     #[instrument(skip_all)]
     pub async fn delete_subscription(&self, id: SubscriptionId) -> Result<WriteResult, StoreError> {
-        let found = self
-            .delete_one(RecordKind::Subscription, &id.to_string())
+        let found = self.delete_subscription_in(&mut Steps::new(), id).await?;
+        Ok(WriteResult::deleted_one(found))
+    }
+
+    pub(super) async fn delete_subscription_in(
+        &self,
+        steps: &mut Steps,
+        id: SubscriptionId,
+    ) -> Result<bool, StoreError> {
+        let Some(subscription) = self.subscription(id).await? else {
+            return Ok(false);
+        };
+        let (subscriber, registration) = (subscription.account_id, subscription.registration_id);
+        let intent = self
+            .begin_intent(
+                steps,
+                Operation::DeleteSubscription {
+                    subscription_id: id,
+                    subscriber,
+                    registration_id: registration,
+                },
+            )
             .await?;
-        Ok(WriteResult::deleted_one(found == 1))
+        let found = self
+            .remove_subscription(
+                steps,
+                &id.to_string(),
+                Some(subscriber),
+                Some(registration),
+                Via::Itself,
+                false,
+            )
+            .await?;
+        self.end_intent(steps, intent).await?;
+        Ok(counted(found))
     }
 
     /// Deletes every subscription.

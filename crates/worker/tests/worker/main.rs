@@ -7,5 +7,6 @@
 mod delivery;
 mod fairness;
 mod helpers;
+mod intents;
 mod recovery;
 mod retries;

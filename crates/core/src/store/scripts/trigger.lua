@@ -5,7 +5,8 @@
 --       pairs of the record.
 -- Returns 1 written, 0 no such registration, -1 the registration is not the caller's.
 local owner = redis.call('HGET', KEYS[1], 'account_id')
-if not owner then
+-- A registration being created or deleted (a `state` field) is missing, as to every reader.
+if not owner or redis.call('HEXISTS', KEYS[1], 'state') == 1 then
   return 0
 end
 if ARGV[4] ~= '' and owner ~= ARGV[4] then

@@ -1,7 +1,8 @@
--- Updates fields of an existing record, reporting as RethinkDB did.
+-- Updates fields of an existing, live record, reporting as RethinkDB did. A record being created
+-- or deleted (a `state` field) is missing to every reader, so it is skipped.
 -- KEYS: the record. ARGV: field/value pairs.
 -- Returns 'skipped' (no such record), 'unchanged' or 'replaced'.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'state') == 1 then
   return 'skipped'
 end
 local changed = false

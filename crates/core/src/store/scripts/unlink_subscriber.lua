@@ -1,0 +1,7 @@
+-- Removes a subscription from its registration's subscriber index and subscriber_accounts map
+-- together (see link_subscriber.lua).
+-- KEYS: the registration's subscriptions index, its subscriber_accounts hash. ARGV: subscription id.
+-- Returns 1 removed, 0 it was not linked.
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return removed
