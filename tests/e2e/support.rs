@@ -26,6 +26,11 @@ pub fn pubhook_on(storage: SharedStorage, prefix: &str) -> Command {
     pubhook_with(storage.pubhook_env(), prefix)
 }
 
+/// [`pubhook`] on the Redis Cluster of `seeds`.
+pub fn pubhook_on_cluster(seeds: &[String], prefix: &str) -> Command {
+    pubhook_with(("PUBHOOK_REDIS_CLUSTER_NODES", seeds.join(",")), prefix)
+}
+
 fn pubhook_with(storage: (&str, String), prefix: &str) -> Command {
     let mut command = Command::new(BINARY);
     for (name, _) in std::env::vars() {
@@ -177,9 +182,14 @@ impl Seed {
     pub fn on(storage: SharedStorage, prefix: &str) -> Self {
         match storage.redis_url() {
             Some(url) => Self::new(url, prefix),
-            None => Self {
-                store: Store::connect_cluster(storage.cluster_seeds(), prefix, 16).expect("store"),
-            },
+            None => Self::on_cluster(storage.cluster_seeds(), prefix),
+        }
+    }
+
+    /// On the Redis Cluster of `seeds`.
+    pub fn on_cluster(seeds: &[String], prefix: &str) -> Self {
+        Self {
+            store: Store::connect_cluster(seeds, prefix, 16).expect("store"),
         }
     }
 

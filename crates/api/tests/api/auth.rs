@@ -312,7 +312,8 @@ async fn anonymous_reset(app: &TestApp, creds: &Creds) -> String {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     app.receiver
         .keys_received()
         .api_key
