@@ -21,6 +21,8 @@ pub(super) static SUBSCRIBE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/subscribe.lua")));
 pub(super) static TRIGGER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/trigger.lua")));
+pub(super) static INDEX_TRIGGERED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/index_triggered.lua")));
 pub(super) static DELETE_ONE: LazyLock<Script> =
     LazyLock::new(|| with_lib(include_str!("scripts/delete_one.lua")));
 pub(super) static DELETE_BATCH: LazyLock<Script> =

@@ -1,9 +1,9 @@
-//! Triggered records, written together with their fan-out job.
+//! Triggered records, written together with their fan-out job in their queue shard.
 
 use tracing::instrument;
 
 use super::records::{DeliverySummary, Triggered};
-use super::{scripts, Page, PageRange, Store, StoreError};
+use super::{scripts, Page, PageRange, Store, StoreError, STATE_FIELD};
 use crate::domain::{now_micros, AccountId, RegistrationId, TriggeredId};
 use crate::keys::RecordKind;
 use crate::queue::Job;
@@ -18,9 +18,11 @@ pub enum TriggerRefusal {
 }
 
 impl Store {
-    /// Records a trigger of `registration` by its owner `caller` and queues its fan-out,
-    /// atomically: ownership is checked and both are written, or nothing is. One round trip, and
-    /// O(1) whatever the number of subscribers: the worker expands the job.
+    /// Records a trigger of `registration` by its owner `caller` and queues its fan-out. Three
+    /// single-slot steps, each O(1) whatever the number of subscribers (the worker expands the
+    /// job): the registration is checked (it exists, is not tombstoned, is the caller's), the
+    /// record is added to the global triggered index (trimmed by retention on the way), and the
+    /// record and its fan-out job are written together in its queue shard.
     #[instrument(skip_all, fields(registration = %registration))]
     pub async fn trigger_as(
         &self,
@@ -51,29 +53,58 @@ impl Store {
         registration: RegistrationId,
         request_id: Option<String>,
     ) -> Result<Result<Triggered, TriggerRefusal>, StoreError> {
+        let mut conn = self.connection().await?;
+        // Step 1, the registration's slot: it exists, is live and is the caller's.
+        let (owner, state): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.registration(registration))
+            .arg("account_id")
+            .arg(STATE_FIELD)
+            .query_async(&mut conn)
+            .await?;
+        let Some(owner) = owner.filter(|_| state.is_none()) else {
+            return Ok(Err(TriggerRefusal::NoSuchRegistration));
+        };
+        if caller.is_some_and(|caller| caller.to_string() != owner) {
+            return Ok(Err(TriggerRefusal::NotOwner));
+        }
         let triggered = Triggered {
             id: TriggeredId::generate(),
             registration_id: registration,
             created: now_micros(),
             summary: DeliverySummary::default(),
         };
+        let id = triggered.id.to_string();
+        // Step 2, the index's slot: listed first, so a record is never unlisted. A crash before
+        // step 3 leaves an entry without a record, which readers skip and retention trims.
+        let retention_micros =
+            i64::try_from(self.triggered_retention.as_micros()).unwrap_or(i64::MAX);
+        let trim_below = if retention_micros == 0 {
+            String::new()
+        } else {
+            triggered
+                .created
+                .saturating_sub(retention_micros)
+                .to_string()
+        };
+        let _: i64 = scripts::INDEX_TRIGGERED
+            .key(self.keys.triggered_all())
+            .arg(&id)
+            .arg(triggered.created)
+            .arg(trim_below)
+            .invoke_async(&mut conn)
+            .await?;
+        // Step 3, the shard's slot: the record and its fan-out job, together.
         let job = Job::FanOutV1 {
             triggered_id: triggered.id,
             registration_id: registration,
             request_id,
             after: None,
         };
-        let id = triggered.id.to_string();
-        let mut conn = self.connection().await?;
-        let written: i64 = scripts::TRIGGER
-            .key(self.keys.registration(registration))
+        let _: i64 = scripts::TRIGGER
             .key(self.keys.triggered(triggered.id))
-            .key(self.keys.triggered_all())
             .key(self.keys.jobs(self.keys.shard_of(triggered.id)))
-            .arg(&id)
-            .arg(triggered.created)
             .arg(job.to_json())
-            .arg(caller.map(|c| c.to_string()).unwrap_or_default())
+            .arg(self.triggered_retention.as_secs())
             .arg("id")
             .arg(&id)
             .arg("registration_id")
@@ -82,11 +113,7 @@ impl Store {
             .arg(triggered.created)
             .invoke_async(&mut conn)
             .await?;
-        Ok(match written {
-            1 => Ok(triggered),
-            0 => Err(TriggerRefusal::NoSuchRegistration),
-            _ => Err(TriggerRefusal::NotOwner),
-        })
+        Ok(Ok(triggered))
     }
 
     /// The triggered record with this id.

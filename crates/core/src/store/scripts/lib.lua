@@ -11,6 +11,7 @@ local function remove_subscription(p, sid)
   end
   if owner_and_reg[2] then
     redis.call('ZREM', p .. 'registration:{' .. owner_and_reg[2] .. '}:subscriptions', sid)
+    redis.call('HDEL', p .. 'registration:{' .. owner_and_reg[2] .. '}:subscriber_accounts', sid)
   end
   redis.call('ZREM', p .. '{subscriptions}', sid)
   -- The subscriber's full attempt records (endpoints, answers) go with the subscription. A
@@ -26,7 +27,7 @@ local function remove_registration(p, rid)
   for _, sid in ipairs(redis.call('ZRANGE', subs, 0, -1)) do
     remove_subscription(p, sid)
   end
-  redis.call('DEL', subs)
+  redis.call('DEL', subs, rkey .. ':subscriber_accounts')
   if owner then
     redis.call('ZREM', p .. 'account:{' .. owner .. '}:registrations', rid)
   end
