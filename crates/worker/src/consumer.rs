@@ -44,6 +44,8 @@ const PROMOTE_BATCH: usize = 500;
 /// The first pause of a many-shard read after a round that found every shard empty; each
 /// empty round doubles it, up to [`POLL_BACKOFF_MOST`].
 const POLL_BACKOFF_FIRST: Duration = Duration::from_millis(1);
+/// Most passes of one round of a many-shard read (see [`Consumer::read`]).
+const READ_PASSES: usize = 4;
 /// The longest pause between two rounds of a many-shard read while every shard is empty.
 const POLL_BACKOFF_MOST: Duration = Duration::from_millis(50);
 
@@ -137,8 +139,9 @@ impl Consumer {
     /// would take a connection per shard; instead each round reads every shard without
     /// blocking, all at once (the cluster connection pipelines them per master), sharing
     /// `count` equally between the shards, the shard that gets the odd ones moving on each
-    /// round, and giving what the full shards left unused to them in a second pass: no shard
-    /// starves another. While every shard is empty, rounds are spaced 1 ms, then twice as
+    /// round, and giving what the shards with fewer entries left unused to those that filled
+    /// their share, in a few more passes: no shard starves another, and a read still fills up
+    /// from a busy shard. While every shard is empty, rounds are spaced 1 ms, then twice as
     /// long each time, up to 50 ms.
     pub async fn read(&self, count: usize, block: Duration) -> Result<Vec<Entry>, StoreError> {
         let shards = self.shards();
@@ -167,31 +170,33 @@ impl Consumer {
             .collect();
         // The share of `i` of `n` shards in `total`: equal, the first ones getting the odd ones.
         let share = |total: usize, n: usize, i: usize| total / n + usize::from(i < total % n);
-        let first: Vec<(Shard, usize)> = order
+        let mut wanted: Vec<(Shard, usize)> = order
             .iter()
             .enumerate()
             .map(|(i, &shard)| (shard, share(count, order.len(), i)))
             .filter(|&(_, wanted)| wanted > 0)
             .collect();
         let mut entries = Vec::new();
-        let mut full = Vec::new();
-        for ((shard, wanted), read) in first.iter().zip(self.read_shards(&first).await?) {
-            if read.len() >= *wanted {
-                full.push(*shard);
+        // What the shards that had less than their share left goes to those that filled
+        // theirs, in a few more passes at most.
+        for _ in 0..READ_PASSES {
+            let mut full = Vec::new();
+            for ((shard, asked), read) in wanted.iter().zip(self.read_shards(&wanted).await?) {
+                if read.len() >= *asked {
+                    full.push(*shard);
+                }
+                entries.extend(read);
             }
-            entries.extend(read);
-        }
-        let left = count.saturating_sub(entries.len());
-        if left > 0 && !full.is_empty() {
-            let second: Vec<(Shard, usize)> = full
+            let left = count.saturating_sub(entries.len());
+            if left == 0 || full.is_empty() {
+                break;
+            }
+            wanted = full
                 .iter()
                 .enumerate()
                 .map(|(i, &shard)| (shard, share(left, full.len(), i)))
                 .filter(|&(_, wanted)| wanted > 0)
                 .collect();
-            for read in self.read_shards(&second).await? {
-                entries.extend(read);
-            }
         }
         Ok(entries)
     }

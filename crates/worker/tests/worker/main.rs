@@ -4,8 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cluster;
 mod delivery;
 mod fairness;
 mod helpers;
 mod recovery;
 mod retries;
+mod shards;

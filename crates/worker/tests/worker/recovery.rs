@@ -178,10 +178,12 @@ async fn a_job_recorded_twice_is_counted_once() {
         targets: vec![target.clone()],
     };
     let keys = world.store.keys();
+    // A trigger's jobs are in its record's shard.
+    let shard = keys.shard_of(triggered);
     let mut conn = world.store.connection().await.unwrap();
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
-        .arg(keys.jobs(Shard::default()))
+        .arg(keys.jobs(shard))
         .arg(CONSUMER_GROUP)
         .arg("$")
         .arg("MKSTREAM")
@@ -189,7 +191,7 @@ async fn a_job_recorded_twice_is_counted_once() {
         .await
         .unwrap();
     let entry: String = redis::cmd("XADD")
-        .arg(keys.jobs(Shard::default()))
+        .arg(keys.jobs(shard))
         .arg("*")
         .arg(JOB_FIELD)
         .arg(job.to_json())
@@ -201,7 +203,7 @@ async fn a_job_recorded_twice_is_counted_once() {
         .arg(CONSUMER_GROUP)
         .arg("stalled")
         .arg("STREAMS")
-        .arg(keys.jobs(Shard::default()))
+        .arg(keys.jobs(shard))
         .arg(">")
         .query_async(&mut conn)
         .await
