@@ -7,9 +7,10 @@
 //! cannot reach), and those are configuration mistakes to name at once, not outages to ride out:
 //! so `pubhook serve|worker|standalone` run the check before they start.
 //!
-//! As of now only the connections are cluster-aware: the key layout and the scripts are not yet
-//! (every script call must keep its keys in one hash slot), so on a cluster the API's writes fail
-//! with `CROSSSLOT`. The check says so in a warning.
+//! As of now the data plane (trigger, fan-out, delivery, the sharded queue) runs on a cluster,
+//! every step on one hash slot; the control plane's creates and deletes (accounts,
+//! registrations, subscriptions) do not yet and fail there with `CROSSSLOT`. The check says so
+//! in a warning.
 
 use std::fmt;
 
@@ -202,8 +203,8 @@ impl Store {
         }
         ping_masters(seed, &masters).await?;
         tracing::warn!(
-            "running on a Redis Cluster: only the connections are cluster-aware so far; the key \
-             layout and scripts for a cluster are not done yet, so the API's writes fail there"
+            "running on a Redis Cluster: triggers and deliveries run there; the creates and \
+             deletes of accounts, registrations and subscriptions are not done yet and fail there"
         );
         Ok(())
     }
