@@ -135,3 +135,128 @@ impl Store {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pubhook_testkit::{random_prefix, shared_cluster, shared_redis};
+
+    use super::*;
+    use crate::keys::key_slot;
+    use crate::store::PageRange;
+
+    /// A registration of `owner`, written as the store lays it out (one hash, one slot).
+    async fn registration(store: &Store, owner: AccountId) -> RegistrationId {
+        let id = RegistrationId::generate();
+        let mut conn = store.connection().await.unwrap();
+        let _: i64 = redis::cmd("HSET")
+            .arg(store.keys().registration(id))
+            .arg("id")
+            .arg(id.to_string())
+            .arg("account_id")
+            .arg(owner.to_string())
+            .arg("event")
+            .arg("e")
+            .arg("description")
+            .arg("d")
+            .arg("event_data")
+            .arg("{}")
+            .arg("created")
+            .arg(now_micros())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn a_trigger_is_checked_listed_and_queued_in_its_shard(store: Store) {
+        let owner = AccountId::generate();
+        let reg = registration(&store, owner).await;
+        let refused = store
+            .trigger_as(AccountId::generate(), reg, None)
+            .await
+            .unwrap();
+        assert_eq!(refused.unwrap_err(), TriggerRefusal::NotOwner);
+        let missing = store
+            .trigger_as(owner, RegistrationId::generate(), None)
+            .await
+            .unwrap();
+        assert_eq!(missing.unwrap_err(), TriggerRefusal::NoSuchRegistration);
+
+        let mut ids = Vec::new();
+        for _ in 0..6 {
+            let triggered = store
+                .trigger_as(owner, reg, Some("req".into()))
+                .await
+                .unwrap()
+                .unwrap();
+            ids.push(triggered.id);
+        }
+        let keys = store.keys();
+        let mut conn = store.connection().await.unwrap();
+        for id in &ids {
+            let read = store.triggered(*id).await.unwrap().unwrap();
+            assert_eq!(read.registration_id, reg);
+            assert_eq!(read.summary, DeliverySummary::default());
+            let shard = keys.shard_of(*id);
+            assert_eq!(
+                key_slot(keys.triggered(*id).as_bytes()),
+                key_slot(keys.jobs(shard).as_bytes())
+            );
+            let ttl: i64 = redis::cmd("TTL")
+                .arg(keys.triggered(*id))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(
+                ttl > 29 * 24 * 3600,
+                "the record expires with the retention: {ttl}"
+            );
+            let jobs: Vec<redis::Value> = redis::cmd("XRANGE")
+                .arg(keys.jobs(shard))
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(!jobs.is_empty(), "the fan-out job is in the record's shard");
+        }
+        let page = store
+            .triggered_page(PageRange::unbounded(0, 100))
+            .await
+            .unwrap();
+        let listed: Vec<TriggeredId> = page.items.iter().map(|t| t.id).collect();
+        assert_eq!(listed, ids, "listed in creation order");
+
+        // An index entry whose record was never written (a crash between the steps) is skipped.
+        let _: i64 = redis::cmd("ZADD")
+            .arg(keys.triggered_all())
+            .arg(now_micros())
+            .arg(TriggeredId::generate().to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let page = store
+            .triggered_page(PageRange::unbounded(0, 100))
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), ids.len());
+    }
+
+    #[tokio::test]
+    async fn a_trigger_is_checked_listed_and_queued_in_its_shard_on_one_redis() {
+        let store = Store::connect(shared_redis().await.url(), &random_prefix(), 2)
+            .unwrap()
+            .with_queue_shards(4);
+        a_trigger_is_checked_listed_and_queued_in_its_shard(store).await;
+    }
+
+    #[tokio::test]
+    async fn a_trigger_is_checked_listed_and_queued_in_its_shard_on_a_cluster() {
+        let cluster = shared_cluster().await;
+        let store = Store::connect_cluster(cluster.seed_urls(), &random_prefix(), 2)
+            .unwrap()
+            .with_queue_shards(16);
+        store.check_cluster().await.unwrap();
+        a_trigger_is_checked_listed_and_queued_in_its_shard(store).await;
+    }
+}
