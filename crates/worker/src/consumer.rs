@@ -493,21 +493,15 @@ impl Consumer {
         let promotes = self.shards().into_iter().map(|shard| {
             let mut conn = conn.clone();
             async move {
-                let moved: usize = scripts::PROMOTE
+                let (moved, next): (usize, String) = scripts::PROMOTE
                     .key(keys.delayed(shard))
                     .key(keys.jobs(shard))
                     .arg(now_ms)
                     .arg(PROMOTE_BATCH)
                     .invoke_async(&mut conn)
                     .await?;
-                let next: Vec<(String, f64)> = redis::cmd("ZRANGE")
-                    .arg(keys.delayed(shard))
-                    .arg(0)
-                    .arg(0)
-                    .arg("WITHSCORES")
-                    .query_async(&mut conn)
-                    .await?;
-                Ok::<_, StoreError>((moved, next.first().map(|(_, due)| *due as u64)))
+                let next = next.parse::<f64>().ok().map(|due| due as u64);
+                Ok::<_, StoreError>((moved, next))
             }
         });
         let results = futures_util::future::try_join_all(promotes).await?;
