@@ -69,7 +69,14 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
             .expose_secret()
             .to_owned()
     };
-    let store = Store::connect(&redis_url, &settings.key_prefix, 8).expect("store");
+    // `PUBHOOK_TEST_QUEUE_SHARDS` runs the suite with a queue of that many shards (default 1).
+    let shards = std::env::var("PUBHOOK_TEST_QUEUE_SHARDS")
+        .ok()
+        .and_then(|raw| raw.trim().parse().ok())
+        .unwrap_or(1);
+    let store = Store::connect(&redis_url, &settings.key_prefix, 8)
+        .expect("store")
+        .with_queue_shards(shards);
     let app = Application::build(&settings, store.clone()).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
