@@ -21,7 +21,9 @@ const SHARDS: u16 = 16;
 
 async fn cluster_world() -> World {
     let cluster = shared_cluster().await;
-    World::on_cluster(cluster.seed_urls(), SHARDS).await
+    let world = World::on_cluster(cluster.seed_urls(), SHARDS).await;
+    assert!(world.store.is_cluster(), "a real cluster, not a fallback");
+    world
 }
 
 /// How many POSTs each (webhook-id, subscriber) pair got; subscribers are told apart by the
