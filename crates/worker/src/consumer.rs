@@ -150,19 +150,30 @@ impl Consumer {
         }
         let deadline = tokio::time::Instant::now() + block;
         let mut pause = POLL_BACKOFF_FIRST;
+        // Shards asked since the last pause: a read of fewer entries than there are shards asks
+        // only some shards per round, and pauses only once every shard was found empty.
+        let mut asked = 0;
         loop {
-            let entries = self.read_round(&shards, count.max(1)).await?;
+            let count = count.max(1);
+            let entries = self.read_round(&shards, count).await?;
             if !entries.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(entries);
             }
-            tokio::time::sleep_until((tokio::time::Instant::now() + pause).min(deadline)).await;
-            pause = (pause * 2).min(POLL_BACKOFF_MOST);
+            asked += count.min(shards.len());
+            if asked >= shards.len() {
+                asked = 0;
+                tokio::time::sleep_until((tokio::time::Instant::now() + pause).min(deadline)).await;
+                pause = (pause * 2).min(POLL_BACKOFF_MOST);
+            }
         }
     }
 
     /// One round of a many-shard read (see [`Consumer::read`]).
     async fn read_round(&self, shards: &[Shard], count: usize) -> Result<Vec<Entry>, StoreError> {
-        let start = self.turn.fetch_add(1, Ordering::Relaxed) % shards.len();
+        // The round's first shard moves on by one (who gets the odd shares changes), or, when
+        // not every shard is asked, past those asked this round.
+        let step = if count < shards.len() { count } else { 1 };
+        let start = self.turn.fetch_add(step, Ordering::Relaxed) % shards.len();
         let order: Vec<Shard> = shards[start..]
             .iter()
             .chain(&shards[..start])

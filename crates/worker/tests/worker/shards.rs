@@ -170,3 +170,23 @@ async fn with_a_short_retention_many_triggers_leave_a_bounded_number_of_records(
         .unwrap();
     assert!(records.len() <= 25, "{}", records.len());
 }
+
+#[tokio::test]
+async fn a_read_of_one_entry_finds_the_only_busy_shard_without_waiting() {
+    let store = Store::connect(shared_redis().await.url(), &random_prefix(), 4)
+        .unwrap()
+        .with_queue_shards(16);
+    store.settle_queue_shards().await.unwrap();
+    let consumer = Consumer::new(store.clone(), "reader".into(), Duration::from_secs(30));
+    consumer.ensure_group().await.unwrap();
+    let shards: Vec<Shard> = store.keys().shards().collect();
+    fill(&store, shards[11], 20).await;
+    // Reads of one entry each ask one shard per round, in turn, and pause only after a whole
+    // pass found nothing: every one finds the job within its block time (pausing after each
+    // empty shard would take up to half a second to reach it).
+    for _ in 0..20 {
+        let read = consumer.read(1, Duration::from_millis(300)).await.unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].shard, shards[11]);
+    }
+}
