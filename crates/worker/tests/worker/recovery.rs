@@ -245,3 +245,47 @@ async fn a_job_recorded_twice_is_counted_once() {
         .unwrap();
     assert_eq!(attempts.items.len(), 2, "both attempts are on record");
 }
+
+#[tokio::test]
+async fn a_fan_out_page_run_twice_queues_its_batch_once() {
+    use pubhook_core::queue::Job;
+    use pubhook_worker::consumer::Consumer;
+    use pubhook_worker::fan_out::{fan_out_page, FanOutPage};
+
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let owner = world.account("owner", &receiver.url()).await;
+    let reg = world.registration(owner.id, "e", "{}").await;
+    for n in 0..3 {
+        let sub = world.account(&format!("s{n}"), &receiver.url()).await;
+        world.subscribe(sub.id, reg).await;
+    }
+    let consumer = Consumer::new(world.store.clone(), "c".into(), Duration::from_secs(30));
+    consumer.ensure_group().await.unwrap();
+    let triggered = world.trigger(reg).await;
+    let entries = consumer.read(10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    assert!(matches!(
+        Job::from_json(&entry.raw),
+        Ok(Job::FanOutV1 { .. })
+    ));
+    // Two workers run the same page (one took it over from the other).
+    let page = FanOutPage {
+        triggered,
+        registration: reg,
+        request_id: None,
+        after: None,
+    };
+    let first = fan_out_page(&world.store, entry.shard, &entry.id, page)
+        .await
+        .unwrap();
+    let second = fan_out_page(&world.store, entry.shard, &entry.id, page)
+        .await
+        .unwrap();
+    assert!(first.written && !second.written, "{first:?} {second:?}");
+    assert_eq!(first.queued, 3);
+    assert_eq!(world.summary(triggered).await.pending, 3);
+    let batches = consumer.read(10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(batches.len(), 1, "one batch");
+}
