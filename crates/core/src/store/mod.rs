@@ -114,7 +114,10 @@ impl From<redis::RedisError> for StoreError {
             || err.is_connection_dropped()
             || err.is_connection_refusal()
             || err.is_timeout()
-            || matches!(err.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN"));
+            || matches!(
+                err.code(),
+                Some("LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN")
+            );
         if unreachable {
             Self::Unavailable(err.into())
         } else {
