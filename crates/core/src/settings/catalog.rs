@@ -80,8 +80,9 @@ static KEYS: &[KeyDoc] = &[
         env: "PUBHOOK_REDIS_CLUSTER_NODES",
         default: "empty",
         description: "comma-separated seed nodes (`redis://host:port`) of a Redis Cluster to use \
-                      instead of `redis_url` (in progress: the API's scripts do not run on a \
-                      cluster yet)",
+                      instead of `redis_url` (in progress: triggers and deliveries run on a \
+                      cluster; the creates and deletes of accounts, registrations and \
+                      subscriptions do not yet)",
         apply: |s, raw| {
             s.redis_cluster_nodes = parse_redis_cluster_nodes(raw)?;
             Ok(())
