@@ -52,6 +52,31 @@ async fn a_bad_setting_is_refused_at_start_naming_its_key() {
 }
 
 #[tokio::test]
+async fn a_start_with_another_number_of_queue_shards_than_the_prefix_has_is_refused() {
+    let redis = shared_redis().await;
+    let prefix = random_prefix();
+    // The first start records the default, 1 shard on one Redis.
+    let first = run(pubhook(redis.url(), &prefix).arg("init"));
+    assert!(first.status.success(), "{first:?}");
+    let output = run(pubhook(redis.url(), &prefix)
+        .env("PUBHOOK_QUEUE_SHARDS", "16")
+        .arg("init"));
+    assert!(!output.status.success(), "started with 16 shards");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("queue_shards is 16"), "{stderr}");
+    assert!(stderr.contains("queue_shards = 1"), "{stderr}");
+    // The recorded number starts again (and gets past the check to init's own refusal).
+    let again = run(pubhook(redis.url(), &prefix)
+        .env("PUBHOOK_QUEUE_SHARDS", "1")
+        .arg("init"));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("an admin account already exists"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn a_cluster_that_cannot_be_used_is_refused_at_start_naming_the_problem() {
     // The working single Redis of PUBHOOK_REDIS_URL is not used once cluster seeds are given.
     let redis = shared_redis().await;

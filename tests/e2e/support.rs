@@ -187,9 +187,13 @@ impl Seed {
     }
 
     /// On the Redis Cluster of `seeds`.
+    /// On the Redis Cluster of `seeds`, with the queue shards pubhook uses there by default.
     pub fn on_cluster(seeds: &[String], prefix: &str) -> Self {
+        let shards = pubhook_core::settings::Settings::default().queue_shards_for(true);
         Self {
-            store: Store::connect_cluster(seeds, prefix, 16).expect("store"),
+            store: Store::connect_cluster(seeds, prefix, 16)
+                .expect("store")
+                .with_queue_shards(shards),
         }
     }
 

@@ -23,11 +23,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .context("invalid settings")?;
     let (target, redis_child) = redis_target(&settings).await?;
     let outcome = async {
-        let store = Store::connect_to(&target, &settings.key_prefix, settings.redis_pool_size)?;
+        let store = open_store(&target, &settings)?;
         store
             .check_cluster()
             .await
             .context("the Redis Cluster of redis_cluster_nodes cannot be used")?;
+        store
+            .settle_queue_shards()
+            .await
+            .context("queue_shards cannot be used")?;
         match cli.command {
             Command::Serve => serve(&settings, store).await,
             Command::Worker => work(&settings, store).await,
@@ -39,6 +43,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     .await;
     stop_redis(redis_child).await;
     outcome
+}
+
+/// The store on `target` with the data-plane settings: the number of queue shards and the
+/// retention of triggered records.
+fn open_store(target: &RedisTarget, settings: &Settings) -> anyhow::Result<Store> {
+    let cluster = matches!(target, RedisTarget::Cluster(_));
+    Ok(
+        Store::connect_to(target, &settings.key_prefix, settings.redis_pool_size)?
+            .with_queue_shards(settings.queue_shards_for(cluster))
+            .with_triggered_retention(settings.triggered_retention),
+    )
 }
 
 /// The Redis Cluster of `redis_cluster_nodes` when that is set (and then `redis_url` is not
@@ -82,7 +97,7 @@ async fn work(settings: &Settings, store: Store) -> anyhow::Result<()> {
 /// API's runtimes (actix's worker threads) stop before the worker's grace period ends.
 async fn standalone(settings: &Settings, store: Store, target: &RedisTarget) -> anyhow::Result<()> {
     let app = Application::build(settings, store)?;
-    let worker_store = Store::connect_to(target, &settings.key_prefix, settings.redis_pool_size)?;
+    let worker_store = open_store(target, settings)?;
     let worker = build_worker(settings, worker_store)?;
     tracing::info!(listen = %settings.listen, port = app.port(), "pubhook standalone: API and worker");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -29,7 +29,7 @@
 //! | `{p}registration:{<id>}:subscriber_accounts` | hash   | registration   | record   | subscription id → subscriber account id, beside the index: a fan-out reads both in one slot |
 //! | `{p}subscription:{<id>}`                      | hash   | subscription   | record   | one subscription row |
 //! | `{p}subscription:{<id>}:deliveries`           | zset   | subscription   | `delivery_retention` | one subscription's attempts in full, by time |
-//! | `{p}triggered:{q<n>}:<id>`                    | hash   | queue shard    | record   | one triggered record |
+//! | `{p}triggered:{q<n>}:<id>`                    | hash   | queue shard    | `triggered_retention` | one triggered record |
 //! | `{p}triggered:{q<n>}:<id>:deliveries`         | zset   | queue shard    | `delivery_retention` | the delivery attempts of a trigger, by time (outcomes only) |
 //! | `{p}jobs:{q<n>}`                              | stream | queue shard    | —        | the shard's job queue (see `queue`) |
 //! | `{p}delayed:{q<n>}`                           | zset   | queue shard    | —        | the shard's retries and intents waiting, scored by due time (ms) |
@@ -38,7 +38,7 @@
 //! | `{p}{admins}`                                 | set    | own            | —        | ids of accounts with `is_admin` |
 //! | `{p}{registrations}`                          | zset   | own            | —        | every registration |
 //! | `{p}{subscriptions}`                          | zset   | own            | —        | every subscription |
-//! | `{p}{triggered}`                              | zset   | own            | —        | every triggered record |
+//! | `{p}{triggered}`                              | zset   | own            | trimmed by `triggered_retention` | every triggered record |
 //! | `{p}{settings}`                               | hash   | own            | —        | settings fixed for a prefix once used (`queue_shards`) |
 //! | `{p}key-reset:{<username>}`                   | string | own            | `key_reset_interval` | present while an API-key reset is cooling down |
 //! | `{p}limit:{<what>:<subject>}`                 | string | own            | one window | a rate-limit counter of one fixed window (see `store::limits`) |

@@ -3,15 +3,26 @@
 //! ## Layout
 //!
 //! Jobs are entries of a Redis stream, one per queue shard, `{p}jobs:{q<n>}` (see
-//! [`crate::keys`]), each with a single field `job` holding the JSON of a [`Job`]; every job of
-//! a trigger goes to its triggered record's shard. A stream with a consumer group gives what the queue needs
-//! without extra bookkeeping: entries stay until acknowledged (at-least-once), a dead worker's
-//! pending entries can be claimed by another after a visibility timeout (`XAUTOCLAIM`), and the
-//! per-entry delivery counter lets a job that keeps killing workers be set aside.
+//! [`crate::keys`]), each with a single field `job` holding the JSON of a [`Job`]. A stream with
+//! a consumer group gives what the queue needs without extra bookkeeping: entries stay until
+//! acknowledged (at-least-once), a dead worker's pending entries can be claimed by another after
+//! a visibility timeout (`XAUTOCLAIM`), and the per-entry delivery counter lets a job that keeps
+//! killing workers be set aside.
 //!
-//! The API only appends. The trigger appends its [`Job::FanOutV1`] in the same Lua script that
-//! writes the triggered record, so an acknowledged trigger is never lost and never delivered
-//! without its record.
+//! ## Shards
+//!
+//! The queue has `queue_shards` shards (1 on a single Redis, 16 on a cluster by default; fixed
+//! for a key prefix once used), each a stream, a delayed set (`{p}delayed:{q<n>}`, due retries
+//! and parked jobs by due time in ms) and a dead-letter list (`{p}dead:{q<n>}`) under the
+//! shard's hash tag. Every job of a trigger (its fan-out pages, its batches, its retries) goes
+//! to its triggered record's shard ([`crate::keys::Keys::shard_of`]), so each step of a job
+//! records what it did and acknowledges the job in one script on one slot. Every worker reads
+//! every shard; what it read carries its shard, and is acknowledged, handed back, parked or
+//! dead-lettered there, whatever the job is.
+//!
+//! The API only appends. The trigger appends its [`Job::FanOutV1`] in the same Lua script, in
+//! the record's shard, that writes the triggered record, so an acknowledged trigger is never
+//! lost and never delivered without its record.
 //!
 //! ## Versioning
 //!

@@ -1,6 +1,12 @@
-//! The consumer side of the job stream (layout in `pubhook_core::queue`).
+//! The consumer side of the job streams, one per queue shard (layout in `pubhook_core::queue`).
 //!
-//! - **Read**: `XREADGROUP` with the group `workers`; each worker process is one consumer.
+//! Every worker serves every shard, and every operation below works shard by shard, each
+//! command or script on the keys of one shard (one hash slot); an [`Entry`] carries the shard
+//! it came from, so what is done with it goes back to that shard.
+//!
+//! - **Read**: `XREADGROUP` with the group `workers`; each worker process is one consumer. One
+//!   shard: a blocking read, as before shards. Many: rounds of non-blocking reads of every
+//!   shard in turn, with a short backoff while all are empty (see [`Consumer::read`]).
 //! - **At-least-once**: an entry stays pending until the script that records its outcome
 //!   acknowledges and deletes it, in the same atomic step.
 //! - **Reclaim**: entries pending longer than the visibility timeout belong to a dead or stuck
@@ -8,13 +14,16 @@
 //!   its own consumer (`XCLAIM ... JUSTID`), which resets its idle time, so a long batch is not
 //!   taken away from a live worker.
 //! - **Dead letters**: an entry delivered [`MAX_DELIVERIES`] times without being acknowledged
-//!   keeps killing workers; it goes to the `{p}dead:{q<n>}` list of its queue shard instead of looping.
-//! - **Retries** wait in the `{p}delayed:{q<n>}` sorted set of its queue shard scored by due time in milliseconds and are
-//!   moved to the stream, atomically, when due.
+//!   keeps killing workers; it goes to the `{p}dead:{q<n>}` list of its queue shard instead of
+//!   looping.
+//! - **Retries** wait in the `{p}delayed:{q<n>}` sorted set of their queue shard, scored by due
+//!   time in milliseconds, and are moved to the shard's stream, atomically, when due.
 //! - **Recovery**: a Redis that restarted empty has no consumer group; the next read gets
 //!   `NOGROUP`, recreates the group and goes on, without restarting pubhook.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pubhook_core::domain::{now_seconds, AccountId, RegistrationId};
@@ -24,34 +33,56 @@ use pubhook_core::store::{Connection, DeadLetter, Store, StoreError};
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio::sync::OnceCell;
 
-use crate::scripts;
+use crate::{scripts, slots};
 
 /// Deliveries of one entry after which it is set aside as a dead letter.
 pub const MAX_DELIVERIES: usize = 5;
-/// Dead letters kept; older ones are dropped.
+/// Dead letters kept per shard; older ones are dropped.
 const DEAD_LETTER_CAP: usize = 10_000;
 /// Retries moved to the stream per script call.
 const PROMOTE_BATCH: usize = 500;
+/// The first pause of a many-shard read after a round that found every shard empty; each
+/// empty round doubles it, up to [`POLL_BACKOFF_MOST`].
+const POLL_BACKOFF_FIRST: Duration = Duration::from_millis(1);
+/// Most passes of one round of a many-shard read (see [`Consumer::read`]).
+const READ_PASSES: usize = 4;
+/// The longest pause between two rounds of a many-shard read while every shard is empty.
+const POLL_BACKOFF_MOST: Duration = Duration::from_millis(50);
 
-/// One job read from the stream, not yet parsed.
+/// One job read from a shard's stream, not yet parsed.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// The stream id, which acknowledges it.
+    /// The queue shard whose stream holds it: every step of the job acknowledges it there.
+    pub shard: Shard,
+    /// The stream id, which acknowledges it (unique within its shard only).
     pub id: String,
     /// The job's JSON.
     pub raw: String,
 }
 
-/// A consumer of the job stream.
+impl Entry {
+    /// What names this entry among every shard's: its shard and stream id.
+    pub fn key(&self) -> EntryKey {
+        (self.shard, self.id.clone())
+    }
+}
+
+/// An entry's shard and stream id.
+pub type EntryKey = (Shard, String);
+
+/// The entries a worker holds (read and not finished), which the heartbeat keeps claimed.
+pub type Held = Arc<Mutex<HashSet<EntryKey>>>;
+
+/// A consumer of the job streams of every queue shard.
 #[derive(Clone)]
 pub struct Consumer {
     store: Store,
     name: String,
     visibility_timeout: Duration,
-    /// The connection of the blocking reads, so they hold up no other command.
+    /// The connection of the blocking reads (one shard), so they hold up no other command.
     reads: Arc<OnceCell<Connection>>,
-    /// The queue shard this consumer reads.
-    shard: Shard,
+    /// The shard a many-shard read starts its round at, moved on by one every round.
+    turn: Arc<AtomicUsize>,
 }
 
 impl Consumer {
@@ -62,7 +93,7 @@ impl Consumer {
             name,
             visibility_timeout,
             reads: Arc::default(),
-            shard: Shard::default(),
+            turn: Arc::default(),
         }
     }
 
@@ -71,26 +102,145 @@ impl Consumer {
         &self.name
     }
 
-    /// Creates the stream and its group if missing.
+    fn shards(&self) -> Vec<Shard> {
+        self.store.keys().shards().collect()
+    }
+
+    /// Creates every shard's stream and group if missing.
     pub async fn ensure_group(&self) -> Result<(), StoreError> {
-        let mut conn = self.store.connection().await?;
-        let created: Result<String, redis::RedisError> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.store.keys().jobs(self.shard))
-            .arg(CONSUMER_GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(e.into()),
+        let conn = self.store.connection().await?;
+        let creates = self.shards().into_iter().map(|shard| {
+            let mut create = redis::cmd("XGROUP");
+            create
+                .arg("CREATE")
+                .arg(self.store.keys().jobs(shard))
+                .arg(CONSUMER_GROUP)
+                .arg("0")
+                .arg("MKSTREAM");
+            create
+        });
+        let created = creates.map(|create| {
+            let mut conn = conn.clone();
+            async move {
+                match create.query_async::<String>(&mut conn).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+                    Err(e) => Err(StoreError::from(e)),
+                }
+            }
+        });
+        futures_util::future::try_join_all(created).await?;
+        Ok(())
+    }
+
+    /// Up to `count` new entries, waiting at most about `block` for the first.
+    ///
+    /// With one shard this is one blocking `XREADGROUP`. With many, a blocking read per shard
+    /// would take a connection per shard; instead each round reads every shard without
+    /// blocking, all at once (the cluster connection pipelines them per master), sharing
+    /// `count` equally between the shards, the shard that gets the odd ones moving on each
+    /// round, and giving what the shards with fewer entries left unused to those that filled
+    /// their share, in a few more passes: no shard starves another, and a read still fills up
+    /// from a busy shard. While every shard is empty, rounds are spaced 1 ms, then twice as
+    /// long each time, up to 50 ms.
+    pub async fn read(&self, count: usize, block: Duration) -> Result<Vec<Entry>, StoreError> {
+        let shards = self.shards();
+        if let [shard] = shards[..] {
+            return self.read_blocking(shard, count, block).await;
+        }
+        let deadline = tokio::time::Instant::now() + block;
+        let mut pause = POLL_BACKOFF_FIRST;
+        // Shards asked since the last pause: a read of fewer entries than there are shards asks
+        // only some shards per round, and pauses only once every shard was found empty.
+        let mut asked = 0;
+        loop {
+            let count = count.max(1);
+            let entries = self.read_round(&shards, count).await?;
+            if !entries.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(entries);
+            }
+            asked += count.min(shards.len());
+            if asked >= shards.len() {
+                asked = 0;
+                tokio::time::sleep_until((tokio::time::Instant::now() + pause).min(deadline)).await;
+                pause = (pause * 2).min(POLL_BACKOFF_MOST);
+            }
         }
     }
 
-    /// Up to `count` new entries, waiting at most `block` for the first.
-    pub async fn read(&self, count: usize, block: Duration) -> Result<Vec<Entry>, StoreError> {
+    /// One round of a many-shard read (see [`Consumer::read`]).
+    async fn read_round(&self, shards: &[Shard], count: usize) -> Result<Vec<Entry>, StoreError> {
+        // The round's first shard moves on by one (who gets the odd shares changes), or, when
+        // not every shard is asked, past those asked this round.
+        let step = if count < shards.len() { count } else { 1 };
+        let start = self.turn.fetch_add(step, Ordering::Relaxed) % shards.len();
+        let order: Vec<Shard> = shards[start..]
+            .iter()
+            .chain(&shards[..start])
+            .copied()
+            .collect();
+        // The share of `i` of `n` shards in `total`: equal, the first ones getting the odd ones.
+        let share = |total: usize, n: usize, i: usize| total / n + usize::from(i < total % n);
+        let mut wanted: Vec<(Shard, usize)> = order
+            .iter()
+            .enumerate()
+            .map(|(i, &shard)| (shard, share(count, order.len(), i)))
+            .filter(|&(_, wanted)| wanted > 0)
+            .collect();
+        let mut entries = Vec::new();
+        // What the shards that had less than their share left goes to those that filled
+        // theirs, in a few more passes at most.
+        for _ in 0..READ_PASSES {
+            let mut full = Vec::new();
+            for ((shard, asked), read) in wanted.iter().zip(self.read_shards(&wanted).await?) {
+                if read.len() >= *asked {
+                    full.push(*shard);
+                }
+                entries.extend(read);
+            }
+            let left = count.saturating_sub(entries.len());
+            if left == 0 || full.is_empty() {
+                break;
+            }
+            wanted = full
+                .iter()
+                .enumerate()
+                .map(|(i, &shard)| (shard, share(left, full.len(), i)))
+                .filter(|&(_, wanted)| wanted > 0)
+                .collect();
+        }
+        Ok(entries)
+    }
+
+    /// Reads up to the given number of new entries of each shard without blocking, all at once.
+    async fn read_shards(&self, wanted: &[(Shard, usize)]) -> Result<Vec<Vec<Entry>>, StoreError> {
+        let conn = self.store.connection().await?;
+        let reads = wanted.iter().map(|&(shard, count)| {
+            let mut conn = conn.clone();
+            async move {
+                let options = StreamReadOptions::default()
+                    .group(CONSUMER_GROUP, &self.name)
+                    .count(count);
+                let reply: Result<Option<StreamReadReply>, redis::RedisError> =
+                    redis::cmd("XREADGROUP")
+                        .arg(&options)
+                        .arg("STREAMS")
+                        .arg(self.store.keys().jobs(shard))
+                        .arg(">")
+                        .query_async(&mut conn)
+                        .await;
+                self.entries_of(shard, reply).await
+            }
+        });
+        futures_util::future::try_join_all(reads).await
+    }
+
+    async fn read_blocking(
+        &self,
+        shard: Shard,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Entry>, StoreError> {
         let options = StreamReadOptions::default()
             .group(CONSUMER_GROUP, &self.name)
             .count(count)
@@ -103,17 +253,28 @@ impl Consumer {
         let reply: Result<Option<StreamReadReply>, redis::RedisError> = redis::cmd("XREADGROUP")
             .arg(&options)
             .arg("STREAMS")
-            .arg(self.store.keys().jobs(self.shard))
+            .arg(self.store.keys().jobs(shard))
             .arg(">")
             .query_async(&mut conn)
             .await;
+        drop(conn);
+        self.entries_of(shard, reply).await
+    }
+
+    /// The entries of a read of `shard`; on `NOGROUP` (a Redis that restarted empty) the groups
+    /// are made again and the read gave nothing.
+    async fn entries_of(
+        &self,
+        shard: Shard,
+        reply: Result<Option<StreamReadReply>, redis::RedisError>,
+    ) -> Result<Vec<Entry>, StoreError> {
         let reply = match reply {
             Ok(reply) => reply,
             Err(e) if e.code() == Some("NOGROUP") => {
                 tracing::warn!(
+                    %shard,
                     "the job stream has no consumer group (Redis restarted empty?); recreating it"
                 );
-                drop(conn);
                 self.ensure_group().await?;
                 return Ok(Vec::new());
             }
@@ -124,20 +285,28 @@ impl Consumer {
                 r.keys
                     .into_iter()
                     .flat_map(|k| k.ids)
-                    .map(to_entry)
+                    .map(|id| to_entry(shard, id))
                     .collect()
             })
             .unwrap_or_default())
     }
 
-    /// Takes over entries idle longer than the visibility timeout; first sets aside those that
-    /// have been delivered [`MAX_DELIVERIES`] times.
+    /// Takes over entries idle longer than the visibility timeout, up to `count` per shard;
+    /// first sets aside those that have been delivered [`MAX_DELIVERIES`] times.
     pub async fn reclaim(&self, count: usize) -> Result<Vec<Entry>, StoreError> {
+        let mut entries = Vec::new();
+        for shard in self.shards() {
+            entries.extend(self.reclaim_shard(shard, count).await?);
+        }
+        Ok(entries)
+    }
+
+    async fn reclaim_shard(&self, shard: Shard, count: usize) -> Result<Vec<Entry>, StoreError> {
         let min_idle = u64::try_from(self.visibility_timeout.as_millis()).unwrap_or(u64::MAX);
         let mut conn = self.store.connection().await?;
         let pending: Result<Vec<(String, String, u64, usize)>, redis::RedisError> =
             redis::cmd("XPENDING")
-                .arg(self.store.keys().jobs(self.shard))
+                .arg(self.store.keys().jobs(shard))
                 .arg(CONSUMER_GROUP)
                 .arg("IDLE")
                 .arg(min_idle)
@@ -151,14 +320,17 @@ impl Consumer {
             Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
         for (id, consumer, _idle, deliveries) in pending {
             if deliveries >= MAX_DELIVERIES {
-                tracing::error!(stream_id = %id, consumer = %consumer, deliveries, "job keeps failing; moved to the dead-letter list");
-                self.set_aside(&mut conn, &id, deliveries).await?;
+                tracing::error!(%shard, stream_id = %id, consumer = %consumer, deliveries, "job keeps failing; moved to the dead-letter list");
+                self.set_aside(&mut conn, shard, &id, deliveries).await?;
             }
         }
         let claimed: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(self.store.keys().jobs(self.shard))
+            .arg(self.store.keys().jobs(shard))
             .arg(CONSUMER_GROUP)
             .arg(&self.name)
             .arg(min_idle)
@@ -167,20 +339,27 @@ impl Consumer {
             .arg(count)
             .query_async(&mut conn)
             .await?;
-        Ok(claimed.claimed.into_iter().map(to_entry).collect())
+        Ok(claimed
+            .claimed
+            .into_iter()
+            .map(|id| to_entry(shard, id))
+            .collect())
     }
 
-    /// Moves entry `id` to the dead-letter list. The job is read and interpreted here, with the
-    /// job contract of `pubhook_core::queue`, so the script only applies what it owed.
+    /// Moves entry `id` of `shard` to the shard's dead-letter list. The job is read and
+    /// interpreted here, with the job contract of `pubhook_core::queue`, so the script only
+    /// applies what it owed. A job of a trigger is in its trigger's shard, so the trigger's
+    /// record is in the same slot.
     async fn set_aside(
         &self,
         conn: &mut Connection,
+        shard: Shard,
         id: &str,
         deliveries: usize,
     ) -> Result<(), StoreError> {
         let keys = self.store.keys();
         let range: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(keys.jobs(self.shard))
+            .arg(keys.jobs(shard))
             .arg(id)
             .arg(id)
             .query_async(conn)
@@ -189,7 +368,7 @@ impl Consumer {
             .ids
             .into_iter()
             .next()
-            .map(|entry| to_entry(entry).raw)
+            .map(|entry| to_entry(shard, entry).raw)
             .unwrap_or_default();
         let owed = match Job::from_json(&raw) {
             Ok(Job::DeliverBatchV1 {
@@ -201,9 +380,11 @@ impl Consumer {
             // A fan-out page owes nothing yet, nor does an intent; an unreadable job names no
             // trigger.
             Ok(Job::FanOutV1 { .. } | Job::IntentV1 { .. }) | Err(_) => None,
-        };
-        let mut invocation = scripts::DEAD_LETTER.key(keys.jobs(self.shard));
-        invocation.key(keys.dead_letters(self.shard));
+        }
+        // Only a trigger of this shard is in this slot.
+        .filter(|(triggered, _)| keys.shard_of(*triggered) == shard);
+        let mut invocation = scripts::DEAD_LETTER.key(keys.jobs(shard));
+        invocation.key(keys.dead_letters(shard));
         if let Some((triggered, _)) = owed {
             invocation.key(keys.triggered(triggered));
         }
@@ -226,42 +407,48 @@ impl Consumer {
         Ok(())
     }
 
-    /// Puts entries this consumer read but did not start back on the queue, for any worker to
-    /// take (see `scripts/hand_back.lua`). Returns how many went back.
+    /// Puts entries this consumer read but did not start back on their shards' queues, for any
+    /// worker to take (see `scripts/hand_back.lua`), one script per shard. Returns how many
+    /// went back.
     pub async fn hand_back(&self, entries: &[Entry]) -> Result<usize, StoreError> {
-        if entries.is_empty() {
-            return Ok(0);
+        let mut handed = 0;
+        for (shard, entries) in by_shard(entries.iter().map(|e| (e.shard, e))) {
+            let mut invocation = scripts::HAND_BACK.key(self.store.keys().jobs(shard));
+            invocation.arg(CONSUMER_GROUP).arg(JOB_FIELD);
+            for entry in entries {
+                invocation.arg(&entry.id).arg(&entry.raw);
+            }
+            let mut conn = self.store.connection().await?;
+            let count: usize = invocation.invoke_async(&mut conn).await?;
+            handed += count;
         }
-        let mut invocation = scripts::HAND_BACK.key(self.store.keys().jobs(self.shard));
-        invocation.arg(CONSUMER_GROUP).arg(JOB_FIELD);
-        for entry in entries {
-            invocation.arg(&entry.id).arg(&entry.raw);
-        }
-        let mut conn = self.store.connection().await?;
-        Ok(invocation.invoke_async(&mut conn).await?)
+        Ok(handed)
     }
 
-    /// Moves entries this consumer holds but has not started to the delayed set, each due at
-    /// its time (unix ms), acknowledging them in the same step (see `scripts/park.lua`).
-    /// Returns how many moved.
+    /// Moves entries this consumer holds but has not started to their shards' delayed sets,
+    /// each due at its time (unix ms), acknowledging them in the same step (see
+    /// `scripts/park.lua`), one script per shard. Returns how many moved.
     pub async fn park(&self, jobs: &[(Entry, u64)]) -> Result<usize, StoreError> {
-        if jobs.is_empty() {
-            return Ok(0);
-        }
         let keys = self.store.keys();
-        let mut invocation = scripts::PARK.key(keys.jobs(self.shard));
-        invocation
-            .key(keys.delayed(self.shard))
-            .arg(CONSUMER_GROUP)
-            .arg(&self.name);
-        for (entry, due) in jobs {
-            invocation.arg(&entry.id).arg(*due).arg(&entry.raw);
+        let mut parked = 0;
+        for (shard, jobs) in by_shard(jobs.iter().map(|job| (job.0.shard, job))) {
+            let mut invocation = scripts::PARK.key(keys.jobs(shard));
+            invocation
+                .key(keys.delayed(shard))
+                .arg(CONSUMER_GROUP)
+                .arg(&self.name);
+            for (entry, due) in jobs {
+                invocation.arg(&entry.id).arg(*due).arg(&entry.raw);
+            }
+            let mut conn = self.store.connection().await?;
+            let count: usize = invocation.invoke_async(&mut conn).await?;
+            parked += count;
         }
-        let mut conn = self.store.connection().await?;
-        Ok(invocation.invoke_async(&mut conn).await?)
+        Ok(parked)
     }
 
-    /// The owner account of each registration (`None` when it is gone), in one round trip.
+    /// The owner account of each registration (`None` when it is gone or being deleted), in
+    /// one round trip of single-slot reads.
     pub async fn owners(
         &self,
         registrations: &[RegistrationId],
@@ -269,65 +456,91 @@ impl Consumer {
         if registrations.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for registration in registrations {
-            pipe.cmd("HGET")
-                .arg(self.store.keys().registration(*registration))
-                .arg("account_id");
-        }
-        let mut conn = self.store.connection().await?;
-        let owners: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        let reads = registrations.iter().map(|registration| {
+            let mut read = redis::cmd("HMGET");
+            read.arg(self.store.keys().registration(*registration))
+                .arg("account_id")
+                .arg(pubhook_core::store::STATE_FIELD);
+            read
+        });
+        let conn = self.store.connection().await?;
+        let owners: Vec<(Option<String>, Option<String>)> = slots::each(&conn, reads).await?;
         Ok(owners
             .iter()
-            .map(|owner| owner.as_deref().and_then(AccountId::parse))
+            .map(|(owner, state)| {
+                owner
+                    .as_deref()
+                    .filter(|_| state.is_none())
+                    .and_then(AccountId::parse)
+            })
             .collect())
     }
 
-    /// Resets the idle time of entries this consumer is still working on.
-    pub async fn heartbeat(&self, ids: &[String]) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.store.connection().await?;
-        let _: Vec<String> = redis::cmd("XCLAIM")
-            .arg(self.store.keys().jobs(self.shard))
-            .arg(CONSUMER_GROUP)
-            .arg(&self.name)
-            .arg(0)
-            .arg(ids)
-            .arg("JUSTID")
-            .query_async(&mut conn)
-            .await?;
+    /// Resets the idle time of entries this consumer is still working on, one command per
+    /// shard.
+    pub async fn heartbeat(&self, ids: &[EntryKey]) -> Result<(), StoreError> {
+        let conn = self.store.connection().await?;
+        let claims = by_shard(ids.iter().map(|(shard, id)| (*shard, id)))
+            .into_iter()
+            .map(|(shard, ids)| {
+                let mut claim = redis::cmd("XCLAIM");
+                claim
+                    .arg(self.store.keys().jobs(shard))
+                    .arg(CONSUMER_GROUP)
+                    .arg(&self.name)
+                    .arg(0)
+                    .arg(ids)
+                    .arg("JUSTID");
+                claim
+            });
+        let _: Vec<Vec<String>> = slots::each(&conn, claims).await?;
         Ok(())
     }
 
-    /// Moves due retries to the stream. Returns how many moved, and the due time (unix ms) of
-    /// the next one still waiting, if any.
+    /// Moves due retries (and parked jobs) of every shard to its stream. Returns how many
+    /// moved, and the due time (unix ms) of the next one still waiting, if any.
     pub async fn promote_due(&self, now_ms: u64) -> Result<(usize, Option<u64>), StoreError> {
-        let mut conn = self.store.connection().await?;
-        let moved: usize = scripts::PROMOTE
-            .key(self.store.keys().delayed(self.shard))
-            .key(self.store.keys().jobs(self.shard))
-            .arg(now_ms)
-            .arg(PROMOTE_BATCH)
-            .invoke_async(&mut conn)
-            .await?;
-        let next: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(self.store.keys().delayed(self.shard))
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES")
-            .query_async(&mut conn)
-            .await?;
-        Ok((moved, next.first().map(|(_, due)| *due as u64)))
+        let conn = self.store.connection().await?;
+        let keys = self.store.keys();
+        let promotes = self.shards().into_iter().map(|shard| {
+            let mut conn = conn.clone();
+            async move {
+                let (moved, next): (usize, String) = scripts::PROMOTE
+                    .key(keys.delayed(shard))
+                    .key(keys.jobs(shard))
+                    .arg(now_ms)
+                    .arg(PROMOTE_BATCH)
+                    .invoke_async(&mut conn)
+                    .await?;
+                let next = next.parse::<f64>().ok().map(|due| due as u64);
+                Ok::<_, StoreError>((moved, next))
+            }
+        });
+        let results = futures_util::future::try_join_all(promotes).await?;
+        let moved = results.iter().map(|(moved, _)| moved).sum();
+        let next = results.iter().filter_map(|(_, next)| *next).min();
+        Ok((moved, next))
     }
 }
 
-fn to_entry(id: redis::streams::StreamId) -> Entry {
+/// Items grouped by shard, in shard order, each group in its first order.
+fn by_shard<T>(items: impl Iterator<Item = (Shard, T)>) -> BTreeMap<Shard, Vec<T>> {
+    let mut groups: BTreeMap<Shard, Vec<T>> = BTreeMap::new();
+    for (shard, item) in items {
+        groups.entry(shard).or_default().push(item);
+    }
+    groups
+}
+
+fn to_entry(shard: Shard, id: redis::streams::StreamId) -> Entry {
     let raw = id
         .map
         .get(JOB_FIELD)
         .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
         .unwrap_or_default();
-    Entry { id: id.id, raw }
+    Entry {
+        shard,
+        id: id.id,
+        raw,
+    }
 }

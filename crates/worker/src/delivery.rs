@@ -2,9 +2,12 @@
 //!
 //! Each attempt goes to the subscriber's endpoint **as it is now**, signed with its secret **as
 //! it is now** (a secret reset applies to the next attempt), and is skipped when the subscriber
-//! has reached `max_failed_count`. Outcomes, `failed_count` changes, attempt records, retries and
-//! the job's acknowledgement are written by one script, so a job leaves the queue only once what
-//! it did is recorded; a crash before that repeats only this job's deliveries.
+//! has reached `max_failed_count` (the fan-out does not look: this is where such subscribers are
+//! skipped and counted). The subscriber's side of the outcomes (full attempt records,
+//! `failed_count`) is written first, each on its own slot; then one script in the trigger's
+//! queue shard records the outcomes on the trigger, queues retries and acknowledges the job, so
+//! a job leaves the queue only once what it did is recorded; a crash before that repeats only
+//! this job's deliveries.
 //!
 //! A job goes through three steps: [`prepare`] reads what it needs in one round trip and decides
 //! which targets are skipped, [`send`] makes one attempt (the worker's fair queues decide when),
@@ -17,17 +20,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pubhook_core::domain::{now_millis, now_seconds, AccountId, RegistrationId, TriggeredId};
+use pubhook_core::keys::Shard;
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::{Job, Target, CONSUMER_GROUP};
 use pubhook_core::store::{
     redacted_endpoint, AttemptOutcome, AttemptRecord, FailureClass, Store, StoreError,
-    MAX_ATTEMPTS_PER_SUBSCRIPTION,
+    MAX_ATTEMPTS_PER_SUBSCRIPTION, STATE_FIELD,
 };
 use tracing::instrument;
 
 use crate::request::{delivery_headers, payload_body};
 use crate::retry::{RetryDecision, RetryPolicy};
-use crate::scripts;
+use crate::{scripts, slots};
 
 /// Bytes of a response kept in the attempt record.
 pub const MAX_RESPONSE_SNIPPET_BYTES: usize = 1024;
@@ -142,6 +146,9 @@ pub struct Attempt {
     target: Target,
     url: url::Url,
     secret_key: String,
+    /// The subscriber's `failed_count` as read before the attempt: a success resets it only
+    /// when it was not 0 already.
+    failed_count: i64,
 }
 
 impl Attempt {
@@ -156,6 +163,8 @@ impl Attempt {
 pub struct AttemptResult {
     target: Target,
     record: AttemptRecord,
+    /// The subscriber's `failed_count` before the attempt (0 when not attempted).
+    failed_count: i64,
     /// What became of it.
     pub outcome: DeliveryOutcome,
 }
@@ -167,7 +176,7 @@ struct Subscriber {
 }
 
 /// Delivers one job's targets and records everything, acknowledging `entry_id` (empty: nothing
-/// to acknowledge). Every request of the job is made at once; the worker itself goes through its
+/// to acknowledge) in the trigger's queue shard. Every request of the job is made at once; the worker itself goes through its
 /// fair queues instead. Returns each target's outcome, in order.
 #[instrument(skip_all, fields(triggered = %job.triggered, attempt = job.attempt, targets = job.targets.len()))]
 pub async fn deliver(
@@ -196,7 +205,8 @@ pub async fn deliver(
         }
     });
     let results = futures_util::future::join_all(attempts).await;
-    record(ctx, entry_id, job, &results).await?;
+    let shard = ctx.store.keys().shard_of(job.triggered);
+    record(ctx, shard, entry_id, job, &results).await?;
     Ok(results.into_iter().map(|r| r.outcome).collect())
 }
 
@@ -263,6 +273,7 @@ fn check_target(
             target,
             url,
             secret_key: subscriber.secret_key,
+            failed_count: subscriber.failed_count,
         }),
         Err(_) => {
             let endpoint = Some(subscriber.endpoint.as_str());
@@ -292,6 +303,7 @@ fn skipped(
     AttemptResult {
         target,
         record,
+        failed_count: 0,
         outcome,
     }
 }
@@ -304,34 +316,52 @@ async fn read_inputs(
 ) -> Result<(Option<String>, Option<String>, Vec<Option<Subscriber>>), StoreError> {
     let keys = store.keys();
     let check_subscription = job.attempt > 1;
-    let mut pipe = redis::pipe();
-    pipe.cmd("HMGET")
-        .arg(keys.registration(job.registration))
+    // Each read is on one record's slot; sent at once, they are one round trip.
+    let mut reads = Vec::with_capacity(1 + job.targets.len() * 2);
+    let mut read = redis::cmd("HMGET");
+    read.arg(keys.registration(job.registration))
         .arg("event")
-        .arg("event_data");
+        .arg("event_data")
+        .arg(STATE_FIELD);
+    reads.push(read);
     for target in &job.targets {
-        pipe.cmd("HMGET")
-            .arg(keys.account(target.account_id))
+        let mut read = redis::cmd("HMGET");
+        read.arg(keys.account(target.account_id))
             .arg("endpoint")
             .arg("secret_key")
-            .arg("failed_count");
+            .arg("failed_count")
+            .arg(STATE_FIELD);
+        reads.push(read);
         if check_subscription {
-            pipe.cmd("EXISTS")
-                .arg(keys.subscription(target.subscription_id));
+            let mut exists = redis::cmd("HMGET");
+            exists
+                .arg(keys.subscription(target.subscription_id))
+                .arg("id")
+                .arg(STATE_FIELD);
+            reads.push(exists);
         }
     }
-    let mut conn = store.connection().await?;
-    let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+    let conn = store.connection().await?;
+    let replies: Vec<redis::Value> = slots::each(&conn, reads).await?;
     let mut replies = replies.into_iter();
     let mut next = || replies.next().unwrap_or(redis::Value::Nil);
-    let (event, event_data): (Option<String>, Option<String>) = redis::from_redis_value(next())?;
+    // A record being deleted (its state field set) is gone already.
+    let (event, event_data, state): (Option<String>, Option<String>, Option<String>) =
+        redis::from_redis_value(next())?;
+    let (event, event_data) = match state {
+        Some(_) => (None, None),
+        None => (event, event_data),
+    };
     let mut subscribers = Vec::with_capacity(job.targets.len());
     for _ in &job.targets {
-        let fields: (Option<String>, Option<String>, Option<i64>) =
+        let fields: (Option<String>, Option<String>, Option<i64>, Option<String>) =
             redis::from_redis_value(next())?;
-        let subscription_exists = !check_subscription || redis::from_redis_value::<bool>(next())?;
+        let subscription_exists = !check_subscription || {
+            let (id, state): (Option<String>, Option<String>) = redis::from_redis_value(next())?;
+            id.is_some() && state.is_none()
+        };
         subscribers.push(match fields {
-            (Some(endpoint), Some(secret_key), failed_count) if subscription_exists => {
+            (Some(endpoint), Some(secret_key), failed_count, None) if subscription_exists => {
                 Some(Subscriber {
                     endpoint,
                     secret_key,
@@ -408,15 +438,21 @@ pub async fn send(ctx: &DeliveryContext, payload: &Payload, attempt: Attempt) ->
     AttemptResult {
         target: attempt.target,
         record,
+        failed_count: attempt.failed_count,
         outcome,
     }
 }
 
-/// Writes the outcomes of a job with its acknowledgement, in one script: each attempt's outcome
-/// in the trigger's records (the owner's view) and in full in its subscription's records (the
-/// subscriber's view).
+/// Writes the outcomes of a job and acknowledges it in `shard` (the queue shard the job was
+/// read from, its trigger's). First the subscriber's side, each on its own slot and all at once:
+/// every attempt in full in its subscription's records, and `failed_count` where it changes
+/// (+1 after a failure; 0 after a success, unless it was 0 already). Then one script in the
+/// trigger's shard: each outcome in the trigger's records (the owner's view), the summary, the
+/// retries, and the acknowledgement. A crash between the two repeats the job's attempts (the
+/// subscriber's records then show both), and never loses an outcome.
 pub async fn record(
     ctx: &DeliveryContext,
+    shard: Shard,
     entry_id: &str,
     job: &DeliveryJob,
     results: &[AttemptResult],
@@ -430,7 +466,9 @@ pub async fn record(
         match &result.outcome {
             DeliveryOutcome::Delivered => {
                 delivered += 1;
-                accounts.push((result.target.account_id, "reset"));
+                if result.failed_count != 0 {
+                    accounts.push((result.target.account_id, "reset"));
+                }
             }
             DeliveryOutcome::Retrying { after } => {
                 accounts.push((result.target.account_id, "incr"));
@@ -452,7 +490,49 @@ pub async fn record(
         }
     }
     let retention_ms = ctx.retention.as_millis();
-    let shard = keys.shard_of(job.triggered);
+    let conn = ctx.store.connection().await?;
+
+    // The subscriber's side.
+    let mut own = Vec::with_capacity(results.len() + accounts.len());
+    let mut outcomes = Vec::with_capacity(results.len());
+    for result in results {
+        let score = (result.record.epoch * 1000.0) as u64;
+        // Ids, numbers and strings always serialise.
+        outcomes.push((
+            score,
+            serde_json::to_string(&result.record.outcome_only()).unwrap_or_default(),
+        ));
+        let full = serde_json::to_string(&result.record).unwrap_or_default();
+        let trim_before = if rand::random::<u64>() % TRIM_EVERY != 0 {
+            String::new()
+        } else if retention_ms == 0 {
+            // Kept for ever: trimmed by count only.
+            "0".to_owned()
+        } else {
+            u128::from(score).saturating_sub(retention_ms).to_string()
+        };
+        let mut invocation =
+            scripts::OWN_ATTEMPT.key(keys.subscription_deliveries(result.target.subscription_id));
+        invocation
+            .arg(score)
+            .arg(full)
+            .arg(ctx.retention.as_secs())
+            .arg(trim_before)
+            .arg(MAX_ATTEMPTS_PER_SUBSCRIPTION);
+        own.push(invocation);
+    }
+    for (account, op) in &accounts {
+        let mut invocation = scripts::FAILED_COUNT.key(keys.account(*account));
+        invocation.arg(*op);
+        own.push(invocation);
+    }
+    let written = own.iter().map(|invocation| {
+        let mut conn = conn.clone();
+        async move { invocation.invoke_async::<i64>(&mut conn).await }
+    });
+    futures_util::future::try_join_all(written).await?;
+
+    // The trigger's side, with the acknowledgement.
     let mut invocation = scripts::RECORD.key(keys.jobs(shard));
     invocation
         .key(keys.delayed(shard))
@@ -464,38 +544,15 @@ pub async fn record(
         .arg(delivered)
         .arg(failed)
         .arg(skipped)
-        .arg(accounts.len())
-        .arg(results.len())
-        .arg(retries.len())
-        .arg(MAX_ATTEMPTS_PER_SUBSCRIPTION);
-    for (account, op) in &accounts {
-        invocation.arg(keys.account(*account)).arg(*op);
-    }
-    for result in results {
-        let score = (result.record.epoch * 1000.0) as u64;
-        // Ids, numbers and strings always serialise.
-        let outcome = serde_json::to_string(&result.record.outcome_only()).unwrap_or_default();
-        let full = serde_json::to_string(&result.record).unwrap_or_default();
-        let trim_before = if rand::random::<u64>() % TRIM_EVERY != 0 {
-            String::new()
-        } else if retention_ms == 0 {
-            // Kept for ever: trimmed by count only.
-            "0".to_owned()
-        } else {
-            u128::from(score).saturating_sub(retention_ms).to_string()
-        };
-        invocation
-            .arg(score)
-            .arg(outcome)
-            .arg(keys.subscription_deliveries(result.target.subscription_id))
-            .arg(full)
-            .arg(trim_before);
+        .arg(outcomes.len())
+        .arg(retries.len());
+    for (score, outcome) in &outcomes {
+        invocation.arg(*score).arg(outcome);
     }
     for (due, retry) in &retries {
         invocation.arg(*due).arg(retry);
     }
-    let mut conn = ctx.store.connection().await?;
-    let _: i64 = invocation.invoke_async(&mut conn).await?;
+    let _: i64 = invocation.invoke_async(&mut conn.clone()).await?;
     Ok(())
 }
 

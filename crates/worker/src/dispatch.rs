@@ -13,8 +13,8 @@
 //! `crate::parking`); a parked job leaves the worker, and its place in the read-ahead, as soon
 //! as the script has moved it.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use pubhook_core::domain::{now_millis, AccountId, RegistrationId};
 use pubhook_core::queue::Job;
@@ -22,13 +22,13 @@ use pubhook_core::store::StoreError;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
 
-use crate::consumer::{Consumer, Entry};
+use crate::consumer::{Consumer, Entry, Held};
 use crate::delivery::{
     prepare, record, send, Attempt, AttemptResult, DeliveryContext, DeliveryJob, Payload,
     PreparedAttempt, PreparedJob,
 };
 use crate::fair::{FairQueues, Origin, Shares, Tenant};
-use crate::fan_out::{fan_out_page, FanOutOutcome};
+use crate::fan_out::{fan_out_page, FanOutOutcome, FanOutPage};
 use crate::parking::Parking;
 
 /// The owner of a job's registration; `None` when the registration is gone.
@@ -107,7 +107,7 @@ pub(crate) struct Dispatcher {
     running: HashMap<JobKey, Running>,
     next_key: JobKey,
     /// Entries held by this worker, which the heartbeat keeps claimed.
-    held: Arc<Mutex<HashSet<String>>>,
+    held: Held,
     tasks: Tasks<TaskOf>,
     events: mpsc::UnboundedSender<Event>,
     /// Whether new jobs may start (false once shutting down).
@@ -119,7 +119,7 @@ impl Dispatcher {
         ctx: DeliveryContext,
         consumer: Consumer,
         shares: Shares,
-        held: Arc<Mutex<HashSet<String>>>,
+        held: Held,
         events: mpsc::UnboundedSender<Event>,
     ) -> Self {
         Self {
@@ -219,7 +219,7 @@ impl Dispatcher {
         let waiting = self.queues.drain_waiting();
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         for job in &waiting {
-            held.remove(&job.entry.id);
+            held.remove(&job.entry.key());
         }
         waiting
     }
@@ -282,7 +282,7 @@ impl Dispatcher {
             // stops renewing it.
             let mut ids = held.lock().unwrap_or_else(|p| p.into_inner());
             for (entry, _) in &jobs {
-                ids.remove(&entry.id);
+                ids.remove(&entry.key());
             }
             drop(ids);
             drop(permits);
@@ -299,6 +299,7 @@ impl Dispatcher {
         let ctx = self.ctx.clone();
         let events = self.events.clone();
         let entry_id = entry.id.clone();
+        let shard = entry.shard;
         match job {
             Job::FanOutV1 {
                 triggered_id,
@@ -307,16 +308,13 @@ impl Dispatcher {
                 after,
             } => {
                 self.spawn_for(TaskOf::Job(key), async move {
-                    let outcome = fan_out_page(
-                        &ctx.store,
-                        &entry_id,
-                        triggered_id,
-                        registration_id,
-                        request_id.as_deref(),
-                        after.as_ref(),
-                        ctx.max_failed_count,
-                    )
-                    .await;
+                    let page = FanOutPage {
+                        triggered: triggered_id,
+                        registration: registration_id,
+                        request_id: request_id.as_deref(),
+                        after: after.as_ref(),
+                    };
+                    let outcome = fan_out_page(&ctx.store, shard, &entry_id, page).await;
                     let _ = events.send(Event::FannedOut(key, outcome));
                 });
             }
@@ -427,9 +425,10 @@ impl Dispatcher {
         let ctx = self.ctx.clone();
         let events = self.events.clone();
         let entry_id = running.entry.id.clone();
+        let shard = running.entry.shard;
         self.spawn_for(TaskOf::Job(key), async move {
             let results: Vec<AttemptResult> = deliveries.results.into_iter().flatten().collect();
-            let recorded = record(&ctx, &entry_id, &deliveries.job, &results).await;
+            let recorded = record(&ctx, shard, &entry_id, &deliveries.job, &results).await;
             let _ = events.send(Event::Recorded(key, recorded));
         });
     }
@@ -471,7 +470,7 @@ impl Dispatcher {
             self.held
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&running.entry.id);
+                .remove(&running.entry.key());
             self.queues.job_finished(running.tenant.account);
         }
     }

@@ -1,5 +1,5 @@
-//! The worker's Lua scripts. Like the store's, they build per-record key names from the prefix
-//! (see `pubhook_core::keys`), because they discover ids while they run.
+//! The worker's Lua scripts. Each touches the keys of one hash slot, all named in `KEYS` (see
+//! `pubhook_core::keys`), so they run on a single Redis and on a Redis Cluster alike.
 
 use std::sync::LazyLock;
 
@@ -7,8 +7,14 @@ use redis::Script;
 
 pub(crate) static FAN_OUT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/fan_out.lua")));
+pub(crate) static SUBSCRIBER_PAGE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/subscriber_page.lua")));
 pub(crate) static RECORD: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/record.lua")));
+pub(crate) static OWN_ATTEMPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/own_attempt.lua")));
+pub(crate) static FAILED_COUNT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/failed_count.lua")));
 pub(crate) static PROMOTE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/promote.lua")));
 pub(crate) static DEAD_LETTER: LazyLock<Script> =

@@ -19,9 +19,8 @@
 //! whatever is still unfinished stays pending in the stream, to be reclaimed by another worker
 //! after the visibility timeout.
 
-use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pubhook_core::domain::{now_millis, RegistrationId};
@@ -31,7 +30,7 @@ use pubhook_core::store::Store;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::consumer::{Consumer, Entry};
+use crate::consumer::{Consumer, Entry, EntryKey, Held};
 use crate::delivery::DeliveryContext;
 use crate::dispatch::{Admitted, Dispatcher, Event};
 use crate::fair::{Shares, Tenant};
@@ -142,7 +141,7 @@ impl Worker {
     /// Runs until `shutdown` completes, then stops as the module documentation says.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let held: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let held: Held = Arc::default();
         let mut helpers = JoinSet::new();
         helpers.spawn(promote_retries(self.consumer.clone(), stop_rx.clone()));
         helpers.spawn(keep_claimed(
@@ -245,7 +244,7 @@ async fn read_jobs(
     consumer: Consumer,
     room: Arc<Semaphore>,
     mut reclaimed: mpsc::Receiver<Entry>,
-    held: Arc<Mutex<HashSet<String>>>,
+    held: Held,
     dispatcher: mpsc::UnboundedSender<Event>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -307,7 +306,7 @@ async fn read_jobs(
             };
             held.lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(entry.id.clone());
+                .insert(entry.key());
             admitted.push(Admitted {
                 entry,
                 job,
@@ -369,7 +368,7 @@ async fn promote_retries(consumer: Consumer, mut stop: watch::Receiver<bool>) {
 /// Re-claims the jobs this worker holds so their idle time never reaches the visibility timeout.
 async fn keep_claimed(
     consumer: Consumer,
-    held: Arc<Mutex<HashSet<String>>>,
+    held: Held,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -378,7 +377,7 @@ async fn keep_claimed(
             () = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        let ids: Vec<String> = held
+        let ids: Vec<EntryKey> = held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()

@@ -93,7 +93,7 @@ async fn trigger(
     limit_triggers(&state, &caller).await?;
     let request_id = uuid::Uuid::new_v4().to_string();
     tracing::info!(request_id = %request_id, "trigger");
-    // Ownership is checked by the same script that writes, so a trigger is one round trip.
+    // The store checks the registration (live, the caller's) before it writes anything.
     let triggered = match state
         .store
         .trigger_as(caller.id, id, Some(request_id))

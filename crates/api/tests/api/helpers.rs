@@ -91,6 +91,13 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         }
         .expect("store")
     };
+    // `PUBHOOK_TEST_QUEUE_SHARDS` runs the suite with a queue of that many shards (by default
+    // what `queue_shards = auto` gives: 1 on one Redis, 16 on a cluster).
+    let shards = std::env::var("PUBHOOK_TEST_QUEUE_SHARDS")
+        .ok()
+        .and_then(|raw| raw.trim().parse().ok())
+        .unwrap_or_else(|| settings.queue_shards_for(!settings.redis_cluster_nodes.is_empty()));
+    let store = store.with_queue_shards(shards);
     let app = Application::build(&settings, store.clone()).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));

@@ -9,6 +9,7 @@ mod accounts;
 mod admin;
 mod auth;
 mod budgets;
+mod cluster;
 mod deliveries;
 mod edge;
 mod helpers;

@@ -80,8 +80,7 @@ static KEYS: &[KeyDoc] = &[
         env: "PUBHOOK_REDIS_CLUSTER_NODES",
         default: "empty",
         description: "comma-separated seed nodes (`redis://host:port`) of a Redis Cluster to use \
-                      instead of `redis_url` (in progress: the API's scripts do not run on a \
-                      cluster yet)",
+                      instead of `redis_url`",
         apply: |s, raw| {
             s.redis_cluster_nodes = parse_redis_cluster_nodes(raw)?;
             Ok(())
@@ -257,6 +256,37 @@ static KEYS: &[KeyDoc] = &[
         description: "how long delivery attempt records are kept",
         apply: |s, raw| {
             s.delivery_retention = parse_duration(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "triggered_retention",
+        env: "PUBHOOK_TRIGGERED_RETENTION",
+        default: "30d",
+        description: "how long triggered records are kept (and listed in `/v1/webhook/triggered`); `0` keeps them for ever",
+        apply: |s, raw| {
+            s.triggered_retention = parse_duration(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "queue_shards",
+        env: "PUBHOOK_QUEUE_SHARDS",
+        default: "auto",
+        description: "shards of the job queue, `auto` for 1 on one Redis and 16 on a Redis Cluster; fixed for a key prefix once used (a start with another number is refused)",
+        apply: |s, raw| {
+            s.queue_shards = if raw.trim().eq_ignore_ascii_case("auto") {
+                None
+            } else {
+                let shards: u16 = at_least(parse_whole_number(raw)?, 1)?;
+                if shards > super::MAX_QUEUE_SHARDS {
+                    return Err(ValueError::new(format!(
+                        "must be auto or at most {}, not {shards}",
+                        super::MAX_QUEUE_SHARDS
+                    )));
+                }
+                Some(shards)
+            };
             Ok(())
         },
     },

@@ -90,6 +90,11 @@ pub struct Settings {
     pub worker_concurrency: usize,
     /// How long delivery attempt records are kept.
     pub delivery_retention: Duration,
+    /// How long triggered records (and their entries in the global triggered list) are kept.
+    pub triggered_retention: Duration,
+    /// Shards of the job queue; `None` for the default of the deployment (see
+    /// [`Settings::queue_shards_for`]).
+    pub queue_shards: Option<u16>,
     /// How long the old API key keeps working after a reset, unless the new one is used first.
     pub key_reset_grace: Duration,
     /// Proxies whose `X-Forwarded-For` is believed; every other peer is the client itself.
@@ -125,6 +130,8 @@ impl Default for Settings {
             visibility_timeout: Duration::from_secs(30),
             worker_concurrency: 128,
             delivery_retention: Duration::from_secs(7 * 24 * 3600),
+            triggered_retention: Duration::from_secs(30 * 24 * 3600),
+            queue_shards: None,
             key_reset_grace: Duration::from_secs(3600),
             trusted_proxies: Vec::new(),
             limits: Limits::default(),
@@ -157,6 +164,8 @@ impl fmt::Debug for Settings {
             visibility_timeout,
             worker_concurrency,
             delivery_retention,
+            triggered_retention,
+            queue_shards,
             key_reset_grace,
             trusted_proxies,
             limits,
@@ -189,10 +198,32 @@ impl fmt::Debug for Settings {
             .field("visibility_timeout", visibility_timeout)
             .field("worker_concurrency", worker_concurrency)
             .field("delivery_retention", delivery_retention)
+            .field("triggered_retention", triggered_retention)
+            .field("queue_shards", queue_shards)
             .field("key_reset_grace", key_reset_grace)
             .field("trusted_proxies", trusted_proxies)
             .field("limits", limits)
             .finish()
+    }
+}
+
+/// The number of queue shards when `queue_shards` is `auto`, on one Redis.
+pub const DEFAULT_QUEUE_SHARDS_SINGLE: u16 = 1;
+/// The number of queue shards when `queue_shards` is `auto`, on a Redis Cluster: enough to
+/// spread the queue's load over a few masters.
+pub const DEFAULT_QUEUE_SHARDS_CLUSTER: u16 = 16;
+/// Most queue shards.
+pub const MAX_QUEUE_SHARDS: u16 = 1024;
+
+impl Settings {
+    /// The number of queue shards to run with: `queue_shards`, or by default 1 on one Redis and
+    /// 16 on a Redis Cluster.
+    pub fn queue_shards_for(&self, cluster: bool) -> u16 {
+        self.queue_shards.unwrap_or(if cluster {
+            DEFAULT_QUEUE_SHARDS_CLUSTER
+        } else {
+            DEFAULT_QUEUE_SHARDS_SINGLE
+        })
     }
 }
 

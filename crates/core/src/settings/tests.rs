@@ -425,3 +425,27 @@ fn debug_output_never_shows_the_redis_password() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("redis://app:REDACTED@db:6379/0"), "{shown}");
 }
+
+#[test]
+fn queue_shards_default_to_the_deployment_and_take_a_number_or_auto() {
+    let settings = load(None, &[], &[]);
+    assert_eq!(settings.queue_shards, None);
+    assert_eq!(settings.queue_shards_for(false), 1);
+    assert_eq!(settings.queue_shards_for(true), 16);
+    let settings = load(None, &[("PUBHOOK_QUEUE_SHARDS", "4")], &[]);
+    assert_eq!(settings.queue_shards_for(true), 4);
+    assert_eq!(
+        load(None, &[], &[("queue_shards", "auto")]).queue_shards,
+        None
+    );
+    for bad in ["0", "-1", "many", "5000"] {
+        assert!(
+            try_load(None, &[("PUBHOOK_QUEUE_SHARDS", bad)], &[]).is_err(),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        load(None, &[], &[]).triggered_retention,
+        Duration::from_secs(30 * 24 * 3600)
+    );
+}

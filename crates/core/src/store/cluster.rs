@@ -7,11 +7,10 @@
 //! cannot reach), and those are configuration mistakes to name at once, not outages to ride out:
 //! so `pubhook serve|worker|standalone` run the check before they start.
 //!
-//! The control plane (accounts, registrations, subscriptions: their creates, deletes and
-//! cascades) runs on a cluster: every script keeps its keys in one hash slot, and what spans
-//! slots is ordered steps under an intent (`super::steps`, `super::intents`). The data plane
-//! (trigger, fan-out, deliveries) is being moved to the queue shards separately; until then a
-//! trigger on a cluster fails with `CROSSSLOT`, and the check says so in a warning.
+//! Both planes run on a cluster, every script on the keys of one hash slot: the control plane
+//! (accounts, registrations, subscriptions: their creates, deletes and cascades) as ordered steps
+//! under an intent (`super::steps`, `super::intents`), the data plane (trigger, fan-out,
+//! deliveries, the sharded queue) as steps on the registration's and the queue shard's slots.
 
 use std::fmt;
 
@@ -203,10 +202,6 @@ impl Store {
             );
         }
         ping_masters(seed, &masters).await?;
-        tracing::warn!(
-            "running on a Redis Cluster: only the connections are cluster-aware so far; the key \
-             layout and scripts for a cluster are not done yet, so the API's writes fail there"
-        );
         Ok(())
     }
 }

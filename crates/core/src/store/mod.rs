@@ -244,7 +244,16 @@ pub struct Store {
     quotas: Quotas,
     username_ids: Arc<accounts::UsernameIds>,
     wait_replicas: u32,
+    triggered_retention: std::time::Duration,
 }
+
+/// How long triggered records are kept unless [`Store::with_triggered_retention`] says otherwise
+/// (the `triggered_retention` setting's default).
+pub const DEFAULT_TRIGGERED_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// The field of `{p}{settings}` that holds the number of queue shards.
+const QUEUE_SHARDS_FIELD: &str = "queue_shards";
 
 impl Store {
     /// A store on `redis_url` with keys under `prefix`, spreading commands over `connections`
@@ -290,7 +299,55 @@ impl Store {
             quotas: Quotas::default(),
             username_ids: Arc::default(),
             wait_replicas: 0,
+            triggered_retention: DEFAULT_TRIGGERED_RETENTION,
         })
+    }
+
+    /// This store with a job queue of `shards` shards (at least 1). Run
+    /// [`Store::settle_queue_shards`] before using it: every process on one key prefix must use
+    /// the same number.
+    pub fn with_queue_shards(mut self, shards: u16) -> Self {
+        self.keys = Keys::with_shards(self.keys.prefix().to_owned(), shards);
+        self
+    }
+
+    /// This store keeping triggered records (and the global triggered index's entries) for
+    /// `retention`; zero keeps them for ever.
+    pub fn with_triggered_retention(mut self, retention: std::time::Duration) -> Self {
+        self.triggered_retention = retention;
+        self
+    }
+
+    /// Records this store's number of queue shards in `{p}{settings}` if none is recorded yet,
+    /// and refuses (with an error that says what to do) a number other than the recorded one:
+    /// the shard of every stored triggered record, and so of its jobs, depends on it.
+    pub async fn settle_queue_shards(&self) -> Result<(), StoreError> {
+        let mut conn = self.connection().await?;
+        let wanted = self.keys.shard_count();
+        let (_, recorded): (i64, Option<String>) = redis::pipe()
+            .cmd("HSETNX")
+            .arg(self.keys.settings())
+            .arg(QUEUE_SHARDS_FIELD)
+            .arg(wanted)
+            .cmd("HGET")
+            .arg(self.keys.settings())
+            .arg(QUEUE_SHARDS_FIELD)
+            .query_async(&mut conn)
+            .await?;
+        match recorded.as_deref().map(str::parse::<u16>) {
+            Some(Ok(recorded)) if recorded == wanted => Ok(()),
+            Some(Ok(recorded)) => Err(StoreError::Internal(anyhow::anyhow!(
+                "queue_shards is {wanted}, but the data under the key prefix {:?} was written \
+                 with queue_shards = {recorded}: start every process of this prefix with \
+                 queue_shards = {recorded} (the shard of every stored trigger depends on it), \
+                 or use another key_prefix",
+                self.keys.prefix()
+            ))),
+            _ => Err(StoreError::Internal(anyhow::anyhow!(
+                "{} holds an unreadable queue_shards ({recorded:?})",
+                self.keys.settings()
+            ))),
+        }
     }
 
     /// This store with count quotas on (see [`Quotas`]).

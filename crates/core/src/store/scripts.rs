@@ -15,6 +15,7 @@ macro_rules! script {
 
 script!(UPDATE_FIELDS, "update_fields.lua");
 script!(TRIGGER, "trigger.lua");
+script!(INDEX_TRIGGERED, "index_triggered.lua");
 script!(
     /// The steps of creates and deletes that span hash slots (see `super::steps`).
     CREATE_RECORD,

@@ -1,9 +1,9 @@
-//! Triggered records, written together with their fan-out job.
+//! Triggered records, written together with their fan-out job in their queue shard.
 
 use tracing::instrument;
 
 use super::records::{DeliverySummary, Triggered};
-use super::{scripts, Page, PageRange, Store, StoreError};
+use super::{scripts, Page, PageRange, Store, StoreError, STATE_FIELD};
 use crate::domain::{now_micros, AccountId, RegistrationId, TriggeredId};
 use crate::keys::RecordKind;
 use crate::queue::Job;
@@ -18,9 +18,11 @@ pub enum TriggerRefusal {
 }
 
 impl Store {
-    /// Records a trigger of `registration` by its owner `caller` and queues its fan-out,
-    /// atomically: ownership is checked and both are written, or nothing is. One round trip, and
-    /// O(1) whatever the number of subscribers: the worker expands the job.
+    /// Records a trigger of `registration` by its owner `caller` and queues its fan-out. Three
+    /// single-slot steps, each O(1) whatever the number of subscribers (the worker expands the
+    /// job): the registration is checked (it exists, is not tombstoned, is the caller's), the
+    /// record is added to the global triggered index (trimmed by retention on the way), and the
+    /// record and its fan-out job are written together in its queue shard.
     #[instrument(skip_all, fields(registration = %registration))]
     pub async fn trigger_as(
         &self,
@@ -51,29 +53,58 @@ impl Store {
         registration: RegistrationId,
         request_id: Option<String>,
     ) -> Result<Result<Triggered, TriggerRefusal>, StoreError> {
+        let mut conn = self.connection().await?;
+        // Step 1, the registration's slot: it exists, is live and is the caller's.
+        let (owner, state): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.registration(registration))
+            .arg("account_id")
+            .arg(STATE_FIELD)
+            .query_async(&mut conn)
+            .await?;
+        let Some(owner) = owner.filter(|_| state.is_none()) else {
+            return Ok(Err(TriggerRefusal::NoSuchRegistration));
+        };
+        if caller.is_some_and(|caller| caller.to_string() != owner) {
+            return Ok(Err(TriggerRefusal::NotOwner));
+        }
         let triggered = Triggered {
             id: TriggeredId::generate(),
             registration_id: registration,
             created: now_micros(),
             summary: DeliverySummary::default(),
         };
+        let id = triggered.id.to_string();
+        // Step 2, the index's slot: listed first, so a record is never unlisted. A crash before
+        // step 3 leaves an entry without a record, which readers skip and retention trims.
+        let retention_micros =
+            i64::try_from(self.triggered_retention.as_micros()).unwrap_or(i64::MAX);
+        let trim_below = if retention_micros == 0 {
+            String::new()
+        } else {
+            triggered
+                .created
+                .saturating_sub(retention_micros)
+                .to_string()
+        };
+        let _: i64 = scripts::INDEX_TRIGGERED
+            .key(self.keys.triggered_all())
+            .arg(&id)
+            .arg(triggered.created)
+            .arg(trim_below)
+            .invoke_async(&mut conn)
+            .await?;
+        // Step 3, the shard's slot: the record and its fan-out job, together.
         let job = Job::FanOutV1 {
             triggered_id: triggered.id,
             registration_id: registration,
             request_id,
             after: None,
         };
-        let id = triggered.id.to_string();
-        let mut conn = self.connection().await?;
-        let written: i64 = scripts::TRIGGER
-            .key(self.keys.registration(registration))
+        let _: i64 = scripts::TRIGGER
             .key(self.keys.triggered(triggered.id))
-            .key(self.keys.triggered_all())
             .key(self.keys.jobs(self.keys.shard_of(triggered.id)))
-            .arg(&id)
-            .arg(triggered.created)
             .arg(job.to_json())
-            .arg(caller.map(|c| c.to_string()).unwrap_or_default())
+            .arg(self.triggered_retention.as_secs())
             .arg("id")
             .arg(&id)
             .arg("registration_id")
@@ -82,15 +113,10 @@ impl Store {
             .arg(triggered.created)
             .invoke_async(&mut conn)
             .await?;
-        if written == 1 {
-            self.replicated(&mut conn, &self.keys.triggered(triggered.id))
-                .await?;
-        }
-        Ok(match written {
-            1 => Ok(triggered),
-            0 => Err(TriggerRefusal::NoSuchRegistration),
-            _ => Err(TriggerRefusal::NotOwner),
-        })
+        // Acknowledged only once the replicas this store waits for have the shard step.
+        self.replicated(&mut conn, &self.keys.triggered(triggered.id))
+            .await?;
+        Ok(Ok(triggered))
     }
 
     /// The triggered record with this id.
@@ -110,5 +136,130 @@ impl Store {
             Triggered::from_fields,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pubhook_testkit::{random_prefix, shared_cluster, shared_redis};
+
+    use super::*;
+    use crate::keys::key_slot;
+    use crate::store::PageRange;
+
+    /// A registration of `owner`, written as the store lays it out (one hash, one slot).
+    async fn registration(store: &Store, owner: AccountId) -> RegistrationId {
+        let id = RegistrationId::generate();
+        let mut conn = store.connection().await.unwrap();
+        let _: i64 = redis::cmd("HSET")
+            .arg(store.keys().registration(id))
+            .arg("id")
+            .arg(id.to_string())
+            .arg("account_id")
+            .arg(owner.to_string())
+            .arg("event")
+            .arg("e")
+            .arg("description")
+            .arg("d")
+            .arg("event_data")
+            .arg("{}")
+            .arg("created")
+            .arg(now_micros())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn a_trigger_is_checked_listed_and_queued_in_its_shard(store: Store) {
+        let owner = AccountId::generate();
+        let reg = registration(&store, owner).await;
+        let refused = store
+            .trigger_as(AccountId::generate(), reg, None)
+            .await
+            .unwrap();
+        assert_eq!(refused.unwrap_err(), TriggerRefusal::NotOwner);
+        let missing = store
+            .trigger_as(owner, RegistrationId::generate(), None)
+            .await
+            .unwrap();
+        assert_eq!(missing.unwrap_err(), TriggerRefusal::NoSuchRegistration);
+
+        let mut ids = Vec::new();
+        for _ in 0..6 {
+            let triggered = store
+                .trigger_as(owner, reg, Some("req".into()))
+                .await
+                .unwrap()
+                .unwrap();
+            ids.push(triggered.id);
+        }
+        let keys = store.keys();
+        let mut conn = store.connection().await.unwrap();
+        for id in &ids {
+            let read = store.triggered(*id).await.unwrap().unwrap();
+            assert_eq!(read.registration_id, reg);
+            assert_eq!(read.summary, DeliverySummary::default());
+            let shard = keys.shard_of(*id);
+            assert_eq!(
+                key_slot(keys.triggered(*id).as_bytes()),
+                key_slot(keys.jobs(shard).as_bytes())
+            );
+            let ttl: i64 = redis::cmd("TTL")
+                .arg(keys.triggered(*id))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(
+                ttl > 29 * 24 * 3600,
+                "the record expires with the retention: {ttl}"
+            );
+            let jobs: Vec<redis::Value> = redis::cmd("XRANGE")
+                .arg(keys.jobs(shard))
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(!jobs.is_empty(), "the fan-out job is in the record's shard");
+        }
+        let page = store
+            .triggered_page(PageRange::unbounded(0, 100))
+            .await
+            .unwrap();
+        let listed: Vec<TriggeredId> = page.items.iter().map(|t| t.id).collect();
+        assert_eq!(listed, ids, "listed in creation order");
+
+        // An index entry whose record was never written (a crash between the steps) is skipped.
+        let _: i64 = redis::cmd("ZADD")
+            .arg(keys.triggered_all())
+            .arg(now_micros())
+            .arg(TriggeredId::generate().to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let page = store
+            .triggered_page(PageRange::unbounded(0, 100))
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), ids.len());
+    }
+
+    #[tokio::test]
+    async fn a_trigger_is_checked_listed_and_queued_in_its_shard_on_one_redis() {
+        let store = Store::connect(shared_redis().await.url(), &random_prefix(), 2)
+            .unwrap()
+            .with_queue_shards(4);
+        a_trigger_is_checked_listed_and_queued_in_its_shard(store).await;
+    }
+
+    #[tokio::test]
+    async fn a_trigger_is_checked_listed_and_queued_in_its_shard_on_a_cluster() {
+        let cluster = shared_cluster().await;
+        let store = Store::connect_cluster(cluster.seed_urls(), &random_prefix(), 2)
+            .unwrap()
+            .with_queue_shards(16);
+        store.check_cluster().await.unwrap();
+        a_trigger_is_checked_listed_and_queued_in_its_shard(store).await;
     }
 }

@@ -13,6 +13,17 @@ use pubhook_testkit::{random_prefix, shared_storage};
 use pubhook_worker::{Worker, WorkerConfig};
 use tokio::sync::watch;
 
+/// The environment variable that runs these suites with a queue of that many shards (default 1).
+pub const TEST_QUEUE_SHARDS_ENV: &str = "PUBHOOK_TEST_QUEUE_SHARDS";
+
+/// The queue shards of a test's store: `PUBHOOK_TEST_QUEUE_SHARDS`, or 1.
+pub fn test_queue_shards() -> u16 {
+    std::env::var(TEST_QUEUE_SHARDS_ENV)
+        .ok()
+        .and_then(|raw| raw.trim().parse().ok())
+        .unwrap_or(1)
+}
+
 /// Short schedules: four attempts 200 ms, 200 ms and 500 ms apart, no jitter.
 pub fn test_config() -> WorkerConfig {
     WorkerConfig {
@@ -32,7 +43,7 @@ pub fn test_config() -> WorkerConfig {
     }
 }
 
-/// Records in one Redis under one prefix.
+/// Records in one Redis (or one Redis Cluster) under one prefix.
 pub struct World {
     pub store: Store,
 }
@@ -51,19 +62,35 @@ impl World {
         match storage.redis_url() {
             Some(url) => Self::on(url).await,
             None => {
-                pubhook_core::telemetry::init_test_telemetry();
-                let store =
-                    Store::connect_cluster(storage.cluster_seeds(), &random_prefix(), 8).unwrap();
-                Self { store }
+                let shards = std::env::var("PUBHOOK_TEST_QUEUE_SHARDS")
+                    .ok()
+                    .and_then(|raw| raw.trim().parse().ok())
+                    .unwrap_or_else(|| {
+                        pubhook_core::settings::Settings::default().queue_shards_for(true)
+                    });
+                Self::on_cluster(storage.cluster_seeds(), shards).await
             }
         }
     }
 
     pub async fn on(redis_url: &str) -> Self {
         pubhook_core::telemetry::init_test_telemetry();
-        Self {
-            store: Store::connect(redis_url, &random_prefix(), 8).unwrap(),
-        }
+        let store = Store::connect(redis_url, &random_prefix(), 8)
+            .unwrap()
+            .with_queue_shards(test_queue_shards());
+        store.settle_queue_shards().await.unwrap();
+        Self { store }
+    }
+
+    /// A world on the Redis Cluster of `seeds` with a queue of `shards` shards.
+    pub async fn on_cluster(seeds: &[String], shards: u16) -> Self {
+        pubhook_core::telemetry::init_test_telemetry();
+        let store = Store::connect_cluster(seeds, &random_prefix(), 8)
+            .unwrap()
+            .with_queue_shards(shards);
+        store.check_cluster().await.unwrap();
+        store.settle_queue_shards().await.unwrap();
+        Self { store }
     }
 
     pub async fn account(&self, name: &str, endpoint: &str) -> Subscriber {
@@ -158,13 +185,21 @@ impl World {
     /// included: every job queued, promoted from the delayed set or handed back counts once.
     pub async fn stream_entries_added(&self) -> u64 {
         let mut conn = self.store.connection().await.unwrap();
-        let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(self.store.keys().jobs(Shard::default()))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        redis::from_redis_value_ref(&info["entries-added"]).unwrap()
+        let mut added = 0;
+        let shards: Vec<Shard> = self.store.keys().shards().collect();
+        for shard in shards {
+            let info: Result<std::collections::HashMap<String, redis::Value>, _> =
+                redis::cmd("XINFO")
+                    .arg("STREAM")
+                    .arg(self.store.keys().jobs(shard))
+                    .query_async(&mut conn)
+                    .await;
+            // A shard no job went to may have no stream yet.
+            if let Ok(info) = info {
+                added += redis::from_redis_value_ref::<u64>(&info["entries-added"]).unwrap();
+            }
+        }
+        added
     }
 
     /// A "noisy" account at `endpoint` subscribed `rows` times to its own registration: one

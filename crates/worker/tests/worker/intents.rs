@@ -35,15 +35,8 @@ async fn a_worker_undoes_a_half_done_subscribe_and_finishes_a_half_done_delete()
 
 #[tokio::test]
 async fn a_worker_on_a_cluster_runs_due_intents() {
-    pubhook_core::telemetry::init_test_telemetry();
     let cluster = pubhook_testkit::shared_cluster().await;
-    let store = pubhook_core::store::Store::connect_cluster(
-        cluster.seed_urls(),
-        &pubhook_testkit::random_prefix(),
-        8,
-    )
-    .unwrap();
-    a_worker_runs_due_intents(World { store }).await;
+    a_worker_runs_due_intents(World::on_cluster(cluster.seed_urls(), 16).await).await;
 }
 
 async fn a_worker_runs_due_intents(world: World) {

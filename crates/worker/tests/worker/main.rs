@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cluster;
 mod delivery;
 mod fairness;
 mod helpers;
 mod intents;
 mod recovery;
 mod retries;
+mod shards;

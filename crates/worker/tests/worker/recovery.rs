@@ -178,10 +178,12 @@ async fn a_job_recorded_twice_is_counted_once() {
         targets: vec![target.clone()],
     };
     let keys = world.store.keys();
+    // A trigger's jobs are in its record's shard.
+    let shard = keys.shard_of(triggered);
     let mut conn = world.store.connection().await.unwrap();
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
-        .arg(keys.jobs(Shard::default()))
+        .arg(keys.jobs(shard))
         .arg(CONSUMER_GROUP)
         .arg("$")
         .arg("MKSTREAM")
@@ -189,7 +191,7 @@ async fn a_job_recorded_twice_is_counted_once() {
         .await
         .unwrap();
     let entry: String = redis::cmd("XADD")
-        .arg(keys.jobs(Shard::default()))
+        .arg(keys.jobs(shard))
         .arg("*")
         .arg(JOB_FIELD)
         .arg(job.to_json())
@@ -201,7 +203,7 @@ async fn a_job_recorded_twice_is_counted_once() {
         .arg(CONSUMER_GROUP)
         .arg("stalled")
         .arg("STREAMS")
-        .arg(keys.jobs(Shard::default()))
+        .arg(keys.jobs(shard))
         .arg(">")
         .query_async(&mut conn)
         .await
@@ -242,4 +244,48 @@ async fn a_job_recorded_twice_is_counted_once() {
         .await
         .unwrap();
     assert_eq!(attempts.items.len(), 2, "both attempts are on record");
+}
+
+#[tokio::test]
+async fn a_fan_out_page_run_twice_queues_its_batch_once() {
+    use pubhook_core::queue::Job;
+    use pubhook_worker::consumer::Consumer;
+    use pubhook_worker::fan_out::{fan_out_page, FanOutPage};
+
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let owner = world.account("owner", &receiver.url()).await;
+    let reg = world.registration(owner.id, "e", "{}").await;
+    for n in 0..3 {
+        let sub = world.account(&format!("s{n}"), &receiver.url()).await;
+        world.subscribe(sub.id, reg).await;
+    }
+    let consumer = Consumer::new(world.store.clone(), "c".into(), Duration::from_secs(30));
+    consumer.ensure_group().await.unwrap();
+    let triggered = world.trigger(reg).await;
+    let entries = consumer.read(10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    assert!(matches!(
+        Job::from_json(&entry.raw),
+        Ok(Job::FanOutV1 { .. })
+    ));
+    // Two workers run the same page (one took it over from the other).
+    let page = FanOutPage {
+        triggered,
+        registration: reg,
+        request_id: None,
+        after: None,
+    };
+    let first = fan_out_page(&world.store, entry.shard, &entry.id, page)
+        .await
+        .unwrap();
+    let second = fan_out_page(&world.store, entry.shard, &entry.id, page)
+        .await
+        .unwrap();
+    assert!(first.written && !second.written, "{first:?} {second:?}");
+    assert_eq!(first.queued, 3);
+    assert_eq!(world.summary(triggered).await.pending, 3);
+    let batches = consumer.read(10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(batches.len(), 1, "one batch");
 }

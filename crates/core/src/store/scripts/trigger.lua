@@ -1,18 +1,13 @@
--- The trigger as one atomic step: the caller's ownership is checked, then the triggered record
--- and its fan-out job are written together, or nothing is written.
--- KEYS: registration, triggered record, triggered index, jobs stream.
--- ARGV: id, score, job JSON, the owner's account id ('' to skip the check), then field/value
---       pairs of the record.
--- Returns 1 written, 0 no such registration, -1 the registration is not the caller's.
-local owner = redis.call('HGET', KEYS[1], 'account_id')
--- A registration being created or deleted (a `state` field) is missing, as to every reader.
-if not owner or redis.call('HEXISTS', KEYS[1], 'state') == 1 then
-  return 0
+-- The shard-slot step of a trigger: the triggered record and its fan-out job, written together
+-- or not at all, so an acknowledged trigger is never lost and never delivered without its
+-- record. The registration was checked, and the record added to the global triggered index,
+-- just before (other slots; see docs/architecture.md for what a crash between the steps leaves).
+-- KEYS: the triggered record, the jobs stream of its shard.
+-- ARGV: job JSON, retention in seconds (0: kept for ever), then field/value pairs of the record.
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+local retention = tonumber(ARGV[2])
+if retention > 0 then
+  redis.call('EXPIRE', KEYS[1], retention)
 end
-if ARGV[4] ~= '' and owner ~= ARGV[4] then
-  return -1
-end
-redis.call('HSET', KEYS[2], unpack(ARGV, 5))
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-redis.call('XADD', KEYS[4], '*', 'job', ARGV[3])
+redis.call('XADD', KEYS[2], '*', 'job', ARGV[1])
 return 1
