@@ -5,5 +5,6 @@
 
 mod access_log;
 mod binary;
+mod failover;
 mod support;
 mod worker;

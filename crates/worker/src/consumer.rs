@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use pubhook_core::domain::{now_seconds, AccountId, RegistrationId};
 use pubhook_core::keys::Shard;
 use pubhook_core::queue::{Job, CONSUMER_GROUP, JOB_FIELD};
@@ -229,10 +230,14 @@ impl Consumer {
                         .arg(">")
                         .query_async(&mut conn)
                         .await;
-                self.entries_of(shard, reply).await
+                (shard, self.entries_of(shard, reply).await)
             }
         });
-        futures_util::future::try_join_all(reads).await
+        let results = futures_util::future::join_all(reads).await;
+        Ok(answered(results, "reading jobs")?
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect())
     }
 
     async fn read_blocking(
@@ -294,11 +299,15 @@ impl Consumer {
     /// Takes over entries idle longer than the visibility timeout, up to `count` per shard;
     /// first sets aside those that have been delivered [`MAX_DELIVERIES`] times.
     pub async fn reclaim(&self, count: usize) -> Result<Vec<Entry>, StoreError> {
-        let mut entries = Vec::new();
+        let mut results = Vec::new();
         for shard in self.shards() {
-            entries.extend(self.reclaim_shard(shard, count).await?);
+            results.push((shard, self.reclaim_shard(shard, count).await));
         }
-        Ok(entries)
+        Ok(answered(results, "reclaiming jobs")?
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect())
     }
 
     async fn reclaim_shard(&self, shard: Shard, count: usize) -> Result<Vec<Entry>, StoreError> {
@@ -515,11 +524,45 @@ impl Consumer {
                 let next = next.parse::<f64>().ok().map(|due| due as u64);
                 Ok::<_, StoreError>((moved, next))
             }
+            .map(move |result| (shard, result))
         });
-        let results = futures_util::future::try_join_all(promotes).await?;
+        let results = futures_util::future::join_all(promotes).await;
+        let results: Vec<(usize, Option<u64>)> = answered(results, "moving due retries")?
+            .into_iter()
+            .flatten()
+            .collect();
         let moved = results.iter().map(|(moved, _)| moved).sum();
         let next = results.iter().filter_map(|(_, next)| *next).min();
         Ok((moved, next))
+    }
+}
+
+/// The results of one step done on every shard, in order, `None` for the shards that failed: a
+/// shard whose master is down (during a failover, say) must not hold up the others, so its error
+/// is only logged. An error only if every shard failed.
+fn answered<T>(
+    results: Vec<(Shard, Result<T, StoreError>)>,
+    what: &str,
+) -> Result<Vec<Option<T>>, StoreError> {
+    let mut first_error = None;
+    let mut any_answered = results.is_empty();
+    let mut out = Vec::with_capacity(results.len());
+    for (shard, result) in results {
+        match result {
+            Ok(value) => {
+                any_answered = true;
+                out.push(Some(value));
+            }
+            Err(e) => {
+                tracing::warn!(%shard, error = %e, "{what} failed on one shard");
+                first_error.get_or_insert(e);
+                out.push(None);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if !any_answered => Err(e),
+        _ => Ok(out),
     }
 }
 

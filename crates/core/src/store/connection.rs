@@ -9,7 +9,8 @@
 //! within [`RESPONSE_TIMEOUT`] on its own, so there is nothing to add here. Either kind opens
 //! lazily: building one never waits for Redis.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -35,13 +36,86 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// refused connection: the command never reached Redis, so sending it again, once, is safe even
 /// for a write, and spares a caller a 503 once Redis is back. A command that failed any other way
 /// is not repeated, since Redis may have run it.
+///
+/// On a cluster: the client follows `MOVED`/`ASK` and refreshes its slot map when a node answers
+/// with one, but after a node has died it only reconnects to that same address, so a connection
+/// that learned the slot map before a failover can keep sending the dead master's slots to it
+/// for ever. So a cluster connection that keeps failing as unreachable for [`RENEW_AFTER`] is
+/// replaced by a new one, which learns the slot map from the seeds again (see [`Renewing`]).
 #[derive(Clone)]
 pub struct Connection(Kind);
 
 #[derive(Clone)]
 enum Kind {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Arc<Renewing>),
+}
+
+/// How long a cluster connection may keep failing as unreachable before it is replaced.
+const RENEW_AFTER: Duration = Duration::from_secs(1);
+
+/// A cluster connection that replaces itself when it keeps failing (see [`Connection`]).
+pub(super) struct Renewing {
+    client: ClusterClient,
+    current: RwLock<ClusterConnection>,
+    /// Since when commands have been failing as unreachable, if they are.
+    failing_since: Mutex<Option<Instant>>,
+}
+
+impl Renewing {
+    fn current(&self) -> ClusterConnection {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Notes how a command ended, and after [`RENEW_AFTER`] of unreachable answers opens a new
+    /// connection in place of the current one (commands already sent finish on the old one).
+    fn note<T>(&self, result: &redis::RedisResult<T>) {
+        let unreachable = match result {
+            Ok(_) => false,
+            Err(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+                    || matches!(e.code(), Some("CLUSTERDOWN" | "TRYAGAIN"))
+            }
+        };
+        let mut since = self
+            .failing_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !unreachable {
+            *since = None;
+            return;
+        }
+        let now = Instant::now();
+        match *since {
+            None => *since = Some(now),
+            Some(started) if now.duration_since(started) >= RENEW_AFTER => {
+                *since = Some(now);
+                tracing::warn!("a Redis Cluster connection keeps failing; opening a new one");
+                let fresh = self
+                    .client
+                    .get_pending_async_connection_with_config(cluster_config());
+                *self
+                    .current
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// The client's timeouts again: a config replaces them, unset ones included.
+fn cluster_config() -> redis::cluster::ClusterConfig {
+    redis::cluster::ClusterConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(RESPONSE_TIMEOUT)
 }
 
 impl Connection {
@@ -60,7 +134,11 @@ impl ConnectionLike for Connection {
                     result => result,
                 }
             }),
-            Kind::Cluster(cluster) => cluster.req_packed_command(cmd),
+            Kind::Cluster(renewing) => Box::pin(async move {
+                let result = renewing.current().req_packed_command(cmd).await;
+                renewing.note(&result);
+                result
+            }),
         }
     }
 
@@ -79,14 +157,21 @@ impl ConnectionLike for Connection {
                     result => result,
                 }
             }),
-            Kind::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+            Kind::Cluster(renewing) => Box::pin(async move {
+                let result = renewing
+                    .current()
+                    .req_packed_commands(pipeline, offset, count)
+                    .await;
+                renewing.note(&result);
+                result
+            }),
         }
     }
 
     fn get_db(&self) -> i64 {
         match &self.0 {
             Kind::Single(manager) => manager.get_db(),
-            Kind::Cluster(cluster) => cluster.get_db(),
+            Kind::Cluster(renewing) => renewing.current().get_db(),
         }
     }
 }
@@ -166,12 +251,12 @@ impl Connector {
                     "a Redis Cluster connection must be opened inside a Tokio runtime, which runs \
                      its driver",
                 )?;
-                // The client's timeouts again: a config replaces them, unset ones included.
-                let config = redis::cluster::ClusterConfig::new()
-                    .set_connection_timeout(CONNECT_TIMEOUT)
-                    .set_response_timeout(RESPONSE_TIMEOUT);
-                let cluster = client.get_pending_async_connection_with_config(config);
-                Ok(Connection(Kind::Cluster(cluster)))
+                let cluster = client.get_pending_async_connection_with_config(cluster_config());
+                Ok(Connection(Kind::Cluster(Arc::new(Renewing {
+                    client: client.as_ref().clone(),
+                    current: RwLock::new(cluster),
+                    failing_since: Mutex::new(None),
+                }))))
             }
         }
     }
@@ -199,14 +284,18 @@ impl Connection {
         wait.arg(replicas).arg(millis);
         match &mut self.0 {
             Kind::Single(manager) => wait.query_async(manager).await,
-            Kind::Cluster(cluster) => {
+            Kind::Cluster(renewing) => {
                 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                // The same connection as the write unless it was renewed in between, which takes
+                // a second of failures (the write itself succeeded on it).
+                let mut cluster = renewing.current();
                 let slot = crate::keys::key_slot(key.as_bytes());
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
                     Route::new(slot, SlotAddr::Master),
                 ));
-                let reply = cluster.route_command(wait, routing).await?;
-                redis::from_redis_value(reply).map_err(Into::into)
+                let reply = cluster.route_command(wait, routing).await;
+                renewing.note(&reply);
+                redis::from_redis_value(reply?).map_err(Into::into)
             }
         }
     }
