@@ -31,7 +31,7 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-ci: test
+ci: test test-cluster
 
 ## bench: release build, then the load driver against a real pubhook and a private redis-server
 ## (about 3 minutes; results in target/bench/, and docs/benchmarks.md with its plots regenerated)
