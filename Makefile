@@ -13,9 +13,11 @@ run:
 build:
 	$(CARGO) build --release -p pubhook-cli --bin pubhook
 
-## test: lints, then every test of the workspace (unit, integration, end-to-end)
+## test: lints, then every test of the workspace (unit, integration, end-to-end), then the API,
+## worker and end-to-end suites again on a Redis Cluster
 test: lint
 	$(CARGO) test --workspace --all-targets
+	$(MAKE) test-cluster
 
 ## test-cluster: the API, worker and end-to-end suites again, on a private 3-master Redis Cluster
 ## (or PUBHOOK_TEST_REDIS_CLUSTER_NODES) instead of one Redis
@@ -31,7 +33,7 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-ci: test test-cluster
+ci: test
 
 ## bench: release build, then the load driver against a real pubhook and a private redis-server
 ## (about 3 minutes; results in target/bench/, and docs/benchmarks.md with its plots regenerated)
