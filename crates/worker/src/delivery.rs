@@ -527,8 +527,11 @@ pub async fn record(
         own.push(invocation);
     }
     let written = own.iter().map(|invocation| {
-        let mut conn = conn.clone();
-        async move { invocation.invoke_async::<i64>(&mut conn).await }
+        let conn = conn.clone();
+        until_available(move || {
+            let mut conn = conn.clone();
+            async move { invocation.invoke_async::<i64>(&mut conn).await }
+        })
     });
     futures_util::future::try_join_all(written).await?;
 
@@ -552,9 +555,41 @@ pub async fn record(
     for (due, retry) in &retries {
         invocation.arg(*due).arg(retry);
     }
-    let _: i64 = invocation.invoke_async(&mut conn.clone()).await?;
+    let _: i64 = until_available(|| {
+        let mut conn = conn.clone();
+        let invocation = &invocation;
+        async move { invocation.invoke_async(&mut conn).await }
+    })
+    .await?;
     Ok(())
 }
+
+/// Tries `write` again while it fails as unavailable, a few times over about
+/// [`RECORD_PATIENCE`]: while a slot moves between masters or a master fails over, a record
+/// written a moment later spares the delivery a repeat (a job not recorded is taken over after
+/// the visibility timeout and done again). Safe for these writes: the shard script counts only
+/// if its acknowledgement was the first, an attempt record is the same member again, and a
+/// `failed_count` step that ran but whose answer was lost counts once more at worst.
+async fn until_available<T, F, Fut>(mut write: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(25);
+    loop {
+        match write().await.map_err(StoreError::from) {
+            Err(StoreError::Unavailable(_)) if started.elapsed() + pause < RECORD_PATIENCE => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// How long recording a job's outcomes keeps trying while Redis answers unavailable.
+const RECORD_PATIENCE: Duration = Duration::from_secs(3);
 
 /// One attempt's full record, with the endpoint redacted and the snippet as text.
 #[allow(clippy::too_many_arguments)]

@@ -273,6 +273,22 @@ async fn read_jobs(
                 continue;
             }
         };
+        // A reclaimed entry this worker still holds is one whose heartbeat was late (Redis was
+        // unreachable for a moment, a slot was moving): it is running here, and claiming it
+        // again only refreshed its idle time. Running it twice would deliver it twice.
+        let entries: Vec<Entry> = if may_park {
+            entries
+        } else {
+            let held = held.lock().unwrap_or_else(|p| p.into_inner());
+            entries
+                .into_iter()
+                .filter(|entry| !held.contains(&entry.key()))
+                .collect()
+        };
+        if entries.is_empty() {
+            drop(first);
+            continue;
+        }
         let jobs: Vec<(Entry, Job)> = entries
             .into_iter()
             .filter_map(|entry| match Job::from_json(&entry.raw) {

@@ -190,36 +190,64 @@ impl PrivateCluster {
     /// `redis-cli --cluster create`: assigns the slots to the first `shape.masters` nodes and
     /// the others to them as replicas.
     async fn create(&self, cli: &Path, shape: ClusterShape) {
-        let mut command = tokio::process::Command::new(cli);
-        command
-            .arg("--cluster")
-            .arg("create")
-            .args(
-                self.nodes
-                    .iter()
-                    .map(|node| format!("127.0.0.1:{}", node.port)),
-            )
-            .arg("--cluster-replicas")
-            .arg(shape.replicas_per_master.to_string())
-            .arg("--cluster-yes")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        let output = match tokio::time::timeout(CREATE_TIMEOUT, command.output()).await {
-            Ok(Ok(output)) => output,
-            Ok(Err(error)) => panic!("pubhook-testkit: could not run {}: {error}", cli.display()),
-            Err(_) => panic!(
-                "pubhook-testkit: redis-cli --cluster create did not finish within \
-                 {CREATE_TIMEOUT:?}"
-            ),
+        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+        args.extend(
+            self.nodes
+                .iter()
+                .map(|node| format!("127.0.0.1:{}", node.port)),
+        );
+        args.extend([
+            "--cluster-replicas".into(),
+            shape.replicas_per_master.to_string(),
+            "--cluster-yes".into(),
+        ]);
+        run_cli(cli, "create", &args).await;
+    }
+
+    /// Moves `slots` hash slots, keys included, from the `from`th master to the `to`th (in the
+    /// order of [`PrivateCluster::master_ports`]) with `redis-cli --cluster reshard`, as an
+    /// operator growing or rebalancing a cluster would; clients meanwhile get `ASK`, `MOVED` and
+    /// `TRYAGAIN` answers for the slots on the move.
+    ///
+    /// # Panics
+    ///
+    /// If there are no such masters or `redis-cli` fails.
+    pub async fn move_slots(&self, from: usize, to: usize, slots: u16) {
+        let masters = self.master_ports().await;
+        let id = |index: usize| {
+            let port = masters.get(index).copied();
+            let masters = masters.clone();
+            async move {
+                let Some(port) = port else {
+                    panic!(
+                        "pubhook-testkit: no master {index}: the running masters are {masters:?}"
+                    )
+                };
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                match resp::ask(addr, &["CLUSTER", "MYID"], PROBE_TIMEOUT).await {
+                    Ok(Reply::Bulk(Some(id))) => String::from_utf8_lossy(&id).into_owned(),
+                    other => panic!("pubhook-testkit: CLUSTER MYID on {port} answered {other:?}"),
+                }
+            }
         };
-        if !output.status.success() {
-            panic!(
-                "pubhook-testkit: redis-cli --cluster create failed ({}):\n{}\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        let (from_id, to_id) = (id(from).await, id(to).await);
+        let seed = format!("127.0.0.1:{}", masters[from]);
+        let cli = server::redis_cli_program("install it to move slots between masters");
+        let args: Vec<String> = [
+            "--cluster",
+            "reshard",
+            &seed,
+            "--cluster-from",
+            &from_id,
+            "--cluster-to",
+            &to_id,
+            "--cluster-slots",
+            &slots.to_string(),
+            "--cluster-yes",
+        ]
+        .map(str::to_owned)
+        .into();
+        run_cli(&cli, "reshard", &args).await;
     }
 
     /// The URLs of the running nodes, e.g. `redis://127.0.0.1:40123`, to use as seeds.
@@ -503,6 +531,31 @@ fn parse_node_line(line: &str) -> Option<NodeLine> {
         master_id: (*master != "-").then(|| (*master).to_owned()),
         slots,
     })
+}
+
+/// Runs `redis-cli` with `args` (the `--cluster <what>` subcommand) to its end.
+///
+/// # Panics
+///
+/// If it cannot run, takes longer than [`CREATE_TIMEOUT`] or fails.
+async fn run_cli(cli: &Path, what: &str, args: &[String]) {
+    let mut command = tokio::process::Command::new(cli);
+    command.args(args).stdin(Stdio::null()).kill_on_drop(true);
+    let output = match tokio::time::timeout(CREATE_TIMEOUT, command.output()).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(error)) => panic!("pubhook-testkit: could not run {}: {error}", cli.display()),
+        Err(_) => panic!(
+            "pubhook-testkit: redis-cli --cluster {what} did not finish within {CREATE_TIMEOUT:?}"
+        ),
+    };
+    if !output.status.success() {
+        panic!(
+            "pubhook-testkit: redis-cli --cluster {what} failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 #[cfg(test)]
