@@ -376,9 +376,14 @@ impl Store {
         if self.wait_replicas == 0 {
             return Ok(());
         }
+        // Any failure of the wait itself (its node unreachable, or during a failover a node
+        // that is a replica by now) leaves the write's safety unknown: unavailable as well.
         let acknowledged = conn
             .wait_for_replicas(key, self.wait_replicas, WAIT_REPLICAS_TIMEOUT)
-            .await?;
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(anyhow::Error::new(e).context("waiting for replicas"))
+            })?;
         if acknowledged < self.wait_replicas {
             return Err(StoreError::Unavailable(anyhow::anyhow!(
                 "{acknowledged} of {} replicas acknowledged a write within {:?}",
