@@ -240,6 +240,12 @@ impl Storage {
         let mut nodes = Vec::with_capacity(CLUSTER_MASTERS);
         for n in 0..CLUSTER_MASTERS {
             let node_dir = dir.join(format!("node{n}"));
+            // A node keeps the cluster it was in (`nodes.conf`) in its folder: a folder left by
+            // an earlier run would make it refuse to join a new cluster.
+            if node_dir.exists() {
+                std::fs::remove_dir_all(&node_dir)
+                    .with_context(|| format!("clearing {}", node_dir.display()))?;
+            }
             let args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"];
             nodes.push(RedisServer::start_with(redis_server, &node_dir, &args).await?);
         }
