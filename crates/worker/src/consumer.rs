@@ -34,7 +34,7 @@ use pubhook_core::store::{Connection, DeadLetter, Store, StoreError};
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio::sync::OnceCell;
 
-use crate::{scripts, slots};
+use crate::scripts;
 
 /// Deliveries of one entry after which it is set aside as a dead letter.
 pub const MAX_DELIVERIES: usize = 5;
@@ -473,7 +473,7 @@ impl Consumer {
             read
         });
         let conn = self.store.connection().await?;
-        let owners: Vec<(Option<String>, Option<String>)> = slots::each(&conn, reads).await?;
+        let owners: Vec<(Option<String>, Option<String>)> = conn.each(reads).await?;
         Ok(owners
             .iter()
             .map(|(owner, state)| {
@@ -502,7 +502,7 @@ impl Consumer {
                     .arg("JUSTID");
                 claim
             });
-        let _: Vec<Vec<String>> = slots::each(&conn, claims).await?;
+        let _: Vec<Vec<String>> = conn.each(claims).await?;
         Ok(())
     }
 

@@ -31,7 +31,7 @@ use tracing::instrument;
 
 use crate::request::{delivery_headers, payload_body};
 use crate::retry::{RetryDecision, RetryPolicy};
-use crate::{scripts, slots};
+use crate::scripts;
 
 /// Bytes of a response kept in the attempt record.
 pub const MAX_RESPONSE_SNIPPET_BYTES: usize = 1024;
@@ -342,7 +342,7 @@ async fn read_inputs(
         }
     }
     let conn = store.connection().await?;
-    let replies: Vec<redis::Value> = slots::each(&conn, reads).await?;
+    let replies: Vec<redis::Value> = conn.each(reads).await?;
     let mut replies = replies.into_iter();
     let mut next = || replies.next().unwrap_or(redis::Value::Nil);
     // A record being deleted (its state field set) is gone already.

@@ -18,7 +18,7 @@ use pubhook_core::queue::{FanOutCursor, Job, Target, CONSUMER_GROUP};
 use pubhook_core::store::{Store, StoreError};
 use tracing::instrument;
 
-use crate::{scripts, slots};
+use crate::scripts;
 
 /// Subscription rows per fan-out page, and so per delivery batch.
 pub const FAN_OUT_PAGE: usize = 100;
@@ -135,7 +135,7 @@ async fn targets_of(
             read.arg(store.keys().subscription(*sid)).arg("account_id");
             read
         });
-        slots::each::<Option<String>>(conn, reads).await?
+        conn.each::<Option<String>>(reads).await?
     }
     .into_iter();
     Ok(parsed

@@ -13,7 +13,6 @@
 //! | `request`  | the exact request of one delivery: Python-`json.dumps` body and signatures |
 //! | `retry`    | the retry schedule, jitter, `Retry-After` and `410 Gone`                  |
 //! | `scripts`  | the Lua scripts that make each step's writes atomic with its acknowledgement |
-//! | `slots`    | single-slot commands sent at once (a cluster refuses cross-slot pipelines) |
 //!
 //! The worker depends on `pubhook-core` only, never on the API. Steps are public functions that
 //! return outcome enums, so tests can drive them without the loop.
@@ -28,7 +27,6 @@ pub mod parking;
 pub mod request;
 pub mod retry;
 mod scripts;
-mod slots;
 pub mod startup;
 
 pub use startup::{Worker, WorkerConfig};

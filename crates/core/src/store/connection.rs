@@ -9,6 +9,7 @@
 //! within [`RESPONSE_TIMEOUT`] on its own, so there is nothing to add here. Either kind opens
 //! lazily: building one never waits for Redis.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -58,8 +59,10 @@ const RENEW_AFTER: Duration = Duration::from_secs(1);
 pub(super) struct Renewing {
     client: ClusterClient,
     current: RwLock<ClusterConnection>,
-    /// Since when commands have been failing as unreachable, if they are.
+    /// Since when commands have been failing as unreachable, if they are. Read without a lock
+    /// on every command's success, which is the common case.
     failing_since: Mutex<Option<Instant>>,
+    failing: AtomicBool,
 }
 
 impl Renewing {
@@ -73,28 +76,27 @@ impl Renewing {
     /// Notes how a command ended, and after [`RENEW_AFTER`] of unreachable answers opens a new
     /// connection in place of the current one (commands already sent finish on the old one).
     fn note<T>(&self, result: &redis::RedisResult<T>) {
-        let unreachable = match result {
-            Ok(_) => false,
-            Err(e) => {
-                e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_timeout()
-                    || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
-                    || matches!(e.code(), Some("CLUSTERDOWN" | "TRYAGAIN"))
-            }
-        };
+        let unreachable = result.as_ref().is_err_and(|e| {
+            is_unreachable(e) || matches!(e.code(), Some("CLUSTERDOWN" | "TRYAGAIN"))
+        });
+        if !unreachable && !self.failing.load(Ordering::Relaxed) {
+            return;
+        }
         let mut since = self
             .failing_since
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !unreachable {
             *since = None;
+            self.failing.store(false, Ordering::Relaxed);
             return;
         }
         let now = Instant::now();
         match *since {
-            None => *since = Some(now),
+            None => {
+                *since = Some(now);
+                self.failing.store(true, Ordering::Relaxed);
+            }
             Some(started) if now.duration_since(started) >= RENEW_AFTER => {
                 *since = Some(now);
                 tracing::warn!("a Redis Cluster connection keeps failing; opening a new one");
@@ -109,6 +111,16 @@ impl Renewing {
             Some(_) => {}
         }
     }
+}
+
+/// Whether `err` says the command could not reach Redis or its answer never came (as opposed to
+/// an answer from Redis): the connection-level part of [`super::StoreError::Unavailable`].
+pub(super) fn is_unreachable(err: &redis::RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || err.kind() == redis::ErrorKind::ClusterConnectionNotFound
 }
 
 /// The client's timeouts again: a config replaces them, unset ones included.
@@ -256,6 +268,7 @@ impl Connector {
                     client: client.as_ref().clone(),
                     current: RwLock::new(cluster),
                     failing_since: Mutex::new(None),
+                    failing: AtomicBool::new(false),
                 }))))
             }
         }
@@ -298,5 +311,21 @@ impl Connection {
                 redis::from_redis_value(reply?).map_err(Into::into)
             }
         }
+    }
+}
+
+impl Connection {
+    /// Runs `commands`, each on keys of one hash slot, all at once, and gives their replies in
+    /// order. Commands on keys of different slots cannot share a pipeline on a cluster; sent
+    /// concurrently on a multiplexed connection they still go out together.
+    pub async fn each<T: redis::FromRedisValue>(
+        &self,
+        commands: impl IntoIterator<Item = Cmd>,
+    ) -> Result<Vec<T>, super::StoreError> {
+        let replies = commands.into_iter().map(|command| {
+            let mut conn = self.clone();
+            async move { command.query_async::<T>(&mut conn).await }
+        });
+        Ok(futures_util::future::try_join_all(replies).await?)
     }
 }

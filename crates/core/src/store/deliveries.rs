@@ -23,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
-use super::{read_each, Page, Store, StoreError};
+use super::{Page, Store, StoreError};
 use crate::domain::{AccountId, SubscriptionId, TriggeredId};
 use crate::outbound::OutboundError;
 
@@ -236,7 +236,7 @@ impl Store {
             length.arg(self.keys.dead_letters(shard));
             length
         });
-        let lengths: Vec<u64> = read_each(&conn, lengths).await?;
+        let lengths: Vec<u64> = conn.each(lengths).await?;
         let mut items = Vec::new();
         let mut skip = start;
         let mut wanted = limit;

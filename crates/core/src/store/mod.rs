@@ -91,20 +91,6 @@ fn is_live(fields: &[(String, String)]) -> bool {
     !fields.is_empty() && !fields.iter().any(|(name, _)| name == STATE_FIELD)
 }
 
-/// Runs `commands`, each on keys of one hash slot, all at once, and gives their replies in order.
-/// Commands on keys of different slots cannot share a pipeline on a cluster; sent concurrently
-/// on a multiplexed connection they still go out together.
-async fn read_each<T: redis::FromRedisValue>(
-    conn: &Connection,
-    commands: impl Iterator<Item = redis::Cmd>,
-) -> Result<Vec<T>, StoreError> {
-    let replies = commands.map(|command| {
-        let mut conn = conn.clone();
-        async move { command.query_async::<T>(&mut conn).await }
-    });
-    Ok(futures_util::future::try_join_all(replies).await?)
-}
-
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -130,11 +116,7 @@ impl From<redis::RedisError> for StoreError {
         // On a cluster: a node the client has no connection to, a slot no master serves, a slot
         // still moving after the client's own retries, or a master just demoted to a replica.
         // Each passes by itself once the cluster settles.
-        let unreachable = err.is_io_error()
-            || err.is_connection_dropped()
-            || err.is_connection_refusal()
-            || err.is_timeout()
-            || err.kind() == redis::ErrorKind::ClusterConnectionNotFound
+        let unreachable = connection::is_unreachable(&err)
             || matches!(
                 err.code(),
                 Some(
@@ -467,9 +449,7 @@ impl Store {
                 read.arg(key);
                 read
             });
-            let mut replies = read_each::<Vec<(String, String)>>(&conn, reads)
-                .await?
-                .into_iter();
+            let mut replies = conn.each::<Vec<(String, String)>>(reads).await?.into_iter();
             for key in &keys {
                 if max_bytes > 0 && used > max_bytes {
                     break;
