@@ -261,7 +261,9 @@ async fn reset_api_key(
     };
     let endpoint = EndpointUrl::from_stored(&account.endpoint)
         .ok_or(ApiError::NotFound("Endpoint not found"))?;
-    if !is_owner {
+    // An interval of 0 turns the cooldown off; it must not become a 1 ms window that two quick
+    // resets can still fall into.
+    if !is_owner && !state.limits.key_reset_interval.is_zero() {
         if let Some(retry_after) = state
             .store
             .start_key_reset_cooldown(username, state.limits.key_reset_interval)

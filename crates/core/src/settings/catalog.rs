@@ -141,7 +141,7 @@ static KEYS: &[KeyDoc] = &[
         name: "key_reset_interval",
         env: "PUBHOOK_KEY_RESET_INTERVAL",
         default: "60s",
-        description: "minimum time between two API-key resets of one username (429 before)",
+        description: "minimum time between two API-key resets of one username (429 before); 0 turns it off",
         apply: |s, raw| {
             s.key_reset_interval = parse_duration(raw)?;
             Ok(())
