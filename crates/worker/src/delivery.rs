@@ -96,6 +96,11 @@ pub struct DeliveryContext {
     pub max_failed_count: u32,
     /// How long attempt records are kept.
     pub retention: Duration,
+    /// How long recording a job's outcomes keeps trying while Redis answers unavailable (a slot
+    /// moving between masters, a failover). The worker holds the job meanwhile, its heartbeat
+    /// keeps it from being reclaimed, and every try is safe to repeat; giving up means the job
+    /// is done again after the visibility timeout. The worker uses half that timeout.
+    pub record_patience: Duration,
 }
 
 /// The deliveries of one job.
@@ -458,6 +463,7 @@ pub async fn record(
     results: &[AttemptResult],
 ) -> Result<(), StoreError> {
     let keys = ctx.store.keys();
+    let patience = ctx.record_patience;
     let now_ms = now_millis();
     let (mut delivered, mut failed, mut skipped) = (0u64, 0u64, 0u64);
     let mut accounts: Vec<(AccountId, &str)> = Vec::new();
@@ -528,7 +534,7 @@ pub async fn record(
     }
     let written = own.iter().map(|invocation| {
         let conn = conn.clone();
-        until_available(move || {
+        until_available(patience, move || {
             let mut conn = conn.clone();
             async move { invocation.invoke_async::<i64>(&mut conn).await }
         })
@@ -555,7 +561,7 @@ pub async fn record(
     for (due, retry) in &retries {
         invocation.arg(*due).arg(retry);
     }
-    let _: i64 = until_available(|| {
+    let _: i64 = until_available(patience, || {
         let mut conn = conn.clone();
         let invocation = &invocation;
         async move { invocation.invoke_async(&mut conn).await }
@@ -564,13 +570,13 @@ pub async fn record(
     Ok(())
 }
 
-/// Tries `write` again while it fails as unavailable, a few times over about
-/// [`RECORD_PATIENCE`]: while a slot moves between masters or a master fails over, a record
+/// Tries `write` again while it fails as unavailable, for up to `patience`: while a slot moves
+/// between masters or a master fails over, a record
 /// written a moment later spares the delivery a repeat (a job not recorded is taken over after
 /// the visibility timeout and done again). Safe for these writes: the shard script counts only
 /// if its acknowledgement was the first, an attempt record is the same member again, and a
 /// `failed_count` step that ran but whose answer was lost counts once more at worst.
-async fn until_available<T, F, Fut>(mut write: F) -> Result<T, StoreError>
+async fn until_available<T, F, Fut>(patience: Duration, mut write: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = redis::RedisResult<T>>,
@@ -579,7 +585,7 @@ where
     let mut pause = Duration::from_millis(25);
     loop {
         match write().await.map_err(StoreError::from) {
-            Err(StoreError::Unavailable(_)) if started.elapsed() + pause < RECORD_PATIENCE => {
+            Err(StoreError::Unavailable(_)) if started.elapsed() + pause < patience => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(500));
             }
@@ -587,9 +593,6 @@ where
         }
     }
 }
-
-/// How long recording a job's outcomes keeps trying while Redis answers unavailable.
-const RECORD_PATIENCE: Duration = Duration::from_secs(3);
 
 /// One attempt's full record, with the endpoint redacted and the snippet as text.
 #[allow(clippy::too_many_arguments)]

@@ -125,6 +125,7 @@ impl Worker {
             retry: RetryPolicy::new(config.retry_schedule.clone(), config.retry_jitter),
             max_failed_count: config.max_failed_count,
             retention: config.delivery_retention,
+            record_patience: config.visibility_timeout / 2,
         };
         Self {
             consumer,

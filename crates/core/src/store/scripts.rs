@@ -67,3 +67,32 @@ pub(super) async fn invoke_once_copied<T: redis::FromRedisValue>(
         result => result,
     }
 }
+
+/// Runs `invocations` as one pipeline on one Redis, which runs them in the order given: one
+/// round trip for steps that must happen in order but need nothing from each other's answers.
+///
+/// A pipeline of `EVALSHA`s cannot reload a script mid-way, so after a Redis restart one of them
+/// may answer NOSCRIPT while the ones after it ran. Each one that did is run again alone (which
+/// loads it), in order; the others are not repeated. Not for a cluster, where the steps go to
+/// different masters and a pipeline does not keep their order.
+pub(super) async fn invoke_in_order(
+    conn: &mut impl redis::aio::ConnectionLike,
+    invocations: &[&redis::ScriptInvocation<'_>],
+) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for invocation in invocations {
+        pipe.invoke_script(invocation);
+    }
+    let replies: Vec<redis::RedisResult<redis::Value>> =
+        pipe.ignore_errors().query_async(conn).await?;
+    for (invocation, reply) in invocations.iter().zip(replies) {
+        match reply {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                let _: redis::Value = invocation.invoke_async(conn).await?;
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}

@@ -18,11 +18,8 @@ pub enum TriggerRefusal {
 }
 
 impl Store {
-    /// Records a trigger of `registration` by its owner `caller` and queues its fan-out. Three
-    /// single-slot steps, each O(1) whatever the number of subscribers (the worker expands the
-    /// job): the registration is checked (it exists, is not tombstoned, is the caller's), the
-    /// record is added to the global triggered index (trimmed by retention on the way), and the
-    /// record and its fan-out job are written together in its queue shard.
+    /// Records a trigger of `registration` by its owner `caller` and queues its fan-out: the
+    /// check of [`Store::check_trigger`], then [`Store::record_trigger`].
     #[instrument(skip_all, fields(registration = %registration))]
     pub async fn trigger_as(
         &self,
@@ -30,8 +27,10 @@ impl Store {
         registration: RegistrationId,
         request_id: Option<String>,
     ) -> Result<Result<Triggered, TriggerRefusal>, StoreError> {
-        self.write_trigger(Some(caller), registration, request_id)
-            .await
+        if let Err(refusal) = self.check_trigger(Some(caller), registration).await? {
+            return Ok(Err(refusal));
+        }
+        Ok(Ok(self.record_trigger(registration, request_id).await?))
     }
 
     /// Records a trigger of `registration` whoever owns it; `None` if it does not exist. For
@@ -41,20 +40,22 @@ impl Store {
         registration: RegistrationId,
         request_id: Option<String>,
     ) -> Result<Option<Triggered>, StoreError> {
-        Ok(self
-            .write_trigger(None, registration, request_id)
-            .await?
-            .ok())
+        if self.check_trigger(None, registration).await?.is_err() {
+            return Ok(None);
+        }
+        Ok(Some(self.record_trigger(registration, request_id).await?))
     }
 
-    async fn write_trigger(
+    /// The first step of a trigger, in the registration's slot: it exists, is live and is
+    /// `caller`'s (anyone's when `None`). One read, which writes nothing, so a caller can send it
+    /// together with other checks (the API sends it with the rate-limit count).
+    #[instrument(skip_all, fields(registration = %registration))]
+    pub async fn check_trigger(
         &self,
         caller: Option<AccountId>,
         registration: RegistrationId,
-        request_id: Option<String>,
-    ) -> Result<Result<Triggered, TriggerRefusal>, StoreError> {
+    ) -> Result<Result<(), TriggerRefusal>, StoreError> {
         let mut conn = self.connection().await?;
-        // Step 1, the registration's slot: it exists, is live and is the caller's.
         let (owner, state): (Option<String>, Option<String>) = redis::cmd("HMGET")
             .arg(self.keys.registration(registration))
             .arg("account_id")
@@ -67,6 +68,24 @@ impl Store {
         if caller.is_some_and(|caller| caller.to_string() != owner) {
             return Ok(Err(TriggerRefusal::NotOwner));
         }
+        Ok(Ok(()))
+    }
+
+    /// The writes of a trigger whose registration [`Store::check_trigger`] accepted. Two
+    /// single-slot steps, each O(1) whatever the number of subscribers (the worker expands the
+    /// job): the record is added to the global triggered index (trimmed by retention on the way),
+    /// then the record and its fan-out job are written together in its queue shard. The index
+    /// comes first, so a record is never unlisted: a crash between the steps leaves an entry
+    /// without a record, which readers skip and retention trims.
+    ///
+    /// On a cluster the steps are two round trips, one after the other, as they go to different
+    /// masters. On one Redis they are pipelined, which keeps their order: one round trip.
+    #[instrument(skip_all, fields(registration = %registration))]
+    pub async fn record_trigger(
+        &self,
+        registration: RegistrationId,
+        request_id: Option<String>,
+    ) -> Result<Triggered, StoreError> {
         let triggered = Triggered {
             id: TriggeredId::generate(),
             registration_id: registration,
@@ -74,8 +93,6 @@ impl Store {
             summary: DeliverySummary::default(),
         };
         let id = triggered.id.to_string();
-        // Step 2, the index's slot: listed first, so a record is never unlisted. A crash before
-        // step 3 leaves an entry without a record, which readers skip and retention trims.
         let retention_micros =
             i64::try_from(self.triggered_retention.as_micros()).unwrap_or(i64::MAX);
         let trim_below = if retention_micros == 0 {
@@ -86,22 +103,16 @@ impl Store {
                 .saturating_sub(retention_micros)
                 .to_string()
         };
-        let _: i64 = scripts::INDEX_TRIGGERED
-            .key(self.keys.triggered_all())
-            .arg(&id)
-            .arg(triggered.created)
-            .arg(trim_below)
-            .invoke_async(&mut conn)
-            .await?;
-        // Step 3, the shard's slot: the record and its fan-out job, together.
+        let mut index = scripts::INDEX_TRIGGERED.key(self.keys.triggered_all());
+        index.arg(&id).arg(triggered.created).arg(trim_below);
         let job = Job::FanOutV1 {
             triggered_id: triggered.id,
             registration_id: registration,
             request_id,
             after: None,
         };
-        let _: i64 = scripts::TRIGGER
-            .key(self.keys.triggered(triggered.id))
+        let mut write = scripts::TRIGGER.key(self.keys.triggered(triggered.id));
+        write
             .key(self.keys.jobs(self.keys.shard_of(triggered.id)))
             .arg(job.to_json())
             .arg(self.triggered_retention.as_secs())
@@ -110,13 +121,18 @@ impl Store {
             .arg("registration_id")
             .arg(registration.to_string())
             .arg("created")
-            .arg(triggered.created)
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(triggered.created);
+        let mut conn = self.connection().await?;
+        if conn.is_cluster() {
+            let _: i64 = index.invoke_async(&mut conn).await?;
+            let _: i64 = write.invoke_async(&mut conn).await?;
+        } else {
+            scripts::invoke_in_order(&mut conn, &[&index, &write]).await?;
+        }
         // Acknowledged only once the replicas this store waits for have the shard step.
         self.replicated(&mut conn, &self.keys.triggered(triggered.id))
             .await?;
-        Ok(Ok(triggered))
+        Ok(triggered)
     }
 
     /// The triggered record with this id.
@@ -243,6 +259,47 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(page.items.len(), ids.len());
+    }
+
+    /// On one Redis the two writes of a trigger are one pipeline of `EVALSHA`s. After Redis lost
+    /// its scripts (a restart, `SCRIPT FLUSH`), each step must still happen exactly once: listed
+    /// once, one record, one fan-out job.
+    #[tokio::test]
+    async fn a_trigger_on_one_redis_that_lost_its_scripts_writes_each_step_once() {
+        let redis = pubhook_testkit::PrivateRedis::start().await;
+        let store = Store::connect(redis.url(), &random_prefix(), 2).unwrap();
+        let owner = AccountId::generate();
+        let reg = registration(&store, owner).await;
+        let mut conn = store.connection().await.unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let _: () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            ids.push(
+                store
+                    .trigger_as(owner, reg, None)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .id,
+            );
+        }
+        let keys = store.keys();
+        let listed = store
+            .triggered_page(PageRange::unbounded(0, 100))
+            .await
+            .unwrap();
+        let listed: Vec<TriggeredId> = listed.items.iter().map(|t| t.id).collect();
+        assert_eq!(listed, ids);
+        let jobs: i64 = redis::cmd("XLEN")
+            .arg(keys.jobs(keys.shard_of(ids[0])))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(jobs, 3, "one fan-out job per trigger");
     }
 
     #[tokio::test]

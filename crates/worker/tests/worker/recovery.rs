@@ -224,6 +224,7 @@ async fn a_job_recorded_twice_is_counted_once() {
         retry: RetryPolicy::new(vec![Duration::from_millis(200)], 0.0),
         max_failed_count: 250,
         retention: Duration::from_secs(60),
+        record_patience: Duration::from_secs(1),
     };
     for _ in 0..2 {
         let job = DeliveryJob {
