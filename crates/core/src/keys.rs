@@ -123,6 +123,11 @@ impl Keys {
         (0..self.shard_count()).map(Shard)
     }
 
+    /// The shard numbered `index`, if this queue has it.
+    pub fn shard(&self, index: u16) -> Option<Shard> {
+        (index < self.shard_count()).then_some(Shard(index))
+    }
+
     /// The shard a triggered record, its attempts and its jobs belong to.
     pub fn shard_of(&self, id: TriggeredId) -> Shard {
         let hash = crc16(id.to_string().as_bytes());

@@ -177,6 +177,21 @@ pub struct FanOutCursor {
 }
 
 impl Job {
+    /// The trigger this job owes deliveries to and how many: a batch owes one per target, a
+    /// retry one; a fan-out page owes nothing yet, nor does an intent. What a dead letter
+    /// takes off its trigger's pending count, and a redrive gives back.
+    pub fn owed_deliveries(&self) -> Option<(TriggeredId, usize)> {
+        match self {
+            Self::DeliverBatchV1 {
+                triggered_id,
+                targets,
+                ..
+            } => Some((*triggered_id, targets.len())),
+            Self::RetryV1 { triggered_id, .. } => Some((*triggered_id, 1)),
+            Self::FanOutV1 { .. } | Self::IntentV1 { .. } => None,
+        }
+    }
+
     /// The JSON written to the stream.
     pub fn to_json(&self) -> String {
         // A Job holds only ids and strings, which always serialise.

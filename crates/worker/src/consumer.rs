@@ -379,29 +379,25 @@ impl Consumer {
             .next()
             .map(|entry| to_entry(shard, entry).raw)
             .unwrap_or_default();
-        let owed = match Job::from_json(&raw) {
-            Ok(Job::DeliverBatchV1 {
-                triggered_id,
-                targets,
-                ..
-            }) => Some((triggered_id, targets.len())),
-            Ok(Job::RetryV1 { triggered_id, .. }) => Some((triggered_id, 1)),
-            // A fan-out page owes nothing yet, nor does an intent; an unreadable job names no
-            // trigger.
-            Ok(Job::FanOutV1 { .. } | Job::IntentV1 { .. }) | Err(_) => None,
-        }
-        // Only a trigger of this shard is in this slot.
-        .filter(|(triggered, _)| keys.shard_of(*triggered) == shard);
+        // An unreadable job names no trigger.
+        let owed = Job::from_json(&raw)
+            .ok()
+            .and_then(|job| job.owed_deliveries())
+            // Only a trigger of this shard is in this slot.
+            .filter(|(triggered, _)| keys.shard_of(*triggered) == shard);
         let mut invocation = scripts::DEAD_LETTER.key(keys.jobs(shard));
         invocation.key(keys.dead_letters(shard));
         if let Some((triggered, _)) = owed {
             invocation.key(keys.triggered(triggered));
         }
         let letter = DeadLetter {
+            id: DeadLetter::id_of(shard, id),
             stream_id: id.to_owned(),
             job: raw,
             deliveries: deliveries as u64,
             dead_at: now_seconds(),
+            redriven_at: None,
+            redriven_as: None,
         };
         // Strings and numbers always serialise.
         let letter = serde_json::to_string(&letter).unwrap_or_default();

@@ -1,21 +1,29 @@
-//! Routes pubhook adds for operators (not in PyWebhooks): the dead-letter list.
+//! Routes pubhook adds for operators (not in PyWebhooks): the dead-letter list and its redrive.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use pubhook_core::store::{DeadLetter, RedriveRefusal};
+use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use super::resource;
 use crate::auth::{authenticate, Need};
+use crate::body::read_limited;
 use crate::error::ApiError;
 use crate::paging::{page_response, PageQuery};
 use crate::state::AppState;
 
-/// Mounts `/v1/admin/dead-letters`.
+/// Mounts `/v1/admin/dead-letters` and its redrive routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/admin/dead-letters").route(web::get().to(dead_letters)));
+    cfg.service(resource("/v1/admin/dead-letters").route(web::get().to(dead_letters)))
+        .service(resource("/v1/admin/dead-letters/redrive").route(web::post().to(redrive_many)))
+        .service(
+            resource("/v1/admin/dead-letters/{id}/redrive").route(web::post().to(redrive_one)),
+        );
 }
 
 /// `GET /v1/admin/dead-letters?start&limit`: jobs the workers set aside because they kept
-/// failing, newest first, each `{"stream_id", "job", "deliveries", "dead_at"}`. Admins only.
+/// failing, newest first, each `{"id", "stream_id", "job", "deliveries", "dead_at"}`, with
+/// `redriven_at` and `redriven_as` once redriven. Admins only.
 #[instrument(skip_all)]
 async fn dead_letters(
     req: HttpRequest,
@@ -25,4 +33,83 @@ async fn dead_letters(
     let page = PageQuery::from_request(&req)?;
     let letters = state.store.dead_letters(page.start, page.limit).await?;
     page_response("dead_letters", letters, |letter| letter)
+}
+
+const NOT_FOUND: &str = "Dead letter not found";
+const ALREADY: &str = "This dead letter was redriven already";
+
+/// `POST /v1/admin/dead-letters/{id}/redrive`: puts the letter's job back on its queue shard,
+/// once. 200 with the letter as marked; 404 for an unknown id; 409 if it was redriven before.
+#[instrument(skip_all)]
+async fn redrive_one(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authenticate(&req, &state, Need::Admin).await?;
+    match state.store.redrive_dead_letter(&path).await? {
+        Ok(letter) => Ok(HttpResponse::Ok().json(letter)),
+        Err(RedriveRefusal::NotFound) => Err(ApiError::NotFound(NOT_FOUND)),
+        Err(RedriveRefusal::AlreadyRedriven(_)) => Err(ApiError::Conflict(ALREADY)),
+    }
+}
+
+/// Most letters one bulk redrive takes.
+const BULK_MAX: usize = 100;
+
+/// The body of a bulk redrive.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedriveMany {
+    ids: Vec<String>,
+}
+
+/// The answer of a bulk redrive: each id in exactly one of the lists.
+#[derive(Serialize)]
+struct RedrivenMany {
+    redriven: Vec<DeadLetter>,
+    already_redriven: Vec<String>,
+    not_found: Vec<String>,
+}
+
+/// `POST /v1/admin/dead-letters/redrive` with `{"ids": [...]}` (1 to 100 letter ids, as the
+/// list gives them): redrives each, in order, and says what became of every id. An id given
+/// twice is redriven once and then found redriven.
+#[instrument(skip_all)]
+async fn redrive_many(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    authenticate(&req, &state, Need::Admin).await?;
+    let (body, _room) = read_limited(
+        &req,
+        payload,
+        state.limits.max_body_bytes,
+        &state.body_budget,
+    )
+    .await?;
+    let RedriveMany { ids } = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "Invalid body: expected {{\"ids\": [dead letter ids]}} ({e})"
+        ))
+    })?;
+    if ids.is_empty() || ids.len() > BULK_MAX {
+        return Err(ApiError::BadRequest(format!(
+            "Invalid ids: give 1 to {BULK_MAX} dead letter ids"
+        )));
+    }
+    let mut out = RedrivenMany {
+        redriven: Vec::new(),
+        already_redriven: Vec::new(),
+        not_found: Vec::new(),
+    };
+    for id in ids {
+        match state.store.redrive_dead_letter(&id).await? {
+            Ok(letter) => out.redriven.push(letter),
+            Err(RedriveRefusal::NotFound) => out.not_found.push(id),
+            Err(RedriveRefusal::AlreadyRedriven(_)) => out.already_redriven.push(id),
+        }
+    }
+    Ok(HttpResponse::Ok().json(out))
 }

@@ -4,7 +4,9 @@ use pubhook_core::keys::Shard;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{error, spawn_app};
+use reqwest::Method;
+
+use crate::helpers::{error, spawn_app, status_and_json};
 
 #[tokio::test]
 async fn dead_letters_are_for_admins_and_page_newest_first() {
@@ -15,17 +17,11 @@ async fn dead_letters_are_for_admins_and_page_newest_first() {
     let (status, body) = app.list("/v1/admin/dead-letters", &admin, 0, 10).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 
-    // The worker's dead-letter script pushes each new letter at the head of the list.
-    let mut conn = app.store.connection().await.unwrap();
+    // Letters as an earlier pubhook wrote them, without an `id`.
     for n in 0..3 {
         let letter =
             json!({"stream_id": format!("{n}-0"), "job": "{}", "deliveries": 5, "dead_at": n});
-        let _: i64 = redis::cmd("LPUSH")
-            .arg(app.store.keys().dead_letters(Shard::default()))
-            .arg(letter.to_string())
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        push_raw(&app, &letter).await;
     }
 
     let (status, body) = app.list("/v1/admin/dead-letters", &jane, 0, 10).await;
@@ -41,6 +37,10 @@ async fn dead_letters_are_for_admins_and_page_newest_first() {
         .map(|l| l["stream_id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, ["2-0", "1-0"]);
+    assert_eq!(
+        body["dead_letters"][0]["id"], "q0-2-0",
+        "an old letter gets its id on reading"
+    );
     assert_eq!(body["next_start"], 2);
     let (status, body) = app.list("/v1/admin/dead-letters", &admin, 2, 2).await;
     assert_eq!(status, StatusCode::OK);
@@ -49,4 +49,162 @@ async fn dead_letters_are_for_admins_and_page_newest_first() {
 
     let (status, body) = app.list("/v1/admin/dead-letters", &admin, 0, 101).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// Pushes `letter` at the head of shard 0's list, as the worker's dead-letter script does.
+async fn push_raw(app: &crate::helpers::TestApp, letter: &serde_json::Value) {
+    let mut conn = app.store.connection().await.unwrap();
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(app.store.keys().dead_letters(Shard::default()))
+        .arg(letter.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// A letter as the worker writes it; returns its id.
+async fn push_letter(app: &crate::helpers::TestApp, stream_id: &str, job: &str) -> String {
+    let id = format!("q0-{stream_id}");
+    let letter =
+        json!({"id": id, "stream_id": stream_id, "job": job, "deliveries": 5, "dead_at": 1});
+    push_raw(app, &letter).await;
+    id
+}
+
+/// The status and JSON of a POST to `path` by `creds`, with `body` as JSON if given.
+async fn post(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    creds: &crate::helpers::Creds,
+    body: Option<&serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = app.as_user(Method::POST, path, creds);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    status_and_json(request.send().await.unwrap()).await
+}
+
+async fn queued_jobs(app: &crate::helpers::TestApp) -> Vec<String> {
+    let mut conn = app.store.connection().await.unwrap();
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(app.store.keys().jobs(Shard::default()))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    entries
+        .ids
+        .iter()
+        .map(|e| e.get::<String>(pubhook_core::queue::JOB_FIELD).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_admin_redrives_a_dead_letter_once() {
+    let app = spawn_app().await;
+    let jane = app.create_account("jane").await;
+    let admin = app.create_admin("root").await;
+    let job = r#"{"type":"from_a_future_version","n":1}"#;
+    let id = push_letter(&app, "1700000000000-0", job).await;
+    let path = format!("/v1/admin/dead-letters/{id}/redrive");
+
+    let (status, body) = post(&app, &path, &jane, None).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::UNAUTHORIZED, error("Not an Admin"))
+    );
+    assert!(
+        queued_jobs(&app).await.is_empty(),
+        "nothing queued for a non-admin"
+    );
+
+    let (status, body) = post(&app, &path, &admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["id"], id);
+    assert!(body["redriven_at"].as_i64().is_some());
+    assert_eq!(
+        queued_jobs(&app).await,
+        [job],
+        "the job is back on its shard"
+    );
+    let (_, listed) = app.list("/v1/admin/dead-letters", &admin, 0, 10).await;
+    assert_eq!(
+        listed["dead_letters"][0]["redriven_as"],
+        body["redriven_as"]
+    );
+
+    let (status, body) = post(&app, &path, &admin, None).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::CONFLICT,
+            error("This dead letter was redriven already")
+        )
+    );
+    assert_eq!(queued_jobs(&app).await.len(), 1, "and only once");
+
+    for unknown in [
+        "q0-1-0",
+        "q99-1700000000000-0",
+        "nonsense",
+        "q0-1700000000000-0x",
+    ] {
+        let path = format!("/v1/admin/dead-letters/{unknown}/redrive");
+        let (status, body) = post(&app, &path, &admin, None).await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::NOT_FOUND, error("Dead letter not found")),
+            "{unknown}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bulk_redrive_says_what_became_of_every_id() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root").await;
+    let first = push_letter(&app, "1700000000000-0", r#"{"n":1}"#).await;
+    let second = push_letter(&app, "1700000000001-0", r#"{"n":2}"#).await;
+    let path = "/v1/admin/dead-letters/redrive";
+    let body = json!({"ids": [first, second, first, "q0-5-5"]});
+    let (status, body) = post(&app, path, &admin, Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let redriven: Vec<_> = body["redriven"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(redriven, [first.clone(), second]);
+    assert_eq!(body["already_redriven"], json!([first]));
+    assert_eq!(body["not_found"], json!(["q0-5-5"]));
+    assert_eq!(queued_jobs(&app).await, [r#"{"n":1}"#, r#"{"n":2}"#]);
+
+    let too_many: Vec<String> = (0..101).map(|n| format!("q0-{n}-0")).collect();
+    for bad in [
+        json!({}),
+        json!({"ids": []}),
+        json!({"ids": "q0-1-0"}),
+        json!({"ids": [1]}),
+        json!({"ids": ["q0-1-0"], "all": true}),
+        json!({ "ids": too_many }),
+    ] {
+        let (status, body) = post(&app, path, &admin, Some(&bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body["Error"].is_string(), "{body}");
+    }
+    let response = app
+        .as_user(Method::POST, path, &admin)
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        queued_jobs(&app).await.len(),
+        2,
+        "no bad request queued anything"
+    );
 }

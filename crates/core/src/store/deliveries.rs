@@ -25,6 +25,7 @@ use tracing::instrument;
 
 use super::{Page, Store, StoreError};
 use crate::domain::{AccountId, SubscriptionId, TriggeredId};
+use crate::keys::Shard;
 use crate::outbound::OutboundError;
 
 /// Attempts kept per subscription, newest first; older ones are trimmed.
@@ -157,6 +158,11 @@ impl AttemptRecord {
 /// A job set aside after it kept failing (see the worker's consumer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// The letter's id, `<shard>-<stream id>` (for example `q3-1733140000000-0`): a stream id
+    /// alone is unique only within its shard. Written by the worker; filled in on reading for
+    /// letters written before it was.
+    #[serde(default)]
+    pub id: String,
     /// Its id in the stream.
     pub stream_id: String,
     /// Its JSON, as it was queued.
@@ -165,6 +171,19 @@ pub struct DeadLetter {
     pub deliveries: u64,
     /// When it was set aside, Unix seconds.
     pub dead_at: i64,
+    /// When an admin put it back on its queue, Unix seconds (see `store::redrive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_at: Option<i64>,
+    /// The stream id its job was queued again under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_as: Option<String>,
+}
+
+impl DeadLetter {
+    /// The id of the letter with stream id `stream_id` in `shard`.
+    pub fn id_of(shard: Shard, stream_id: &str) -> String {
+        format!("{shard}-{stream_id}")
+    }
 }
 
 /// `url` as an attempt record may keep it: scheme, host, port and path, with any query string,
@@ -248,11 +267,16 @@ impl Store {
                 skip -= length;
                 continue;
             }
-            let page = self
+            let page: Page<DeadLetter> = self
                 .json_page("LRANGE", self.keys.dead_letters(shard), skip, wanted)
                 .await?;
             let taken = (length - skip).min(wanted);
-            items.extend(page.items);
+            items.extend(page.items.into_iter().map(|mut letter| {
+                if letter.id.is_empty() {
+                    letter.id = DeadLetter::id_of(shard, &letter.stream_id);
+                }
+                letter
+            }));
             wanted -= taken;
             skip = 0;
         }

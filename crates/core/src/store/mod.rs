@@ -22,6 +22,7 @@ mod deliveries;
 mod intents;
 mod limits;
 mod records;
+mod redrive;
 mod registrations;
 mod scripts;
 mod steps;
@@ -43,6 +44,7 @@ pub use limits::{RateLimit, Verdict};
 pub use records::{
     Account, DeliverySummary, PendingApiKey, Registration, Subscription, Triggered, WriteResult,
 };
+pub use redrive::RedriveRefusal;
 pub use subscriptions::SubscribeRefusal;
 pub use triggered::TriggerRefusal;
 

@@ -17,6 +17,12 @@ script!(UPDATE_FIELDS, "update_fields.lua");
 script!(TRIGGER, "trigger.lua");
 script!(INDEX_TRIGGERED, "index_triggered.lua");
 script!(
+    /// Dead-letter redrive (see `super::redrive`).
+    FIND_DEAD_LETTER,
+    "find_dead_letter.lua"
+);
+script!(REDRIVE, "redrive.lua");
+script!(
     /// The steps of creates and deletes that span hash slots (see `super::steps`).
     CREATE_RECORD,
     "create_record.lua"

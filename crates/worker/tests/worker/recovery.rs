@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
+use pubhook_core::domain::{RegistrationId, TriggeredId};
 use pubhook_core::keys::Shard;
 use pubhook_testkit::{PrivateRedis, Receiver};
 use pubhook_worker::WorkerConfig;
 
-use crate::helpers::{test_config, World};
+use crate::helpers::{test_config, RunningWorker, World};
 
 #[tokio::test]
 async fn a_worker_recovers_by_itself_when_redis_restarts_empty() {
@@ -122,12 +123,14 @@ async fn a_job_that_keeps_failing_is_set_aside_as_a_dead_letter() {
     assert_eq!(left, 0, "and leaves the stream");
 }
 
-#[tokio::test]
-async fn a_dead_lettered_batch_counts_as_failed_not_pending() {
-    let world = World::new().await;
-    let receiver = Receiver::start().await;
+/// A trigger of a registration whose payload no worker can serialise, to two subscribers on
+/// `receiver`, run by a worker until its batch is a dead letter (every run fails before any
+/// POST). Returns the registration, the trigger and the running worker.
+async fn dead_lettered_batch(
+    world: &World,
+    receiver: &Receiver,
+) -> (RegistrationId, TriggeredId, RunningWorker) {
     let owner = world.account("owner", &receiver.url()).await;
-    // A payload no worker can serialise: every run of its batch fails before any POST.
     let reg = world.registration(owner.id, "e", "not json").await;
     for n in 0..2 {
         let sub = world.account(&format!("sub{n}"), &receiver.url()).await;
@@ -138,18 +141,76 @@ async fn a_dead_lettered_batch_counts_as_failed_not_pending() {
         visibility_timeout: Duration::from_millis(300),
         ..test_config()
     };
-    let _worker = world.start_worker(config);
-
+    let worker = world.start_worker(config);
     world
         .wait_for_summary(triggered, Duration::from_secs(15), |s| {
             s.pending == 0 && s.failed == 2
         })
         .await;
+    (reg, triggered, worker)
+}
+
+#[tokio::test]
+async fn a_dead_lettered_batch_counts_as_failed_not_pending() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let _worker = dead_lettered_batch(&world, &receiver).await;
     assert_eq!(
         world.store.dead_letters(0, 10).await.unwrap().items.len(),
         1
     );
     assert!(receiver.posts().is_empty());
+}
+
+/// An admin redrives a dead letter once its cause is fixed: its job is queued again and
+/// delivered, the summary counts those deliveries as delivered instead of failed, and a second
+/// redrive of the same letter is refused.
+#[tokio::test]
+async fn a_redriven_dead_letter_is_delivered_once_its_cause_is_fixed() {
+    use pubhook_core::store::RedriveRefusal;
+
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let (reg, triggered, _worker) = dead_lettered_batch(&world, &receiver).await;
+    let letter = world.store.dead_letters(0, 10).await.unwrap().items[0].clone();
+    assert!(letter.id.starts_with('q') && letter.id.ends_with(&letter.stream_id));
+    assert_eq!(letter.redriven_at, None);
+
+    // The cause: a payload that is not JSON. Fixed, the letter's job can run.
+    let mut conn = world.store.connection().await.unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(world.store.keys().registration(reg))
+        .arg("event_data")
+        .arg(r#"{"fixed": true}"#)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let redriven = world
+        .store
+        .redrive_dead_letter(&letter.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let queued_as = redriven.redriven_as.clone().expect("queued under a new id");
+    assert_ne!(queued_as, letter.stream_id);
+    world
+        .wait_for_summary(triggered, Duration::from_secs(15), |s| {
+            s.pending == 0 && s.delivered == 2 && s.failed == 0
+        })
+        .await;
+    assert_eq!(receiver.posts().len(), 2, "each subscriber got it once");
+
+    let again = world.store.redrive_dead_letter(&letter.id).await.unwrap();
+    match again {
+        Err(RedriveRefusal::AlreadyRedriven(shown)) => {
+            assert_eq!(shown.redriven_as.as_deref(), Some(queued_as.as_str()));
+        }
+        other => panic!("a second redrive was not refused: {other:?}"),
+    }
+    let listed = world.store.dead_letters(0, 10).await.unwrap().items;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].redriven_as.as_deref(), Some(queued_as.as_str()));
+    assert!(listed[0].redriven_at.is_some());
 }
 
 #[tokio::test]
