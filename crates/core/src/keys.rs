@@ -40,6 +40,7 @@
 //! | `{p}{subscriptions}`                          | zset   | own            | —        | every subscription |
 //! | `{p}{triggered}`                              | zset   | own            | trimmed by `triggered_retention` | every triggered record |
 //! | `{p}{settings}`                               | hash   | own            | —        | settings fixed for a prefix once used (`queue_shards`) |
+//! | `{p}{workers}`                                | hash   | own            | entries pruned once stale | worker id → its latest heartbeat (JSON) |
 //! | `{p}key-reset:{<username>}`                   | string | own            | `key_reset_interval` | present while an API-key reset is cooling down |
 //! | `{p}limit:{<what>:<subject>}`                 | string | own            | one window | a rate-limit counter of one fixed window (see `store::limits`) |
 //!
@@ -258,6 +259,11 @@ impl Keys {
     /// `{p}{settings}`
     pub fn settings(&self) -> String {
         self.join(format_args!("{{settings}}"))
+    }
+
+    /// The live workers' heartbeats (see `store::workers`).
+    pub fn workers(&self) -> String {
+        self.join(format_args!("{{workers}}"))
     }
 
     /// `{p}key-reset:{<username>}`

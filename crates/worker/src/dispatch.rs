@@ -142,6 +142,11 @@ impl Dispatcher {
         self.running.len()
     }
 
+    /// Requests in flight.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.queues.in_flight()
+    }
+
     /// Jobs started and not finished, or being parked: what shutdown waits for.
     pub(crate) fn unfinished(&self) -> usize {
         self.running.len() + self.parking_now

@@ -29,4 +29,4 @@ pub mod retry;
 mod scripts;
 pub mod startup;
 
-pub use startup::{Worker, WorkerConfig};
+pub use startup::{Health, Worker, WorkerConfig};

@@ -26,7 +26,7 @@ use std::time::Duration;
 use pubhook_core::domain::{now_millis, RegistrationId};
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::Job;
-use pubhook_core::store::Store;
+use pubhook_core::store::{Store, WorkerBeat, BEAT_INTERVAL, LIVE_FOR};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -94,6 +94,7 @@ pub struct Worker {
     consumer: Consumer,
     ctx: DeliveryContext,
     config: WorkerConfig,
+    health: Health,
 }
 
 /// How long a read waits for new jobs before checking for shutdown again.
@@ -131,7 +132,13 @@ impl Worker {
             consumer,
             ctx,
             config,
+            health: Health::default(),
         }
+    }
+
+    /// Whether this worker is taking jobs, for its `/health/ready`.
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 
     /// This worker's consumer name in the stream's group.
@@ -181,12 +188,17 @@ impl Worker {
             events_tx,
         );
         tokio::pin!(shutdown);
+        let mut beats = Beats::new(self.ctx.store.clone(), self.name(), self.health.clone());
+        let mut beat_every = tokio::time::interval(BEAT_INTERVAL);
+        beat_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 Some(event) = events.recv() => dispatcher.handle(event),
+                _ = beat_every.tick() => beats.beat(&dispatcher),
                 () = &mut shutdown => break,
             }
         }
+        self.health.stopping();
 
         tracing::info!(
             running = dispatcher.running(),
@@ -218,8 +230,108 @@ impl Worker {
         }
         dispatcher.abort();
         helpers.abort_all();
+        beats.remove().await;
         tracing::info!("worker stopped");
         Ok(())
+    }
+}
+
+/// Whether a worker is taking jobs: it has not begun to stop, and its latest heartbeat reached
+/// Redis within [`LIVE_FOR`]. Shared with whatever serves the worker's `/health/ready`.
+#[derive(Debug, Clone, Default)]
+pub struct Health(Arc<HealthState>);
+
+#[derive(Debug, Default)]
+struct HealthState {
+    /// When a heartbeat last reached Redis, Unix milliseconds (0: never).
+    last_beat_ms: std::sync::atomic::AtomicU64,
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+impl Health {
+    /// Whether the worker is taking jobs and can reach Redis.
+    pub fn is_ready(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.0.last_beat_ms.load(Relaxed);
+        let live_ms = u64::try_from(LIVE_FOR.as_millis()).unwrap_or(u64::MAX);
+        !self.0.stopping.load(Relaxed) && last > 0 && now_millis().saturating_sub(last) <= live_ms
+    }
+
+    fn beat_reached_redis(&self, at_ms: u64) {
+        self.0
+            .last_beat_ms
+            .store(at_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn stopping(&self) {
+        self.0
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Writes the worker's heartbeat (`store::workers`) from the main loop, which knows what it
+/// holds. Each write runs on a task of its own, so a slow Redis never holds up dispatching; a
+/// beat is skipped while the previous one is still being written.
+struct Beats {
+    store: Store,
+    health: Health,
+    beat: WorkerBeat,
+    writing: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Beats {
+    fn new(store: Store, id: &str, health: Health) -> Self {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .unwrap_or_default();
+        let now = now_millis();
+        Self {
+            store,
+            health,
+            beat: WorkerBeat {
+                id: id.to_owned(),
+                host,
+                pid: std::process::id(),
+                started: now,
+                last_beat: now,
+                in_flight: 0,
+                running_jobs: 0,
+            },
+            writing: None,
+        }
+    }
+
+    fn beat(&mut self, dispatcher: &Dispatcher) {
+        if self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
+            return;
+        }
+        self.beat.last_beat = now_millis();
+        self.beat.in_flight = dispatcher.in_flight() as u64;
+        self.beat.running_jobs = dispatcher.running() as u64;
+        let (store, health, beat) = (self.store.clone(), self.health.clone(), self.beat.clone());
+        self.writing = Some(tokio::spawn(async move {
+            match store.write_beat(&beat).await {
+                Ok(()) => health.beat_reached_redis(beat.last_beat),
+                Err(e) => tracing::warn!(error = %e, "the worker's heartbeat did not reach Redis"),
+            }
+        }));
+    }
+
+    /// Removes the heartbeat: the worker stopped.
+    async fn remove(mut self) {
+        if let Some(writing) = self.writing.take() {
+            let _ = writing.await;
+        }
+        if let Err(e) = self.store.remove_beat(&self.beat.id).await {
+            tracing::warn!(error = %e, "the stopped worker's heartbeat stays until it is stale");
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Routes pubhook adds for operators (not in PyWebhooks): the dead-letter list and its redrive.
+//! Routes pubhook adds for operators (not in PyWebhooks): the dead-letter list and its redrive,
+//! and the live workers.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::store::{DeadLetter, RedriveRefusal};
@@ -12,9 +13,10 @@ use crate::error::ApiError;
 use crate::paging::{page_response, PageQuery};
 use crate::state::AppState;
 
-/// Mounts `/v1/admin/dead-letters` and its redrive routes.
+/// Mounts `/v1/admin/dead-letters` with its redrive routes, and `/v1/admin/workers`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/admin/dead-letters").route(web::get().to(dead_letters)))
+    cfg.service(resource("/v1/admin/workers").route(web::get().to(workers)))
+        .service(resource("/v1/admin/dead-letters").route(web::get().to(dead_letters)))
         .service(resource("/v1/admin/dead-letters/redrive").route(web::post().to(redrive_many)))
         .service(
             resource("/v1/admin/dead-letters/{id}/redrive").route(web::post().to(redrive_one)),
@@ -33,6 +35,16 @@ async fn dead_letters(
     let page = PageQuery::from_request(&req)?;
     let letters = state.store.dead_letters(page.start, page.limit).await?;
     page_response("dead_letters", letters, |letter| letter)
+}
+
+/// `GET /v1/admin/workers`: the live workers, oldest first, each `{"id", "host", "pid",
+/// "started", "last_beat", "in_flight", "running_jobs"}` (times in Unix milliseconds), from
+/// their heartbeats. 200 with an empty list when none is live. Admins only.
+#[instrument(skip_all)]
+async fn workers(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authenticate(&req, &state, Need::Admin).await?;
+    let workers = state.store.live_workers().await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "workers": workers })))
 }
 
 const NOT_FOUND: &str = "Dead letter not found";

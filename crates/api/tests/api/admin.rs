@@ -4,6 +4,8 @@ use pubhook_core::keys::Shard;
 use reqwest::StatusCode;
 use serde_json::json;
 
+use std::time::Duration;
+
 use reqwest::Method;
 
 use crate::helpers::{error, spawn_app, status_and_json};
@@ -207,4 +209,57 @@ async fn a_bulk_redrive_says_what_became_of_every_id() {
         2,
         "no bad request queued anything"
     );
+}
+
+#[tokio::test]
+async fn admins_see_the_live_workers_and_stale_ones_are_pruned() {
+    use pubhook_core::domain::now_millis;
+    use pubhook_core::store::WorkerBeat;
+
+    let app = spawn_app().await;
+    let jane = app.create_account("jane").await;
+    let admin = app.create_admin("root").await;
+    let beat = |id: &str, age: Duration| WorkerBeat {
+        id: id.to_owned(),
+        host: "box".into(),
+        pid: 7,
+        started: now_millis() - 7_200_000,
+        last_beat: now_millis() - u64::try_from(age.as_millis()).unwrap(),
+        in_flight: 3,
+        running_jobs: 1,
+    };
+    app.store
+        .write_beat(&beat("fresh", Duration::from_secs(1)))
+        .await
+        .unwrap();
+    app.store
+        .write_beat(&beat("quiet", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    app.store
+        .write_beat(&beat("dead", Duration::from_secs(7200)))
+        .await
+        .unwrap();
+
+    let get = |creds| app.as_user(Method::GET, "/v1/admin/workers", creds).send();
+    let (status, body) = status_and_json(get(&jane).await.unwrap()).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::UNAUTHORIZED, error("Not an Admin"))
+    );
+    let (status, body) = status_and_json(get(&admin).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["workers"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["workers"][0]["id"], "fresh");
+    assert_eq!(body["workers"][0]["in_flight"], 3);
+
+    let mut conn = app.store.connection().await.unwrap();
+    let kept: Vec<String> = redis::cmd("HKEYS")
+        .arg(app.store.keys().workers())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut kept = kept;
+    kept.sort();
+    assert_eq!(kept, ["fresh", "quiet"], "an hour-old heartbeat is deleted");
 }

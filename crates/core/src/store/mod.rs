@@ -28,6 +28,7 @@ mod scripts;
 mod steps;
 mod subscriptions;
 mod triggered;
+mod workers;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub use records::{
 pub use redrive::RedriveRefusal;
 pub use subscriptions::SubscribeRefusal;
 pub use triggered::TriggerRefusal;
+pub use workers::{WorkerBeat, BEAT_INTERVAL, LIVE_FOR};
 
 use self::connection::Connector;
 use crate::domain::{AccountId, RegistrationId, SubscriptionId};

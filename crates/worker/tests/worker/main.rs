@@ -9,6 +9,7 @@ mod delivery;
 mod fairness;
 mod helpers;
 mod intents;
+mod liveness;
 mod recovery;
 mod retries;
 mod shards;
