@@ -338,3 +338,40 @@ async fn the_quick_start_delivers_a_verified_webhook_to_pubhook_receive() {
     let (status, _) = api.call(GET, &own, jane, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// `pubhook worker` with `worker_listen`: its `/health/ready` says it is taking jobs, its
+/// heartbeat lists it as live, and after SIGTERM it is no longer listed.
+#[tokio::test]
+async fn a_worker_serves_its_health_checks_and_is_listed_while_it_runs() {
+    let storage = shared_storage().await;
+    let prefix = random_prefix();
+    let seed = Seed::on(storage, &prefix);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut worker = Process::spawn(
+        worker_command(storage, &prefix).env("PUBHOOK_WORKER_LISTEN", format!("127.0.0.1:{port}")),
+    );
+    wait_until_up(&base).await;
+    let client = reqwest::Client::new();
+    let ready = eventually(Duration::from_secs(10), || async {
+        client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+    assert!(ready, "a running worker is ready");
+    let live = seed.store.live_workers().await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].pid, worker.pid());
+    let response = client.get(format!("{base}/nothing")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    worker.signal("TERM");
+    assert!(worker.wait_exit(Duration::from_secs(20)).await.success());
+    assert!(
+        seed.store.live_workers().await.unwrap().is_empty(),
+        "a stopped worker is not listed"
+    );
+}

@@ -16,7 +16,7 @@ use crate::client::service_client_address;
 use crate::content_type::require_json;
 use crate::edge::{enforce_edge_limits, ConnectionCounts};
 use crate::routes;
-use crate::state::{AppState, BodyBudget, Limits};
+use crate::state::{AppState, BodyBudget, Limits, WorkerReadiness};
 
 /// The API server, bound and ready to run.
 pub struct Application {
@@ -28,6 +28,16 @@ impl Application {
     /// Binds `settings.listen` and prepares the server on `store`. Redis need not be up: the
     /// store connects lazily and requests answer 503 until it is.
     pub fn build(settings: &Settings, store: Store) -> anyhow::Result<Self> {
+        Self::build_with_worker(settings, store, None)
+    }
+
+    /// As [`Application::build`], for a process that also runs a worker: `worker_ready` tells
+    /// `/health/ready` whether it is taking jobs.
+    pub fn build_with_worker(
+        settings: &Settings,
+        store: Store,
+        worker_ready: Option<WorkerReadiness>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("could not listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
@@ -59,6 +69,7 @@ impl Application {
             quotas: settings.limits.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
             body_budget: BodyBudget::default(),
+            worker_ready,
         });
         let trusted_proxies = settings.trusted_proxies.clone();
         let body_read_time = settings.limits.body_read_time;

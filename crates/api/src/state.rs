@@ -31,7 +31,13 @@ pub struct AppState {
     pub trusted_proxies: Vec<IpNet>,
     /// Bytes of large request bodies held at once (see [`BodyBudget`]).
     pub body_budget: BodyBudget,
+    /// Whether the worker of this process is taking jobs, when it runs one (`standalone`):
+    /// `/health/ready` then answers for both.
+    pub worker_ready: Option<WorkerReadiness>,
 }
+
+/// Tells whether a worker is taking jobs.
+pub type WorkerReadiness = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Bounds the bytes of large request bodies this process holds at once, from the read of a
 /// body to the end of its request.

@@ -1,6 +1,8 @@
 //! The commands of the binary.
 
 use anyhow::{bail, Context as _};
+use pubhook_api::routes::health::WorkerListener;
+use pubhook_api::state::WorkerReadiness;
 use pubhook_api::Application;
 use pubhook_core::domain::{ApiKey, SecretKey, Username, RESERVED_ADMIN_USERNAME};
 use pubhook_core::hashing::hash_api_key;
@@ -87,23 +89,44 @@ async fn serve(settings: &Settings, store: Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A worker, with its health listener when `worker_listen` is set; a stop signal stops both.
 async fn work(settings: &Settings, store: Store) -> anyhow::Result<()> {
     let worker = build_worker(settings, store)?;
-    worker.run_until_stopped(shutdown_signal()).await
+    let Some(listen) = settings.worker_listen else {
+        return worker.run_until_stopped(shutdown_signal()).await;
+    };
+    let listener = WorkerListener::bind(listen, readiness(&worker))?;
+    tracing::info!(listen = %listen, port = listener.port(), "worker health checks listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let listening = tokio::spawn(listener.run_until_stopped(stopped(stop_rx.clone())));
+    let worker = tokio::spawn(worker.run_until_stopped(stopped(stop_rx)));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let (listening, worker) = tokio::join!(listening, worker);
+    listening?;
+    worker?
+}
+
+/// Completes once `rx` sees the stop signal.
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.changed().await;
+}
+
+/// What tells a health check whether `worker` is taking jobs.
+fn readiness(worker: &Worker) -> WorkerReadiness {
+    let health = worker.health();
+    std::sync::Arc::new(move || health.is_ready())
 }
 
 /// The API and a worker in one process, stopped together by one signal. Each has connections
 /// of its own: a Redis connection's driver runs on the runtime that first used it, and the
 /// API's runtimes (actix's worker threads) stop before the worker's grace period ends.
 async fn standalone(settings: &Settings, store: Store, target: &RedisTarget) -> anyhow::Result<()> {
-    let app = Application::build(settings, store)?;
     let worker_store = open_store(target, settings)?;
     let worker = build_worker(settings, worker_store)?;
+    let app = Application::build_with_worker(settings, store, Some(readiness(&worker)))?;
     tracing::info!(listen = %settings.listen, port = app.port(), "pubhook standalone: API and worker");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.changed().await;
-    };
     let api = tokio::spawn(app.run_until_stopped(stopped(stop_rx.clone())));
     let worker = tokio::spawn(worker.run_until_stopped(stopped(stop_rx)));
     shutdown_signal().await;

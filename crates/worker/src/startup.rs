@@ -545,3 +545,22 @@ async fn reclaim_stale(
         }
     }
 }
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_is_ready_only_between_its_first_beat_and_its_stop() {
+        let health = Health::default();
+        assert!(!health.is_ready(), "no heartbeat has reached Redis yet");
+        health.beat_reached_redis(now_millis());
+        assert!(health.is_ready());
+        let live_ms = u64::try_from(LIVE_FOR.as_millis()).unwrap();
+        health.beat_reached_redis(now_millis() - live_ms - 1000);
+        assert!(!health.is_ready(), "the last beat is too old");
+        health.beat_reached_redis(now_millis());
+        health.stopping();
+        assert!(!health.is_ready(), "a stopping worker takes no more jobs");
+    }
+}

@@ -66,6 +66,20 @@ static KEYS: &[KeyDoc] = &[
         },
     },
     KeyDoc {
+        name: "worker_listen",
+        env: "PUBHOOK_WORKER_LISTEN",
+        default: "off",
+        description: "address `pubhook worker` serves `/health/live` and `/health/ready` on \
+                      (`off`: none; `standalone` has them on the API's port)",
+        apply: |s, raw| {
+            s.worker_listen = match raw.trim() {
+                "" | "off" => None,
+                raw => Some(parse_listen(raw)?),
+            };
+            Ok(())
+        },
+    },
+    KeyDoc {
         name: "redis_url",
         env: "PUBHOOK_REDIS_URL",
         default: "unset: use `127.0.0.1:6379`, or start a `redis-server`",

@@ -50,6 +50,8 @@ const ENV_PREFIX: &str = "PUBHOOK_";
 pub struct Settings {
     /// Address the API listens on.
     pub listen: SocketAddr,
+    /// Address a `pubhook worker` serves its health checks on; `None`: no listener.
+    pub worker_listen: Option<SocketAddr>,
     /// The Redis to use; `None` means find one on `127.0.0.1:6379` or start a `redis-server`.
     pub redis_url: Option<SecretString>,
     /// Seed nodes of a Redis Cluster; when not empty the store runs on that cluster and
@@ -107,6 +109,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8081)),
+            worker_listen: None,
             redis_url: None,
             redis_cluster_nodes: Vec::new(),
             redis_wait_replicas: 0,
@@ -145,6 +148,7 @@ impl fmt::Debug for Settings {
         // Destructured so that a new field cannot be forgotten here.
         let Settings {
             listen,
+            worker_listen,
             redis_url,
             redis_cluster_nodes,
             redis_wait_replicas,
@@ -179,6 +183,7 @@ impl fmt::Debug for Settings {
             .collect();
         f.debug_struct("Settings")
             .field("listen", listen)
+            .field("worker_listen", worker_listen)
             .field("redis_url", &redis_url)
             .field("redis_cluster_nodes", &redis_cluster_nodes)
             .field("redis_wait_replicas", redis_wait_replicas)

@@ -321,7 +321,7 @@ fn unknown_keys_are_refused_with_a_suggestion() {
             "unrelated variable with the prefix",
             try_load(None, &[("PUBHOOK_SOMETHING_ELSE_ENTIRELY", "1")], &[]),
             "unknown setting PUBHOOK_SOMETHING_ELSE_ENTIRELY in environment",
-            "known settings: PUBHOOK_LISTEN, PUBHOOK_REDIS_URL",
+            "known settings: PUBHOOK_LISTEN, PUBHOOK_WORKER_LISTEN, PUBHOOK_REDIS_URL",
         ),
         (
             "unknown override",
