@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::{
-    eventually, free_port, pubhook_on, wait_until_up, Api, Process, Seed, GET, OK, POST,
+    eventually, free_port, pubhook_on, run, wait_until_up, Api, Process, Seed, GET, OK, POST,
 };
 
 /// Concurrency of the workers started here: 32 per origin, 8 jobs of up to 100 deliveries.
@@ -367,6 +367,37 @@ async fn a_worker_serves_its_health_checks_and_is_listed_while_it_runs() {
     assert_eq!(live[0].pid, worker.pid());
     let response = client.get(format!("{base}/nothing")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // `pubhook status` sees the worker, and the delivery it made within its next heartbeat.
+    let receivers = [Receiver::start().await];
+    let (_, registration) = seeded_registration(&seed, &receivers, 3).await;
+    let id = seed.trigger(registration).await;
+    let status = || {
+        crate::support::stdout_json(&run(pubhook_on(storage, &prefix).args(["status", "--json"])))
+    };
+    let counted = eventually(Duration::from_secs(15), || async {
+        summary(&seed, id).await.delivered == 3 && status()["last_minute"]["delivered"] == 3
+    })
+    .await;
+    let shown = status();
+    assert!(counted, "{shown}");
+    assert_eq!(shown["workers"].as_array().unwrap().len(), 1, "{shown}");
+    assert_eq!(shown["workers"][0]["pid"], worker.pid());
+    assert!(!shown["shards"].as_array().unwrap().is_empty());
+    assert_eq!(shown["shards"][0]["pending"], 0);
+    assert!(
+        shown["slowest_origins"][0]["origin"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("http://127.0.0.1:")),
+        "{shown}"
+    );
+    let text = run(pubhook_on(storage, &prefix).arg("status"));
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("workers: 1 live") && text.contains("3 delivered"),
+        "{text}"
+    );
 
     worker.signal("TERM");
     assert!(worker.wait_exit(Duration::from_secs(20)).await.success());

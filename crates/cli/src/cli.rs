@@ -66,6 +66,16 @@ pub enum Command {
         #[arg(long, env = "PUBHOOK_RECEIVE_SECRET", value_name = "KEY")]
         secret: Option<String>,
     },
+    /// Show the queue per shard, the live workers, the last minute's delivery outcomes and the
+    /// slowest origins, read from Redis.
+    Status {
+        /// Refresh in place every 2 s until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// Print one JSON document instead of the tables.
+        #[arg(long, conflicts_with = "watch")]
+        json: bool,
+    },
     /// Create the admin account and print its keys once, as JSON on stdout.
     Init {
         /// Give the existing admin new keys instead of refusing.

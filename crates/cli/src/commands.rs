@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Worker => work(&settings, store).await,
             Command::Standalone => standalone(&settings, store, &target).await,
             Command::Init { rotate_keys } => init(&store, rotate_keys).await,
+            Command::Status { watch, json } => crate::status::run(&store, watch, json).await,
             Command::Receive { .. } => Ok(()),
         }
     }

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod receive;
 mod redis_child;
+mod status;
 
 use clap::Parser as _;
 

@@ -174,6 +174,13 @@ pub struct AttemptResult {
     pub outcome: DeliveryOutcome,
 }
 
+impl AttemptResult {
+    /// How long the attempt took, in milliseconds (0 when it was not attempted).
+    pub fn latency_ms(&self) -> f64 {
+        self.record.latency_ms
+    }
+}
+
 struct Subscriber {
     endpoint: String,
     secret_key: String,

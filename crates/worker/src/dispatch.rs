@@ -30,6 +30,7 @@ use crate::delivery::{
 use crate::fair::{FairQueues, Origin, Shares, Tenant};
 use crate::fan_out::{fan_out_page, FanOutOutcome, FanOutPage};
 use crate::parking::Parking;
+use crate::stats::RecentStats;
 
 /// The owner of a job's registration; `None` when the registration is gone.
 pub(crate) type Owner = Option<AccountId>;
@@ -112,6 +113,8 @@ pub(crate) struct Dispatcher {
     events: mpsc::UnboundedSender<Event>,
     /// Whether new jobs may start (false once shutting down).
     starting: bool,
+    /// The last minute's outcomes, for the heartbeat.
+    stats: RecentStats,
 }
 
 impl Dispatcher {
@@ -134,12 +137,18 @@ impl Dispatcher {
             tasks: Tasks::default(),
             events,
             starting: true,
+            stats: RecentStats::default(),
         }
     }
 
     /// Jobs started and not finished.
     pub(crate) fn running(&self) -> usize {
         self.running.len()
+    }
+
+    /// The last minute's outcomes and slowest origins.
+    pub(crate) fn stats(&self) -> &RecentStats {
+        &self.stats
     }
 
     /// Requests in flight.
@@ -194,6 +203,7 @@ impl Dispatcher {
                 // Counted against the account and origin even when its job is gone (let go of
                 // after another of its tasks panicked).
                 self.queues.delivery_finished(account, &origin);
+                self.stats.note(&origin, &result);
                 let deliveries = self
                     .running
                     .get_mut(&key)

@@ -28,5 +28,6 @@ pub mod request;
 pub mod retry;
 mod scripts;
 pub mod startup;
+pub mod stats;
 
 pub use startup::{Health, Worker, WorkerConfig};

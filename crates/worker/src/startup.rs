@@ -26,7 +26,7 @@ use std::time::Duration;
 use pubhook_core::domain::{now_millis, RegistrationId};
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::Job;
-use pubhook_core::store::{Store, WorkerBeat, BEAT_INTERVAL, LIVE_FOR};
+use pubhook_core::store::{RecentOutcomes, Store, WorkerBeat, BEAT_INTERVAL, LIVE_FOR};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -303,6 +303,8 @@ impl Beats {
                 last_beat: now,
                 in_flight: 0,
                 running_jobs: 0,
+                last_minute: RecentOutcomes::default(),
+                slowest_origins: Vec::new(),
             },
             writing: None,
         }
@@ -315,6 +317,7 @@ impl Beats {
         self.beat.last_beat = now_millis();
         self.beat.in_flight = dispatcher.in_flight() as u64;
         self.beat.running_jobs = dispatcher.running() as u64;
+        (self.beat.last_minute, self.beat.slowest_origins) = dispatcher.stats().last_minute();
         let (store, health, beat) = (self.store.clone(), self.health.clone(), self.beat.clone());
         self.writing = Some(tokio::spawn(async move {
             match store.write_beat(&beat).await {

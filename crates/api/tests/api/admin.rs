@@ -214,7 +214,7 @@ async fn a_bulk_redrive_says_what_became_of_every_id() {
 #[tokio::test]
 async fn admins_see_the_live_workers_and_stale_ones_are_pruned() {
     use pubhook_core::domain::now_millis;
-    use pubhook_core::store::WorkerBeat;
+    use pubhook_core::store::{RecentOutcomes, WorkerBeat};
 
     let app = spawn_app().await;
     let jane = app.create_account("jane").await;
@@ -227,6 +227,11 @@ async fn admins_see_the_live_workers_and_stale_ones_are_pruned() {
         last_beat: now_millis() - u64::try_from(age.as_millis()).unwrap(),
         in_flight: 3,
         running_jobs: 1,
+        last_minute: RecentOutcomes {
+            delivered: 10,
+            ..RecentOutcomes::default()
+        },
+        slowest_origins: Vec::new(),
     };
     app.store
         .write_beat(&beat("fresh", Duration::from_secs(1)))
@@ -252,6 +257,7 @@ async fn admins_see_the_live_workers_and_stale_ones_are_pruned() {
     assert_eq!(body["workers"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(body["workers"][0]["id"], "fresh");
     assert_eq!(body["workers"][0]["in_flight"], 3);
+    assert_eq!(body["workers"][0]["last_minute"]["delivered"], 10);
 
     let mut conn = app.store.connection().await.unwrap();
     let kept: Vec<String> = redis::cmd("HKEYS")

@@ -25,6 +25,7 @@ mod records;
 mod redrive;
 mod registrations;
 mod scripts;
+mod status;
 mod steps;
 mod subscriptions;
 mod triggered;
@@ -46,9 +47,10 @@ pub use records::{
     Account, DeliverySummary, PendingApiKey, Registration, Subscription, Triggered, WriteResult,
 };
 pub use redrive::RedriveRefusal;
+pub use status::ShardStatus;
 pub use subscriptions::SubscribeRefusal;
 pub use triggered::TriggerRefusal;
-pub use workers::{WorkerBeat, BEAT_INTERVAL, LIVE_FOR};
+pub use workers::{OriginLatency, RecentOutcomes, WorkerBeat, BEAT_INTERVAL, LIVE_FOR};
 
 use self::connection::Connector;
 use crate::domain::{AccountId, RegistrationId, SubscriptionId};

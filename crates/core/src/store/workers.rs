@@ -24,7 +24,7 @@ pub const LIVE_FOR: Duration = Duration::from_secs(15);
 pub const PRUNE_AFTER: Duration = Duration::from_secs(3600);
 
 /// One worker's latest heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerBeat {
     /// The worker's consumer name in the queue's group.
     pub id: String,
@@ -40,6 +40,36 @@ pub struct WorkerBeat {
     pub in_flight: u64,
     /// Jobs it had running.
     pub running_jobs: u64,
+    /// What its attempts came to over the last minute.
+    #[serde(default)]
+    pub last_minute: RecentOutcomes,
+    /// The origins whose answers were slowest over the last minute, slowest first.
+    #[serde(default)]
+    pub slowest_origins: Vec<OriginLatency>,
+}
+
+/// Attempt outcomes over a recent window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentOutcomes {
+    /// Delivered (2xx).
+    pub delivered: u64,
+    /// Failed and to be tried again.
+    pub retrying: u64,
+    /// Failed for good.
+    pub failed: u64,
+    /// Not attempted (subscriber disabled or gone).
+    pub skipped: u64,
+}
+
+/// One origin's mean answer time over a recent window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OriginLatency {
+    /// `scheme://host:port`.
+    pub origin: String,
+    /// Attempts that got an answer or an error.
+    pub attempts: u64,
+    /// Their mean latency in milliseconds.
+    pub mean_latency_ms: f64,
 }
 
 impl Store {
