@@ -5,6 +5,9 @@
 //! bytes signed are the bytes sent. Two signatures ride along: PyWebhooks' `pywebhooks-signature`
 //! (hex HMAC-SHA1 of the body) and the Standard Webhooks set (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature`), both keyed by the subscriber's `secret_key` as it is at this attempt.
+//!
+//! A trigger with a payload of its own (a trigger body's `event_data`, an inbound hook's body)
+//! sends that instead: it is stored in the same `json.dumps` form, and sent as it is stored.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use pubhook_core::pyjson::to_python_json;
@@ -45,6 +48,14 @@ pub fn delivery_headers(
         standard_signature(secret_key, webhook_id, timestamp, body),
     );
     headers
+}
+
+/// Adds `x-pubhook-source-event: <name>`: the event name the sender of an inbound hook gave
+/// (GitHub's `X-GitHub-Event`, GitLab's `X-Gitlab-Event`), checked printable at the API.
+pub fn add_source_event(headers: &mut HeaderMap, name: &str) {
+    if let Ok(value) = HeaderValue::from_str(name) {
+        headers.insert(HeaderName::from_static("x-pubhook-source-event"), value);
+    }
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: String) {

@@ -16,6 +16,7 @@
 //! hides which from every command, and the `cluster` module checks a cluster at start.
 
 mod accounts;
+mod claims;
 mod cluster;
 mod connection;
 mod deliveries;
@@ -32,6 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub use accounts::{KeySlot, NewAccount};
+pub use claims::{Claim, ClaimOutcome, HookTarget};
 pub use cluster::{ClusterCheckError, RedisTarget, SeedFailure};
 pub use connection::Connection;
 pub use deliveries::{
@@ -44,7 +46,7 @@ pub use records::{
     Account, DeliverySummary, PendingApiKey, Registration, Subscription, Triggered, WriteResult,
 };
 pub use subscriptions::SubscribeRefusal;
-pub use triggered::TriggerRefusal;
+pub use triggered::{TriggerExtras, TriggerRefusal};
 
 use self::connection::Connector;
 use crate::domain::{AccountId, RegistrationId, SubscriptionId};

@@ -8,6 +8,20 @@ use crate::domain::{now_micros, AccountId, RegistrationId, TriggeredId};
 use crate::keys::RecordKind;
 use crate::queue::Job;
 
+/// What a trigger may carry beyond the registration's own: its id chosen ahead (so an
+/// idempotency claim can name it before it is written), the payload it delivers instead of the
+/// registration's, and the sender's event name (`x-pubhook-source-event`).
+#[derive(Debug, Clone, Default)]
+pub struct TriggerExtras {
+    /// The record's id; a new one when `None`.
+    pub id: Option<TriggeredId>,
+    /// The exact text to deliver (Python `json.dumps` form), stored on the record as
+    /// `event_data`.
+    pub event_data: Option<String>,
+    /// The sender's event name, stored on the record as `source_event`.
+    pub source_event: Option<String>,
+}
+
 /// Why a trigger was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TriggerRefusal {
@@ -30,7 +44,25 @@ impl Store {
         registration: RegistrationId,
         request_id: Option<String>,
     ) -> Result<Result<Triggered, TriggerRefusal>, StoreError> {
-        self.write_trigger(Some(caller), registration, request_id)
+        self.write_trigger(
+            Some(caller),
+            registration,
+            request_id,
+            TriggerExtras::default(),
+        )
+        .await
+    }
+
+    /// [`Store::trigger_as`] with a payload, a chosen id or a source event: the extra fields
+    /// are written in the same shard step, so they cost no round trip.
+    pub async fn trigger_with(
+        &self,
+        caller: AccountId,
+        registration: RegistrationId,
+        request_id: Option<String>,
+        extras: TriggerExtras,
+    ) -> Result<Result<Triggered, TriggerRefusal>, StoreError> {
+        self.write_trigger(Some(caller), registration, request_id, extras)
             .await
     }
 
@@ -42,7 +74,7 @@ impl Store {
         request_id: Option<String>,
     ) -> Result<Option<Triggered>, StoreError> {
         Ok(self
-            .write_trigger(None, registration, request_id)
+            .write_trigger(None, registration, request_id, TriggerExtras::default())
             .await?
             .ok())
     }
@@ -52,6 +84,7 @@ impl Store {
         caller: Option<AccountId>,
         registration: RegistrationId,
         request_id: Option<String>,
+        extras: TriggerExtras,
     ) -> Result<Result<Triggered, TriggerRefusal>, StoreError> {
         let mut conn = self.connection().await?;
         // Step 1, the registration's slot: it exists, is live and is the caller's.
@@ -68,10 +101,12 @@ impl Store {
             return Ok(Err(TriggerRefusal::NotOwner));
         }
         let triggered = Triggered {
-            id: TriggeredId::generate(),
+            id: extras.id.unwrap_or_else(TriggeredId::generate),
             registration_id: registration,
             created: now_micros(),
             summary: DeliverySummary::default(),
+            event_data: extras.event_data,
+            source_event: extras.source_event,
         };
         let id = triggered.id.to_string();
         // Step 2, the index's slot: listed first, so a record is never unlisted. A crash before
@@ -100,8 +135,8 @@ impl Store {
             request_id,
             after: None,
         };
-        let _: i64 = scripts::TRIGGER
-            .key(self.keys.triggered(triggered.id))
+        let mut step = scripts::TRIGGER.prepare_invoke();
+        step.key(self.keys.triggered(triggered.id))
             .key(self.keys.jobs(self.keys.shard_of(triggered.id)))
             .arg(job.to_json())
             .arg(self.triggered_retention.as_secs())
@@ -110,9 +145,15 @@ impl Store {
             .arg("registration_id")
             .arg(registration.to_string())
             .arg("created")
-            .arg(triggered.created)
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(triggered.created);
+        // The optional fields ride in the same step (the fan-out and the delivery read them).
+        if let Some(event_data) = &triggered.event_data {
+            step.arg("event_data").arg(event_data);
+        }
+        if let Some(source_event) = &triggered.source_event {
+            step.arg("source_event").arg(source_event);
+        }
+        let _: i64 = step.invoke_async(&mut conn).await?;
         // Acknowledged only once the replicas this store waits for have the shard step.
         self.replicated(&mut conn, &self.keys.triggered(triggered.id))
             .await?;
