@@ -9,6 +9,7 @@ pub mod many_small;
 pub mod memory;
 pub mod noisy_neighbour;
 pub mod retries;
+pub mod trigger_payload;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -150,6 +151,7 @@ pub async fn run(env: &Env<'_>, scenario: ScenarioKind, mode: Mode) -> anyhow::R
         ScenarioKind::ManySmall => many_small::run(env, mode).await,
         ScenarioKind::Retries => retries::run(env, mode).await,
         ScenarioKind::Api => api::run(env, mode).await,
+        ScenarioKind::TriggerPayload => trigger_payload::run(env, mode).await,
         ScenarioKind::Memory => memory::run(env, mode).await,
         ScenarioKind::AuthFlood => auth_flood::run(env, mode).await,
         ScenarioKind::NoisyNeighbour => noisy_neighbour::run(env, mode).await,
