@@ -219,6 +219,26 @@ pub async fn create_owners(env: &Env<'_>, api: &Api, count: usize) -> anyhow::Re
         .await
 }
 
+/// Creates `count` owners with one registration of `event` each (no subscribers): the set-up
+/// of the scenarios that measure the API's triggers.
+pub async fn owners_with_registrations(
+    env: &Env<'_>,
+    api: &Api,
+    count: usize,
+    event: &str,
+) -> anyhow::Result<(Vec<Account>, Vec<String>)> {
+    let accounts = create_owners(env, api, count).await?;
+    let data = event_data()?;
+    let registrations = concurrently(
+        accounts
+            .iter()
+            .map(|owner| api.register(owner, event, &data)),
+        env.plan.setup_concurrency,
+    )
+    .await?;
+    Ok((accounts, registrations))
+}
+
 /// Subscribes subscriber `i` to `registrations(i)`, concurrently; returns Redis's growth in
 /// bytes per subscription.
 pub async fn subscribe_all<'r>(

@@ -10,11 +10,11 @@ use hyper::body::Bytes;
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::api::{concurrently, trigger_request, trigger_with_body_request};
+use crate::api::{trigger_request, trigger_with_body_request};
 use crate::cli::{Mode, ScenarioKind};
 use crate::load::closed_loop;
 use crate::scenarios::api::report_phase;
-use crate::scenarios::{create_owners, event_data, fresh_pubhook, CostMeter, Env, Outcome};
+use crate::scenarios::{fresh_pubhook, owners_with_registrations, CostMeter, Env, Outcome};
 
 /// The `event_data` of each payload trigger: about 1 KiB of JSON.
 fn payload_body() -> anyhow::Result<Vec<u8>> {
@@ -30,17 +30,9 @@ pub async fn run(env: &Env<'_>, mode: Mode) -> anyhow::Result<Outcome> {
     let plan = env.plan;
     let (mut pubhook, api) = fresh_pubhook(env, mode, ScenarioKind::TriggerPayload).await?;
     let connections = plan.api_connections;
-    let accounts = Arc::new(create_owners(env, &api, connections).await?);
-    let data = event_data()?;
-    let registrations = Arc::new(
-        concurrently(
-            accounts
-                .iter()
-                .map(|owner| api.register(owner, "bench.payload", &data)),
-            plan.setup_concurrency,
-        )
-        .await?,
-    );
+    let (accounts, registrations) =
+        owners_with_registrations(env, &api, connections, "bench.payload").await?;
+    let (accounts, registrations) = (Arc::new(accounts), Arc::new(registrations));
     let body = Bytes::from(payload_body()?);
     let addr = pubhook.addr();
     let mut out = Outcome::default();
