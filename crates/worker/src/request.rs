@@ -94,5 +94,14 @@ mod tests {
             std_sig
         ));
         assert!(!verify_pywebhooks_signature("another secret", &body, sig));
+        assert!(headers.get("x-pubhook-source-event").is_none());
+    }
+
+    #[test]
+    fn a_source_event_is_added_as_its_own_header() {
+        let mut headers = delivery_headers("e", b"{}", "secret", "msg-1", 1_700_000_000);
+        add_source_event(&mut headers, "Push Hook");
+        assert_eq!(headers["x-pubhook-source-event"], "Push Hook");
+        assert_eq!(headers["event"], "e", "the registration's event is kept");
     }
 }

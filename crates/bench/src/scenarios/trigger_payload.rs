@@ -21,7 +21,7 @@ fn payload_body() -> anyhow::Result<Vec<u8>> {
     let items: Vec<_> = (0..12)
         .map(|i| json!({"sku": format!("SKU-{i:04}"), "qty": i + 1, "price": 1999 + i}))
         .collect();
-    let body = json!({"event_data": {"event": "order.shipped", "order": "ord_7f3a9c2e", "items": items, "note": "x".repeat(300)}});
+    let body = json!({"event_data": {"event": "order.shipped", "order": "ord_7f3a9c2e", "items": items, "note": "x".repeat(450)}});
     Ok(serde_json::to_vec(&body)?)
 }
 
