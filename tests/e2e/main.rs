@@ -6,5 +6,6 @@
 mod access_log;
 mod binary;
 mod failover;
+mod inbound;
 mod support;
 mod worker;

@@ -64,17 +64,40 @@ pub async fn authenticate(
     state: &web::Data<AppState>,
     need: Need,
 ) -> Result<Account, ApiError> {
-    let api_key = req
-        .headers()
-        .get("api-key")
+    let headers = req.headers();
+    let presented = Presented {
+        api_key: headers.get("api-key").map(|v| v.as_bytes()),
+        username: headers.get("username").map(|v| v.as_bytes()),
+    };
+    authenticate_presented(req, state, need, presented).await
+}
+
+/// The credentials a request presents, from its headers or (inbound hooks) its query string.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Presented<'a> {
+    /// The API key.
+    pub api_key: Option<&'a [u8]>,
+    /// The username.
+    pub username: Option<&'a [u8]>,
+}
+
+/// [`authenticate`] with credentials taken from elsewhere than the headers, with the same
+/// checks, messages and limits.
+pub async fn authenticate_presented(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    need: Need,
+    presented: Presented<'_>,
+) -> Result<Account, ApiError> {
+    let api_key = presented
+        .api_key
         .ok_or(ApiError::Unauthorized("Missing API key header value"))?;
-    let username = req
-        .headers()
-        .get("username")
+    let username = presented
+        .username
         .ok_or(ApiError::Unauthorized("Missing username header value"))?;
     let failures = FailureCounter::new(req, state);
-    // Header bytes that are not text can match no stored username or key.
-    let found = match username.to_str() {
+    // Bytes that are not text can match no stored username or key.
+    let found = match std::str::from_utf8(username) {
         Ok(username) => state.store.account_by_username(username).await?,
         Err(_) => None,
     };
@@ -82,7 +105,7 @@ pub async fn authenticate(
         failures.count(state, None).await?;
         return Err(ApiError::Unauthorized("Invalid API key or Username"));
     };
-    let api_key = api_key.to_str().unwrap_or("");
+    let api_key = std::str::from_utf8(api_key).unwrap_or("");
     if !check_key(state, &failures, &mut account, api_key).await? {
         failures.count(state, Some(&account.username)).await?;
         return Err(ApiError::Unauthorized("Invalid API key"));

@@ -136,6 +136,21 @@ enum Field {
     Json(String),
 }
 
+/// [`read_limited`] with the API's `max_body_bytes` and body budget.
+pub async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(web::Bytes, Option<OwnedSemaphorePermit>), ApiError> {
+    read_limited(
+        req,
+        payload,
+        state.limits.max_body_bytes,
+        &state.body_budget,
+    )
+    .await
+}
+
 /// Reads a JSON object body, at most `max_body_bytes`. Malformed JSON, an empty body and a
 /// non-object are 400s.
 pub async fn json_object(
@@ -143,13 +158,7 @@ pub async fn json_object(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<JsonBody, ApiError> {
-    let (body, room) = read_limited(
-        req,
-        payload,
-        state.limits.max_body_bytes,
-        &state.body_budget,
-    )
-    .await?;
+    let (body, room) = read_body(req, payload, state).await?;
     let mut parsed = parse_object(body)?;
     parsed.room = room;
     Ok(parsed)

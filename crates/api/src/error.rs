@@ -29,6 +29,9 @@ pub enum ApiError {
     /// 409 `{"Error": <message>}`: the request conflicts with what is stored.
     #[error("{0}")]
     Conflict(&'static str),
+    /// 422 `{"Error": <message>}`: an `Idempotency-Key` repeated with another request.
+    #[error("{0}")]
+    UnprocessableEntity(&'static str),
     /// 408 `{"Error": "The request body did not arrive in time"}`, and the connection closes: the
     /// body took longer than `limit_body_read_time`.
     #[error("The request body did not arrive in time")]
@@ -42,6 +45,9 @@ pub enum ApiError {
     /// 415 `{"Error": "Unsupported Media Type"}`: a body that is not `application/json`.
     #[error("Unsupported Media Type")]
     UnsupportedMediaType,
+    /// 415 `{"Error": <message>}`: a body type an inbound hook does not take.
+    #[error("{0}")]
+    UnsupportedContentType(&'static str),
     /// 429 `{"Error": <message>}` with `Retry-After` in whole seconds.
     #[error("{message}")]
     TooManyRequests {
@@ -99,7 +105,10 @@ impl ResponseError for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) | Self::PayloadQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::UnsupportedContentType(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::UnprocessableEntity(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } | Self::TooManyConnections => {
                 StatusCode::TOO_MANY_REQUESTS
             }

@@ -9,6 +9,7 @@
 //! | `content_type` | the 415 gate                                                          |
 //! | `edge`         | body deadline (408) and open connections per client address (429)     |
 //! | `body`         | size-limited JSON bodies                                              |
+//! | `inbound`      | trigger payloads, form bodies, idempotency keys and delivery ids       |
 //! | `paging`       | `start`/`limit`, `next_start`, the page byte budget and 204            |
 //! | `response`     | written JSON bodies sent in slices, without a second copy              |
 //! | `error`        | [`ApiError`]: every HTTP failure and its `{"Error": ...}` body         |
@@ -23,6 +24,7 @@ pub mod client;
 pub mod content_type;
 pub mod edge;
 pub mod error;
+pub mod inbound;
 pub mod paging;
 pub mod response;
 pub mod routes;

@@ -155,6 +155,18 @@ pub fn trigger_request(
     build(addr, Method::POST, &path, Some(owner), None)
 }
 
+/// `POST /v1/webhook/triggered/<id>` as its owner with a JSON body already written (a trigger
+/// with its own `event_data`).
+pub fn trigger_with_body_request(
+    addr: SocketAddr,
+    owner: &Account,
+    registration: &str,
+    body: Bytes,
+) -> anyhow::Result<Request<Body>> {
+    let path = format!("/v1/webhook/triggered/{registration}");
+    post_bytes_request(addr, owner, &path, body)
+}
+
 /// `GET <path>?start=<start>&limit=<limit>` as `account`.
 pub fn list_request(
     addr: SocketAddr,

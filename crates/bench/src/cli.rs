@@ -44,7 +44,7 @@ pub struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fan-out,many-small,retries,api,memory,auth-flood,noisy-neighbour"
+        default_value = "fan-out,many-small,retries,api,trigger-payload,memory,auth-flood,noisy-neighbour"
     )]
     pub scenarios: Vec<ScenarioKind>,
 }
@@ -90,6 +90,8 @@ pub enum ScenarioKind {
     Retries,
     /// Authenticated GETs and triggers at full speed.
     Api,
+    /// Triggers without a body, then with a ~1 KiB `event_data` body, at full speed.
+    TriggerPayload,
     /// Peak RSS growth of the API for the largest pages and for concurrent 1 MiB POSTs.
     Memory,
     /// Legitimate GETs and triggers while 200 connections send wrong keys for accounts with
@@ -107,6 +109,7 @@ impl ScenarioKind {
             Self::ManySmall => "many-small",
             Self::Retries => "retries",
             Self::Api => "api",
+            Self::TriggerPayload => "trigger-payload",
             Self::Memory => "memory",
             Self::AuthFlood => "auth-flood",
             Self::NoisyNeighbour => "noisy-neighbour",

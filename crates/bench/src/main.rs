@@ -268,7 +268,7 @@ fn budget(plan: &Plan, scenario: ScenarioKind) -> Duration {
             ScenarioKind::FanOut => plan.fan_out_timeout,
             ScenarioKind::ManySmall => plan.many_small_duration * 2 + plan.drain_timeout,
             ScenarioKind::Retries => plan.retry_timeout + Duration::from_secs(2),
-            ScenarioKind::Api | ScenarioKind::AuthFlood => {
+            ScenarioKind::Api | ScenarioKind::TriggerPayload | ScenarioKind::AuthFlood => {
                 plan.api_duration * 2 + Duration::from_secs(20)
             }
             ScenarioKind::Memory => Duration::from_secs(120),

@@ -280,6 +280,11 @@ fn description(scenario: &str, results: &Results) -> String {
             plan.api_duration.as_secs_f64(),
             plan.api_connections
         ),
+        "trigger-payload" => format!(
+            "`POST /v1/webhook/triggered/{{id}}` for {:.1} s at full speed over {} keep-alive connections without a body, then as long with a body whose `event_data` is about 1 KiB (stored on the triggered record in the same step), on one pubhook: the rate, latency and Redis commands per trigger of both, side by side.",
+            plan.api_duration.as_secs_f64(),
+            plan.api_connections
+        ),
         "memory" => "Peak RSS growth of the API process (`VmHWM` reset through `clear_refs`, and `VmRSS` sampled every 2 ms) against the bytes in flight, in two phases on fresh processes: registrations with `event_data` at the payload limit (256 KiB) read with `limit=100` by several readers at once, each following `next_start` (page budget 1 MiB: 100 records in the full run, 8 readers; 20 and 4 with `--quick`); then 20 concurrent 1 MiB `POST /v1/webhook/registration` (body and payload limits raised to 2 MiB).".to_owned(),
         "noisy-neighbour" => format!(
             "Account A subscribes its own endpoint, which answers after {:.0} s, to its registration {} times (one phase per count) and triggers once; {:.1} s later account B starts triggering its own registration, with one subscriber on a fast endpoint on another port, every 50 ms for {:.0} s. Latency runs from the instant B's trigger request was sent to the arrival of its delivery.",

@@ -23,10 +23,12 @@
 //! | `{p}account:{<id>}`                           | hash   | account        | record   | one account record |
 //! | `{p}account:{<id>}:registrations`             | zset   | account        | record   | the account's registrations |
 //! | `{p}account:{<id>}:subscriptions`             | zset   | account        | record   | the account's subscriptions |
+//! | `{p}idempotency:{<id>}:<hex>`                 | string | account        | 24 h (at most `triggered_retention`) | the trigger an `Idempotency-Key` of the account made; `<hex>` is the SHA-256 of the key (see `store::claims`) |
 //! | `{p}username:{<username>}`                    | string | username       | record   | the id of the account with that username |
 //! | `{p}registration:{<id>}`                      | hash   | registration   | record   | one registration |
 //! | `{p}registration:{<id>}:subscriptions`        | zset   | registration   | record   | the subscriptions to a registration |
 //! | `{p}registration:{<id>}:subscriber_accounts` | hash   | registration   | record   | subscription id → subscriber account id, beside the index: a fan-out reads both in one slot |
+//! | `{p}registration:{<id>}:delivery:<hex>`       | string | registration   | 24 h (at most `triggered_retention`) | the trigger a GitHub/GitLab delivery id made; `<hex>` is the SHA-256 of the id (see `store::claims`) |
 //! | `{p}subscription:{<id>}`                      | hash   | subscription   | record   | one subscription row |
 //! | `{p}subscription:{<id>}:deliveries`           | zset   | subscription   | `delivery_retention` | one subscription's attempts in full, by time |
 //! | `{p}triggered:{q<n>}:<id>`                    | hash   | queue shard    | `triggered_retention` | one triggered record |
@@ -163,6 +165,20 @@ impl Keys {
     /// `{p}account:{<id>}:subscriptions`
     pub fn account_subscriptions(&self, id: AccountId) -> String {
         self.join(format_args!("account:{{{id}}}:subscriptions"))
+    }
+
+    /// `{p}idempotency:{<id>}:<fingerprint>`: the claim of one `Idempotency-Key` of an account,
+    /// in the account's slot; `fingerprint` is the hex SHA-256 of the key.
+    pub fn idempotency(&self, account: AccountId, fingerprint: &str) -> String {
+        self.join(format_args!("idempotency:{{{account}}}:{fingerprint}"))
+    }
+
+    /// `{p}registration:{<id>}:delivery:<fingerprint>`: the claim of one delivery id of a
+    /// sender (GitHub, GitLab) on a registration's hook; `fingerprint` is the hex SHA-256 of it.
+    pub fn hook_delivery(&self, registration: RegistrationId, fingerprint: &str) -> String {
+        self.join(format_args!(
+            "registration:{{{registration}}}:delivery:{fingerprint}"
+        ))
     }
 
     /// `{p}username:{<username>}`
@@ -431,6 +447,14 @@ mod tests {
         assert_eq!(
             slot(keys.registration(registration)),
             slot(keys.registration_subscriptions(registration))
+        );
+        assert_eq!(
+            slot(keys.registration(registration)),
+            slot(keys.hook_delivery(registration, "ab"))
+        );
+        assert_eq!(
+            slot(keys.account(account)),
+            slot(keys.idempotency(account, "ab"))
         );
         assert_eq!(
             slot(keys.subscription(subscription)),

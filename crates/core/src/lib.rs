@@ -4,6 +4,7 @@
 //! |-------------|-------------------------------------------------------------------------|
 //! | `domain`    | parsed newtypes (`Username`, `EndpointUrl`, `EventName`, typed ids, keys) |
 //! | `hashing`   | API-key hashes (fast HMAC form, legacy PBKDF2 read), constant-time checks  |
+//! | `inbound`   | hook keys, GitHub signature checks, fingerprints of one-time keys        |
 //! | `signing`   | delivery signatures (`pywebhooks-signature`, Standard Webhooks)           |
 //! | `pyjson`    | byte-exact Python `json.dumps` serialisation of payloads                  |
 //! | `settings`  | typed, layered configuration (defaults, TOML, `PUBHOOK_*`, flags)          |
@@ -17,6 +18,7 @@
 
 pub mod domain;
 pub mod hashing;
+pub mod inbound;
 pub mod keys;
 pub mod outbound;
 pub mod pyjson;

@@ -29,7 +29,7 @@ use pubhook_core::store::{
 };
 use tracing::instrument;
 
-use crate::request::{delivery_headers, payload_body};
+use crate::request::{add_source_event, delivery_headers, payload_body};
 use crate::retry::{RetryDecision, RetryPolicy};
 use crate::scripts;
 
@@ -123,6 +123,8 @@ pub struct DeliveryJob {
 pub struct Payload {
     event: String,
     body: bytes::Bytes,
+    /// The sender's event name of an inbound hook, sent as `x-pubhook-source-event`.
+    source_event: Option<String>,
     webhook_id: String,
     attempt: u32,
     triggered: TriggeredId,
@@ -225,13 +227,20 @@ pub async fn deliver(
 /// Reads what `job` needs in one round trip (the payload, and each subscriber as it is now) and
 /// decides which of its targets are skipped.
 pub async fn prepare(ctx: &DeliveryContext, job: DeliveryJob) -> Result<PreparedJob, StoreError> {
-    let (event, event_data, subscribers) = read_inputs(&ctx.store, &job).await?;
+    let (event, event_data, own, subscribers) = read_inputs(&ctx.store, &job).await?;
     let payload = match (event, event_data) {
         (Some(event), Some(data)) => Some(Arc::new(Payload {
             event,
-            body: payload_body(&data).map(bytes::Bytes::from).map_err(|e| {
-                StoreError::Internal(anyhow::Error::new(e).context("stored event_data is not JSON"))
-            })?,
+            // A trigger's own payload is stored as the exact text to send.
+            body: match own.event_data {
+                Some(text) => bytes::Bytes::from(text),
+                None => payload_body(&data).map(bytes::Bytes::from).map_err(|e| {
+                    StoreError::Internal(
+                        anyhow::Error::new(e).context("stored event_data is not JSON"),
+                    )
+                })?,
+            },
+            source_event: own.source_event,
             webhook_id: job.triggered.to_string(),
             attempt: job.attempt,
             triggered: job.triggered,
@@ -320,22 +329,39 @@ fn skipped(
     }
 }
 
-/// The registration's event and payload, and each target's subscriber as it is now (`None`
-/// when its subscription, on a retry, or its account is gone): one round trip for the whole job.
-async fn read_inputs(
-    store: &Store,
-    job: &DeliveryJob,
-) -> Result<(Option<String>, Option<String>, Vec<Option<Subscriber>>), StoreError> {
+/// What a triggered record may carry beyond its registration (see `TriggerExtras` in core).
+#[derive(Default)]
+struct TriggerOwn {
+    event_data: Option<String>,
+    source_event: Option<String>,
+}
+
+type Inputs = (
+    Option<String>,
+    Option<String>,
+    TriggerOwn,
+    Vec<Option<Subscriber>>,
+);
+
+/// The registration's event and payload, the trigger's own payload and source event, and each
+/// target's subscriber as it is now (`None` when its subscription, on a retry, or its account
+/// is gone): one round trip for the whole job.
+async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreError> {
     let keys = store.keys();
     let check_subscription = job.attempt > 1;
     // Each read is on one record's slot; sent at once, they are one round trip.
-    let mut reads = Vec::with_capacity(1 + job.targets.len() * 2);
+    let mut reads = Vec::with_capacity(2 + job.targets.len() * 2);
     let mut read = redis::cmd("HMGET");
     read.arg(keys.registration(job.registration))
         .arg("event")
         .arg("event_data")
         .arg(STATE_FIELD);
     reads.push(read);
+    let mut own = redis::cmd("HMGET");
+    own.arg(keys.triggered(job.triggered))
+        .arg("event_data")
+        .arg("source_event");
+    reads.push(own);
     for target in &job.targets {
         let mut read = redis::cmd("HMGET");
         read.arg(keys.account(target.account_id))
@@ -364,6 +390,12 @@ async fn read_inputs(
         Some(_) => (None, None),
         None => (event, event_data),
     };
+    let (own_data, source_event): (Option<String>, Option<String>) =
+        redis::from_redis_value(next())?;
+    let own = TriggerOwn {
+        event_data: own_data,
+        source_event,
+    };
     let mut subscribers = Vec::with_capacity(job.targets.len());
     for _ in &job.targets {
         let fields: (Option<String>, Option<String>, Option<i64>, Option<String>) =
@@ -383,19 +415,22 @@ async fn read_inputs(
             _ => None,
         })
     }
-    Ok((event, event_data, subscribers))
+    Ok((event, event_data, own, subscribers))
 }
 
 /// Makes one attempt: the signed POST, and what to do after it.
 pub async fn send(ctx: &DeliveryContext, payload: &Payload, attempt: Attempt) -> AttemptResult {
     let timestamp = now_seconds();
-    let headers = delivery_headers(
+    let mut headers = delivery_headers(
         &payload.event,
         &payload.body,
         &attempt.secret_key,
         &payload.webhook_id,
         timestamp,
     );
+    if let Some(source_event) = &payload.source_event {
+        add_source_event(&mut headers, source_event);
+    }
     let started = Instant::now();
     // A `Bytes` clone shares the body: one copy of the payload per job, not per attempt.
     let sent = ctx

@@ -5,6 +5,9 @@
 //! bytes signed are the bytes sent. Two signatures ride along: PyWebhooks' `pywebhooks-signature`
 //! (hex HMAC-SHA1 of the body) and the Standard Webhooks set (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature`), both keyed by the subscriber's `secret_key` as it is at this attempt.
+//!
+//! A trigger with a payload of its own (a trigger body's `event_data`, an inbound hook's body)
+//! sends that instead: it is stored in the same `json.dumps` form, and sent as it is stored.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use pubhook_core::pyjson::to_python_json;
@@ -47,6 +50,14 @@ pub fn delivery_headers(
     headers
 }
 
+/// Adds `x-pubhook-source-event: <name>`: the event name the sender of an inbound hook gave
+/// (GitHub's `X-GitHub-Event`, GitLab's `X-Gitlab-Event`), checked printable at the API.
+pub fn add_source_event(headers: &mut HeaderMap, name: &str) {
+    if let Ok(value) = HeaderValue::from_str(name) {
+        headers.insert(HeaderName::from_static("x-pubhook-source-event"), value);
+    }
+}
+
 fn insert(headers: &mut HeaderMap, name: &'static str, value: String) {
     // Hex, base64 and UUID text are always valid header values.
     if let Ok(value) = HeaderValue::from_str(&value) {
@@ -83,5 +94,14 @@ mod tests {
             std_sig
         ));
         assert!(!verify_pywebhooks_signature("another secret", &body, sig));
+        assert!(headers.get("x-pubhook-source-event").is_none());
+    }
+
+    #[test]
+    fn a_source_event_is_added_as_its_own_header() {
+        let mut headers = delivery_headers("e", b"{}", "secret", "msg-1", 1_700_000_000);
+        add_source_event(&mut headers, "Push Hook");
+        assert_eq!(headers["x-pubhook-source-event"], "Push Hook");
+        assert_eq!(headers["event"], "e", "the registration's event is kept");
     }
 }

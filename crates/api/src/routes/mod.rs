@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod admin;
 pub mod deliveries;
 pub mod health;
+pub mod hooks;
 pub mod registrations;
 pub mod subscriptions;
 pub mod triggered;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     registrations::configure(cfg);
     subscriptions::configure(cfg);
     triggered::configure(cfg);
+    hooks::configure(cfg);
     deliveries::configure(cfg);
     admin::configure(cfg);
     health::configure(cfg);

@@ -3,16 +3,20 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use pubhook_core::domain::{epoch_seconds, RegistrationId, TriggeredId};
+use pubhook_core::domain::{epoch_seconds, AccountId, RegistrationId, TriggeredId};
 use pubhook_core::keys::RateLimitKind;
-use pubhook_core::store::{Account, DeliverySummary, RateLimit, TriggerRefusal, Triggered};
+use pubhook_core::store::{Account, DeliverySummary, RateLimit, Triggered};
 use serde::Serialize;
 use tracing::instrument;
 
 use super::deliveries::OutcomeOut;
+use super::hooks::answer;
 use super::{missing_id, resource};
 use crate::auth::{authenticate, Need};
+use crate::body::read_body;
 use crate::error::ApiError;
+use crate::inbound::payload::trigger_body_payload;
+use crate::inbound::{fire, idempotency_key, Fire};
 use crate::paging::{budgeted_page, page_response, write_json, PageQuery};
 use crate::state::AppState;
 
@@ -35,14 +39,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// A triggered record as the API shows it.
 #[derive(Serialize)]
-struct TriggeredOut {
+pub(super) struct TriggeredOut {
     /// Where the deliveries stand; only on the single-record read, so the trigger's own 201 and
     /// the list keep PyWebhooks' shape.
     #[serde(skip_serializing_if = "Option::is_none")]
     deliveries: Option<DeliverySummary>,
     epoch: f64,
+    /// The trigger's own payload, if it had one; only on the single-record read, as above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_data: Option<serde_json::Value>,
     id: TriggeredId,
     registration_id: RegistrationId,
+    /// The sender's event name of an inbound hook; only on the single-record read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_event: Option<String>,
 }
 
 impl From<Triggered> for TriggeredOut {
@@ -50,8 +60,10 @@ impl From<Triggered> for TriggeredOut {
         Self {
             deliveries: None,
             epoch: epoch_seconds(t.created),
+            event_data: None,
             id: t.id,
             registration_id: t.registration_id,
+            source_event: None,
         }
     }
 }
@@ -61,6 +73,11 @@ const NOT_YOURS: &str = "You don't have access to this registration record or it
 /// Counts a trigger against the caller's `limit_triggers` per second: 429 past it, and nothing
 /// is written. Counted in Redis, so the limit holds across every API process.
 async fn limit_triggers(state: &AppState, caller: &Account) -> Result<(), ApiError> {
+    limit_triggers_of(state, caller.id).await
+}
+
+/// [`limit_triggers`] for an account known by its id (an inbound hook's registration owner).
+pub(super) async fn limit_triggers_of(state: &AppState, caller: AccountId) -> Result<(), ApiError> {
     let limit = RateLimit::new(
         RateLimitKind::Triggers,
         state.quotas.triggers,
@@ -68,7 +85,7 @@ async fn limit_triggers(state: &AppState, caller: &Account) -> Result<(), ApiErr
     );
     let verdict = state
         .store
-        .hit_rate_limit(limit, &caller.id.to_string())
+        .hit_rate_limit(limit, &caller.to_string())
         .await?;
     match verdict.retry_after() {
         Some(retry_after) => Err(ApiError::TooManyRequests {
@@ -80,31 +97,52 @@ async fn limit_triggers(state: &AppState, caller: &Account) -> Result<(), ApiErr
 }
 
 /// `POST /v1/webhook/triggered/{registration_id}`: the owner (only) triggers; the triggered
-/// record and its fan-out job are written in one atomic step, and delivery happens later. On
-/// one Redis that is two round trips (the checks, then the writes), on a cluster three.
+/// record and its fan-out job are written in one atomic step, and delivery happens later.
+///
+/// A JSON object body with `event_data` gives this trigger its own payload, written in the same
+/// step; any other body is ignored, as in PyWebhooks. An `Idempotency-Key` makes repeats answer
+/// the first trigger (see `inbound`).
 #[instrument(skip_all, fields(registration = %path))]
 async fn trigger(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     const NOT_FOUND: &str = "Registration id not found";
     let caller = authenticate(&req, &state, Need::Account).await?;
     let id = RegistrationId::parse(&path).ok_or(ApiError::NotFound(NOT_FOUND))?;
-    // The rate-limit count and the registration check are independent reads of one slot each:
-    // sent together, one round trip. Neither writes anything but the count.
-    let (_, check) = tokio::try_join!(limit_triggers(&state, &caller), async {
-        Ok(state.store.check_trigger(Some(caller.id), id).await?)
-    })?;
-    match check {
-        Ok(()) => {}
-        Err(TriggerRefusal::NoSuchRegistration) => return Err(ApiError::NotFound(NOT_FOUND)),
-        Err(TriggerRefusal::NotOwner) => return Err(ApiError::Unauthorized(NOT_YOURS)),
+    let (body, _room) = read_body(&req, payload, &state).await?;
+    let event_data = trigger_body_payload(body.clone())?;
+    let quota = state.quotas.payload_bytes;
+    if event_data
+        .as_ref()
+        .is_some_and(|text| quota > 0 && text.len() > quota)
+    {
+        return Err(ApiError::PayloadQuota(quota));
     }
-    let request_id = uuid::Uuid::new_v4().to_string();
-    tracing::info!(request_id = %request_id, "trigger");
-    let triggered = state.store.record_trigger(id, Some(request_id)).await?;
-    Ok(HttpResponse::Created().json(TriggeredOut::from(triggered)))
+    let idempotency = idempotency_key(&req)?;
+    let registration_text = id.to_string();
+    // The store checks the registration (live, the caller's) before it writes anything.
+    let fired = fire(
+        &state,
+        Fire {
+            caller: caller.id,
+            registration: id,
+            event_data,
+            source_event: None,
+            idempotency: idempotency.map(|key| {
+                (
+                    key,
+                    vec![&b"trigger"[..], registration_text.as_bytes(), &body],
+                )
+            }),
+            delivery_id: None,
+        },
+        limit_triggers(&state, &caller),
+    )
+    .await?;
+    Ok(answer(fired))
 }
 
 /// `GET /v1/webhook/triggered/{id}`: one triggered record, for the registration's owner or an
@@ -118,8 +156,15 @@ async fn get_triggered(
     let caller = authenticate(&req, &state, Need::Account).await?;
     let triggered = readable_triggered(&state, &caller, &path).await?;
     let summary = triggered.summary;
+    let event_data = triggered
+        .event_data
+        .as_deref()
+        .and_then(|text| serde_json::from_str(text).ok());
+    let source_event = triggered.source_event.clone();
     let mut out = TriggeredOut::from(triggered);
     out.deliveries = Some(summary);
+    out.event_data = event_data;
+    out.source_event = source_event;
     Ok(HttpResponse::Ok().json(out))
 }
 

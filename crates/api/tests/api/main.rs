@@ -13,6 +13,7 @@ mod cluster;
 mod deliveries;
 mod edge;
 mod helpers;
+mod inbound;
 mod outage;
 mod paging;
 mod quotas;

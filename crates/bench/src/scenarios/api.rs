@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use hyper::StatusCode;
 
-use crate::api::{concurrently, get_account_request, trigger_request};
+use crate::api::{get_account_request, trigger_request};
 use crate::cli::{Mode, ScenarioKind};
 use crate::load::{closed_loop, LoadResult};
 use crate::scenarios::{
-    create_owners, event_data, fresh_pubhook, report_rss, CostMeter, Env, Outcome,
+    fresh_pubhook, owners_with_registrations, report_rss, CostMeter, Env, Outcome,
 };
 use crate::stats::Latencies;
 
@@ -20,17 +20,9 @@ pub async fn run(env: &Env<'_>, mode: Mode) -> anyhow::Result<Outcome> {
     let plan = env.plan;
     let (mut pubhook, api) = fresh_pubhook(env, mode, ScenarioKind::Api).await?;
     let connections = plan.api_connections;
-    let accounts = Arc::new(create_owners(env, &api, connections).await?);
-    let data = event_data()?;
-    let registrations = Arc::new(
-        concurrently(
-            accounts
-                .iter()
-                .map(|owner| api.register(owner, "bench.api", &data)),
-            plan.setup_concurrency,
-        )
-        .await?,
-    );
+    let (accounts, registrations) =
+        owners_with_registrations(env, &api, connections, "bench.api").await?;
+    let (accounts, registrations) = (Arc::new(accounts), Arc::new(registrations));
     let addr = pubhook.addr();
     let mut out = Outcome::default();
 

@@ -9,6 +9,7 @@ pub mod many_small;
 pub mod memory;
 pub mod noisy_neighbour;
 pub mod retries;
+pub mod trigger_payload;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -150,6 +151,7 @@ pub async fn run(env: &Env<'_>, scenario: ScenarioKind, mode: Mode) -> anyhow::R
         ScenarioKind::ManySmall => many_small::run(env, mode).await,
         ScenarioKind::Retries => retries::run(env, mode).await,
         ScenarioKind::Api => api::run(env, mode).await,
+        ScenarioKind::TriggerPayload => trigger_payload::run(env, mode).await,
         ScenarioKind::Memory => memory::run(env, mode).await,
         ScenarioKind::AuthFlood => auth_flood::run(env, mode).await,
         ScenarioKind::NoisyNeighbour => noisy_neighbour::run(env, mode).await,
@@ -215,6 +217,26 @@ pub async fn create_owners(env: &Env<'_>, api: &Api, count: usize) -> anyhow::Re
         .collect();
     api.create_accounts(accounts, env.plan.setup_concurrency)
         .await
+}
+
+/// Creates `count` owners with one registration of `event` each (no subscribers): the set-up
+/// of the scenarios that measure the API's triggers.
+pub async fn owners_with_registrations(
+    env: &Env<'_>,
+    api: &Api,
+    count: usize,
+    event: &str,
+) -> anyhow::Result<(Vec<Account>, Vec<String>)> {
+    let accounts = create_owners(env, api, count).await?;
+    let data = event_data()?;
+    let registrations = concurrently(
+        accounts
+            .iter()
+            .map(|owner| api.register(owner, event, &data)),
+        env.plan.setup_concurrency,
+    )
+    .await?;
+    Ok((accounts, registrations))
 }
 
 /// Subscribes subscriber `i` to `registrations(i)`, concurrently; returns Redis's growth in

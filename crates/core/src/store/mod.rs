@@ -16,6 +16,7 @@
 //! hides which from every command, and the `cluster` module checks a cluster at start.
 
 mod accounts;
+mod claims;
 mod cluster;
 mod connection;
 mod deliveries;
@@ -35,6 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub use accounts::{KeySlot, NewAccount};
+pub use claims::{Claim, ClaimOutcome, HookTarget};
 pub use cluster::{ClusterCheckError, RedisTarget, SeedFailure};
 pub use connection::Connection;
 pub use deliveries::{
@@ -49,7 +51,7 @@ pub use records::{
 pub use redrive::RedriveRefusal;
 pub use status::ShardStatus;
 pub use subscriptions::SubscribeRefusal;
-pub use triggered::TriggerRefusal;
+pub use triggered::{TriggerExtras, TriggerRefusal};
 pub use workers::{OriginLatency, RecentOutcomes, WorkerBeat, BEAT_INTERVAL, LIVE_FOR};
 
 use self::connection::Connector;

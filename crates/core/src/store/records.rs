@@ -82,6 +82,12 @@ pub struct Triggered {
     pub created: Micros,
     /// Where its deliveries stand, kept up to date by the workers.
     pub summary: DeliverySummary,
+    /// The payload this trigger delivers instead of the registration's, as the exact text sent
+    /// (Python `json.dumps` form); `None` delivers the registration's.
+    pub event_data: Option<String>,
+    /// The sender's event name of an inbound hook (GitHub's `X-GitHub-Event`, GitLab's
+    /// `X-Gitlab-Event`), sent to subscribers as `x-pubhook-source-event`.
+    pub source_event: Option<String>,
 }
 
 /// Counts of a trigger's deliveries (one per subscription row reached by the fan-out).
@@ -256,6 +262,8 @@ impl Triggered {
                 pending: f.int_or_zero("pending")?,
                 skipped: f.int_or_zero("skipped")?,
             },
+            event_data: f.optional("event_data"),
+            source_event: f.optional("source_event"),
         })
     }
 }

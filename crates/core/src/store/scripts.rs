@@ -28,6 +28,13 @@ script!(
     "create_record.lua"
 );
 script!(COMMIT_RECORD, "commit_record.lua");
+script!(
+    /// One-time keys of triggers and registrations' hook keys (see `super::claims`).
+    CLAIM,
+    "claim.lua"
+);
+script!(RELEASE_CLAIM, "release_claim.lua");
+script!(SET_HOOK_KEY, "set_hook_key.lua");
 script!(TOMBSTONE, "tombstone.lua");
 script!(LINK_CHILD, "link_child.lua");
 script!(LINK_SUBSCRIBER, "link_subscriber.lua");

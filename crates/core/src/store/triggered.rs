@@ -8,6 +8,20 @@ use crate::domain::{now_micros, AccountId, RegistrationId, TriggeredId};
 use crate::keys::RecordKind;
 use crate::queue::Job;
 
+/// What a trigger may carry beyond the registration's own: its id chosen ahead (so an
+/// idempotency claim can name it before it is written), the payload it delivers instead of the
+/// registration's, and the sender's event name (`x-pubhook-source-event`).
+#[derive(Debug, Clone, Default)]
+pub struct TriggerExtras {
+    /// The record's id; a new one when `None`.
+    pub id: Option<TriggeredId>,
+    /// The exact text to deliver (Python `json.dumps` form), stored on the record as
+    /// `event_data`.
+    pub event_data: Option<String>,
+    /// The sender's event name, stored on the record as `source_event`.
+    pub source_event: Option<String>,
+}
+
 /// Why a trigger was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TriggerRefusal {
@@ -27,10 +41,25 @@ impl Store {
         registration: RegistrationId,
         request_id: Option<String>,
     ) -> Result<Result<Triggered, TriggerRefusal>, StoreError> {
+        self.trigger_with(caller, registration, request_id, TriggerExtras::default())
+            .await
+    }
+
+    /// [`Store::trigger_as`] with a payload, a chosen id or a source event: the extra fields
+    /// are written in the same shard step, so they cost no round trip.
+    pub async fn trigger_with(
+        &self,
+        caller: AccountId,
+        registration: RegistrationId,
+        request_id: Option<String>,
+        extras: TriggerExtras,
+    ) -> Result<Result<Triggered, TriggerRefusal>, StoreError> {
         if let Err(refusal) = self.check_trigger(Some(caller), registration).await? {
             return Ok(Err(refusal));
         }
-        Ok(Ok(self.record_trigger(registration, request_id).await?))
+        Ok(Ok(self
+            .record_trigger(registration, request_id, extras)
+            .await?))
     }
 
     /// Records a trigger of `registration` whoever owns it; `None` if it does not exist. For
@@ -43,7 +72,10 @@ impl Store {
         if self.check_trigger(None, registration).await?.is_err() {
             return Ok(None);
         }
-        Ok(Some(self.record_trigger(registration, request_id).await?))
+        Ok(Some(
+            self.record_trigger(registration, request_id, TriggerExtras::default())
+                .await?,
+        ))
     }
 
     /// The first step of a trigger, in the registration's slot: it exists, is live and is
@@ -85,12 +117,15 @@ impl Store {
         &self,
         registration: RegistrationId,
         request_id: Option<String>,
+        extras: TriggerExtras,
     ) -> Result<Triggered, StoreError> {
         let triggered = Triggered {
-            id: TriggeredId::generate(),
+            id: extras.id.unwrap_or_else(TriggeredId::generate),
             registration_id: registration,
             created: now_micros(),
             summary: DeliverySummary::default(),
+            event_data: extras.event_data,
+            source_event: extras.source_event,
         };
         let id = triggered.id.to_string();
         let retention_micros =
@@ -122,6 +157,13 @@ impl Store {
             .arg(registration.to_string())
             .arg("created")
             .arg(triggered.created);
+        // The optional fields ride in the same step (the fan-out and the delivery read them).
+        if let Some(event_data) = &triggered.event_data {
+            write.arg("event_data").arg(event_data);
+        }
+        if let Some(source_event) = &triggered.source_event {
+            write.arg("source_event").arg(source_event);
+        }
         let mut conn = self.connection().await?;
         if conn.is_cluster() {
             let _: i64 = index.invoke_async(&mut conn).await?;
