@@ -2,12 +2,19 @@
 //! the edge; below that line no function takes a bare `String` for a username, an endpoint, an
 //! event name, a key or an id.
 
+mod filter;
 mod ids;
 mod keys;
 mod names;
+mod styles;
 
+pub use filter::{
+    Filter, InvalidFilter, MAX_FILTER_BYTES, MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH,
+    MAX_FILTER_IN_VALUES, MAX_FILTER_PATH_BYTES, MAX_FILTER_PATH_SEGMENTS,
+};
 pub use ids::{AccountId, IntentId, RegistrationId, SubscriptionId, TriggeredId};
 pub use keys::{ApiKey, SecretKey};
+pub use styles::{SignatureStyle, SignatureStyles};
 pub use names::{
     Description, EndpointUrl, EventName, InvalidField, Username, RESERVED_ADMIN_USERNAME,
 };
