@@ -69,6 +69,9 @@ pub struct Subscription {
     pub registration_id: RegistrationId,
     /// Creation time.
     pub created: Micros,
+    /// Its filter on the payloads it receives, as compact JSON text (see `domain::Filter`);
+    /// `None`: every trigger is delivered.
+    pub filter: Option<String>,
 }
 
 /// The record of one trigger.
@@ -95,6 +98,9 @@ pub struct DeliverySummary {
     pub pending: i64,
     /// Not attempted: the subscriber reached `max_failed_count`, or it or the registration is gone.
     pub skipped: i64,
+    /// Not attempted: the subscription's filter did not match the payload (counted by the
+    /// fan-out, never pending).
+    pub filtered: i64,
 }
 
 /// A RethinkDB-style write result, the body of PyWebhooks' update and delete responses. Fields
@@ -240,6 +246,7 @@ impl Subscription {
             account_id: f.id("account_id", AccountId::parse)?,
             registration_id: f.id("registration_id", RegistrationId::parse)?,
             created: f.int("created")?,
+            filter: f.optional("filter"),
         })
     }
 }
@@ -255,6 +262,7 @@ impl Triggered {
                 failed: f.int_or_zero("failed")?,
                 pending: f.int_or_zero("pending")?,
                 skipped: f.int_or_zero("skipped")?,
+                filtered: f.int_or_zero("filtered")?,
             },
         })
     }
