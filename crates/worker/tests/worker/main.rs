@@ -7,6 +7,7 @@
 mod cluster;
 mod delivery;
 mod fairness;
+mod filters;
 mod helpers;
 mod intents;
 mod recovery;
