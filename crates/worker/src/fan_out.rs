@@ -90,11 +90,10 @@ pub async fn fan_out_page(
     trigger_payload
         .arg(keys.triggered(page.triggered))
         .arg("event_data");
-    let ((flat, registration_payload), trigger_payload) =
-        tokio::try_join!(
-            page_read.invoke_async::<(Vec<String>, String)>(&mut page_conn),
-            trigger_payload.query_async::<Option<String>>(&mut payload_conn),
-        )?;
+    let ((flat, registration_payload), trigger_payload) = tokio::try_join!(
+        page_read.invoke_async::<(Vec<String>, String)>(&mut page_conn),
+        trigger_payload.query_async::<Option<String>>(&mut payload_conn),
+    )?;
     let rows = rows_of(flat);
     let more = rows.len() >= FAN_OUT_PAGE;
     let next = match rows.last() {
@@ -186,15 +185,13 @@ fn apply_filters(rows: Vec<Row>, payload: &str) -> (Vec<Row>, u64) {
             if row.filter.is_empty() {
                 return true;
             }
-            let filter = parsed
-                .entry(row.filter.clone())
-                .or_insert_with(|| {
-                    let filter = Filter::from_stored(&row.filter);
-                    if filter.is_none() {
-                        tracing::warn!(subscription = %row.subscription, "unreadable stored filter");
-                    }
-                    filter
-                });
+            let filter = parsed.entry(row.filter.clone()).or_insert_with(|| {
+                let filter = Filter::from_stored(&row.filter);
+                if filter.is_none() {
+                    tracing::warn!(subscription = %row.subscription, "unreadable stored filter");
+                }
+                filter
+            });
             let pass = filter.as_ref().is_none_or(|f| f.matches(&payload));
             if !pass {
                 filtered += 1;

@@ -116,12 +116,18 @@ async fn every_bad_filter_is_refused_and_nothing_is_stored() {
         ("exists not a boolean", json!({"path": "a", "exists": 1})),
         ("in not a list", json!({"path": "a", "in": "x"})),
         ("an empty in", json!({"path": "a", "in": []})),
-        ("a path not a string", json!({"path": ["a"], "exists": true})),
+        (
+            "a path not a string",
+            json!({"path": ["a"], "exists": true}),
+        ),
         ("an empty path", json!({"path": "", "exists": true})),
         ("an empty segment", json!({"path": "a.", "exists": true})),
         ("nested too deep", too_deep),
         ("too many conditions", json!({"all": too_many})),
-        ("a path too long", json!({"path": long_path, "exists": true})),
+        (
+            "a path too long",
+            json!({"path": long_path, "exists": true}),
+        ),
         (
             "a path of too many segments",
             json!({"path": many_segments, "exists": true}),

@@ -197,9 +197,7 @@ fn parse_condition(
             }
         };
         if test.replace(parsed).is_some() {
-            return Err(invalid(
-                "a condition has exactly one of equals, exists, in",
-            ));
+            return Err(invalid("a condition has exactly one of equals, exists, in"));
         }
     }
     match (path, test) {
@@ -383,9 +381,10 @@ mod tests {
 
     #[test]
     fn bad_filters_are_refused() {
-        let deep = (0..MAX_FILTER_DEPTH).fold(json!({"path": "a", "exists": true}), |inner, _| {
-            json!({"not": inner})
-        });
+        let deep = (0..MAX_FILTER_DEPTH).fold(
+            json!({"path": "a", "exists": true}),
+            |inner, _| json!({"not": inner}),
+        );
         let many: Vec<Value> = (0..=MAX_FILTER_CONDITIONS)
             .map(|_| json!({"path": "a", "exists": true}))
             .collect();
@@ -398,11 +397,17 @@ mod tests {
             ("a string", json!("ref")),
             ("empty object", json!({})),
             ("unknown combinator", json!({"some": []})),
-            ("all not a list", json!({"all": {"path": "a", "exists": true}})),
+            (
+                "all not a list",
+                json!({"all": {"path": "a", "exists": true}}),
+            ),
             ("all empty", json!({"all": []})),
             ("two combinators", json!({"all": [], "any": []})),
             ("no test", json!({"path": "a"})),
-            ("two tests", json!({"path": "a", "exists": true, "equals": 1})),
+            (
+                "two tests",
+                json!({"path": "a", "exists": true, "equals": 1}),
+            ),
             ("unknown test", json!({"path": "a", "regex": "x"})),
             ("exists not a bool", json!({"path": "a", "exists": "yes"})),
             ("in not a list", json!({"path": "a", "in": "x"})),
@@ -413,7 +418,10 @@ mod tests {
             ("too deep", deep),
             ("too many conditions", json!({"all": many})),
             ("path too long", json!({"path": long_path, "exists": true})),
-            ("too many segments", json!({"path": many_segments, "exists": true})),
+            (
+                "too many segments",
+                json!({"path": many_segments, "exists": true}),
+            ),
             ("too large", json!({"path": "a", "equals": big})),
             ("value too deep", json!({"path": "a", "equals": deep_value})),
             (

@@ -14,10 +14,10 @@ pub use filter::{
 };
 pub use ids::{AccountId, IntentId, RegistrationId, SubscriptionId, TriggeredId};
 pub use keys::{ApiKey, SecretKey};
-pub use styles::{SignatureStyle, SignatureStyles};
 pub use names::{
     Description, EndpointUrl, EventName, InvalidField, Username, RESERVED_ADMIN_USERNAME,
 };
+pub use styles::{SignatureStyle, SignatureStyles};
 
 /// Microseconds since the Unix epoch: the creation time of every record and its sort score.
 pub type Micros = i64;

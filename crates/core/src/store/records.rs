@@ -6,7 +6,9 @@ use anyhow::anyhow;
 use serde::Serialize;
 
 use super::StoreError;
-use crate::domain::{AccountId, Micros, RegistrationId, SecretKey, SubscriptionId, TriggeredId};
+use crate::domain::{
+    AccountId, Micros, RegistrationId, SecretKey, SignatureStyles, SubscriptionId, TriggeredId,
+};
 
 /// An account.
 #[derive(Debug, Clone)]
@@ -28,6 +30,8 @@ pub struct Account {
     pub pending_api_key: Option<PendingApiKey>,
     /// The key deliveries are signed with.
     pub secret_key: SecretKey,
+    /// Signature headers its deliveries carry beside the default ones.
+    pub signature_styles: SignatureStyles,
     /// Creation time.
     pub created: Micros,
 }
@@ -221,6 +225,10 @@ impl Account {
                 None => None,
             },
             secret_key: SecretKey::from_stored(f.take("secret_key")?),
+            signature_styles: f
+                .optional("signature_styles")
+                .map(|raw| SignatureStyles::from_stored(&raw))
+                .unwrap_or_default(),
             created: f.int("created")?,
         })
     }

@@ -13,3 +13,4 @@ mod intents;
 mod recovery;
 mod retries;
 mod shards;
+mod styles;

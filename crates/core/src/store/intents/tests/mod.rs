@@ -296,7 +296,10 @@ async fn assert_whole(store: &Store, gone: &Gone) {
             "the subscriber map of {id} matches its index"
         );
         for (sid, _) in fields(store, &keys.registration_subscriber_filters(rid)).await {
-            assert!(index.contains(&sid), "the filter of {sid} outlived its link");
+            assert!(
+                index.contains(&sid),
+                "the filter of {sid} outlived its link"
+            );
         }
         for (sid, subscriber) in map {
             assert!(subscriptions.contains(&sid), "{sid} of {id} not listed");
