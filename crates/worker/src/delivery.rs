@@ -173,6 +173,15 @@ pub struct AttemptResult {
     pub outcome: DeliveryOutcome,
 }
 
+/// An account's `endpoint`, `secret_key`, `failed_count`, `state` and `signature_styles`.
+type AccountFields = (
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
 struct Subscriber {
     endpoint: String,
     secret_key: String,
@@ -361,13 +370,7 @@ async fn read_inputs(
     };
     let mut subscribers = Vec::with_capacity(job.targets.len());
     for _ in &job.targets {
-        let fields: (
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-        ) = redis::from_redis_value(next())?;
+        let fields: AccountFields = redis::from_redis_value(next())?;
         let subscription_exists = !check_subscription || {
             let (id, state): (Option<String>, Option<String>) = redis::from_redis_value(next())?;
             id.is_some() && state.is_none()

@@ -16,11 +16,10 @@
 //! returns each row's filter from the registration's filter map, and with them, only when a
 //! row has one, the registration's payload; the trigger's own payload (the triggered record's
 //! `event_data`, present when the trigger carried one) is read beside the page script, in the
-//! same round trip. The payload is parsed once per page, each distinct filter text once per
-//! page, and a row whose filter does not match is left out of the batch and counted as
-//! `filtered` by the shard script that queues the batch.
-
-use std::collections::HashMap;
+//! same round trip. The script sends each distinct filter text of the page once, so the
+//! payload is parsed once per page and each distinct filter once per page; a row whose filter
+//! does not match is left out of the batch and counted as `filtered` by the shard script that
+//! queues the batch.
 
 use pubhook_core::domain::{AccountId, Filter, RegistrationId, SubscriptionId, TriggeredId};
 use pubhook_core::keys::Shard;
@@ -90,8 +89,8 @@ pub async fn fan_out_page(
     trigger_payload
         .arg(keys.triggered(page.triggered))
         .arg("event_data");
-    let ((flat, registration_payload), trigger_payload) = tokio::try_join!(
-        page_read.invoke_async::<(Vec<String>, String)>(&mut page_conn),
+    let ((flat, filters, registration_payload), trigger_payload) = tokio::try_join!(
+        page_read.invoke_async::<(Vec<String>, Vec<String>, String)>(&mut page_conn),
         trigger_payload.query_async::<Option<String>>(&mut payload_conn),
     )?;
     let rows = rows_of(flat);
@@ -105,7 +104,7 @@ pub async fn fan_out_page(
         _ => None,
     };
     let payload = trigger_payload.unwrap_or(registration_payload);
-    let (rows, filtered) = apply_filters(rows, &payload);
+    let (rows, filtered) = apply_filters(rows, &filters, &payload);
     let targets = targets_of(&conn, store, rows).await?;
     let queued = targets.len() as u64;
     let batch = (!targets.is_empty()).then(|| Job::DeliverBatchV1 {
@@ -145,8 +144,8 @@ struct Row {
     score: String,
     /// `""` when the subscriber map lacks it.
     account: String,
-    /// The filter's JSON text, `""` for none.
-    filter: String,
+    /// Its filter: a number from 1 into the page's distinct filter texts, 0 for none.
+    filter: usize,
 }
 
 fn rows_of(flat: Vec<String>) -> Vec<Row> {
@@ -159,7 +158,7 @@ fn rows_of(flat: Vec<String>) -> Vec<Row> {
             subscription,
             score,
             account,
-            filter,
+            filter: filter.parse().unwrap_or(0),
         });
     }
     rows
@@ -167,39 +166,31 @@ fn rows_of(flat: Vec<String>) -> Vec<Row> {
 
 /// The rows whose filter passes `payload` (the JSON text this trigger delivers; `""` when the
 /// page has no filtered row or the registration is gone), and how many were left out. The
-/// payload is parsed once, and each distinct filter once. A filter that cannot be evaluated (no
-/// payload: the registration is gone and the delivery will skip the row anyway; an unreadable
-/// stored filter) lets its row through.
-fn apply_filters(rows: Vec<Row>, payload: &str) -> (Vec<Row>, u64) {
-    if rows.iter().all(|row| row.filter.is_empty()) {
+/// payload is parsed once, and each distinct filter text (`filters`) once. A filter that cannot
+/// be evaluated (no payload: the registration is gone and the delivery will skip the row
+/// anyway; an unreadable stored filter) lets its row through.
+fn apply_filters(rows: Vec<Row>, filters: &[String], payload: &str) -> (Vec<Row>, u64) {
+    if filters.is_empty() {
         return (rows, 0);
     }
     let Ok(payload) = serde_json::from_str::<serde_json::Value>(payload) else {
         return (rows, 0);
     };
-    let mut parsed: HashMap<String, Option<Filter>> = HashMap::new();
-    let mut filtered = 0;
-    let kept = rows
-        .into_iter()
-        .filter(|row| {
-            if row.filter.is_empty() {
-                return true;
+    // Whether each distinct filter passes, so a row costs a look-up.
+    let passes: Vec<bool> = filters
+        .iter()
+        .map(|text| match Filter::from_stored(text) {
+            Some(filter) => filter.matches(&payload),
+            None => {
+                tracing::warn!("unreadable stored filter");
+                true
             }
-            let filter = parsed.entry(row.filter.clone()).or_insert_with(|| {
-                let filter = Filter::from_stored(&row.filter);
-                if filter.is_none() {
-                    tracing::warn!(subscription = %row.subscription, "unreadable stored filter");
-                }
-                filter
-            });
-            let pass = filter.as_ref().is_none_or(|f| f.matches(&payload));
-            if !pass {
-                filtered += 1;
-            }
-            pass
         })
         .collect();
-    (kept, filtered)
+    let (kept, left_out): (Vec<Row>, Vec<Row>) = rows
+        .into_iter()
+        .partition(|row| row.filter == 0 || passes.get(row.filter - 1).copied().unwrap_or(true));
+    (kept, left_out.len() as u64)
 }
 
 /// The targets of a page's rows. A row without its account in the subscriber accounts index
