@@ -96,8 +96,26 @@ impl Api {
 
     /// `POST /v1/webhook/subscription/{registration_id}` as `subscriber`.
     pub async fn subscribe(&self, subscriber: &Account, registration: &str) -> anyhow::Result<()> {
+        self.subscribe_filtered(subscriber, registration, None)
+            .await
+    }
+
+    /// The same with the body `{"filter": filter}` when there is a filter.
+    pub async fn subscribe_filtered(
+        &self,
+        subscriber: &Account,
+        registration: &str,
+        filter: Option<&Value>,
+    ) -> anyhow::Result<()> {
         let path = format!("/v1/webhook/subscription/{registration}");
-        let request = build(self.addr(), Method::POST, &path, Some(subscriber), None)?;
+        let body = filter.map(|filter| serde_json::json!({ "filter": filter }));
+        let request = build(
+            self.addr(),
+            Method::POST,
+            &path,
+            Some(subscriber),
+            body.as_ref(),
+        )?;
         self.call(request, StatusCode::CREATED).await?;
         Ok(())
     }

@@ -44,7 +44,7 @@ pub struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fan-out,many-small,retries,api,trigger-payload,memory,auth-flood,noisy-neighbour"
+        default_value = "fan-out,fan-out-filtered,many-small,retries,api,trigger-payload,memory,auth-flood,noisy-neighbour"
     )]
     pub scenarios: Vec<ScenarioKind>,
 }
@@ -74,7 +74,11 @@ impl Mode {
 
     /// Whether `scenario` runs in this mode.
     pub fn runs(self, scenario: ScenarioKind) -> bool {
-        self != Self::Cluster || matches!(scenario, ScenarioKind::FanOut | ScenarioKind::ManySmall)
+        self != Self::Cluster
+            || matches!(
+                scenario,
+                ScenarioKind::FanOut | ScenarioKind::FanOutFiltered | ScenarioKind::ManySmall
+            )
     }
 }
 
@@ -84,6 +88,8 @@ impl Mode {
 pub enum ScenarioKind {
     /// 1 registration, many subscribers, repeated triggers.
     FanOut,
+    /// Fan-out with a 3-condition filter, which matches, on every subscription.
+    FanOutFiltered,
     /// Many registrations with 1 subscriber each, triggered at a fixed rate.
     ManySmall,
     /// Like fan-out, with a tenth of the receivers answering 500.
@@ -106,6 +112,7 @@ impl ScenarioKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::FanOut => "fan-out",
+            Self::FanOutFiltered => "fan-out-filtered",
             Self::ManySmall => "many-small",
             Self::Retries => "retries",
             Self::Api => "api",

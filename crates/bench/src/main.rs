@@ -265,7 +265,7 @@ fn budget(plan: &Plan, scenario: ScenarioKind) -> Duration {
     let setup = Duration::from_secs(40);
     setup
         + match scenario {
-            ScenarioKind::FanOut => plan.fan_out_timeout,
+            ScenarioKind::FanOut | ScenarioKind::FanOutFiltered => plan.fan_out_timeout,
             ScenarioKind::ManySmall => plan.many_small_duration * 2 + plan.drain_timeout,
             ScenarioKind::Retries => plan.retry_timeout + Duration::from_secs(2),
             ScenarioKind::Api | ScenarioKind::TriggerPayload | ScenarioKind::AuthFlood => {

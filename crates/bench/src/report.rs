@@ -261,6 +261,10 @@ fn description(scenario: &str, results: &Results) -> String {
             "1 registration, {} subscribers (each its own account and receiver path, on {} receiver ports), triggered {} times at once. Sustained deliveries per second are measured at the receivers from the first arrival to the last.",
             plan.subscribers, plan.receiver_ports, plan.fan_out_triggers
         ),
+        "fan-out-filtered" => format!(
+            "Like fan-out ({} subscribers, {} triggers), with a 3-condition filter (`equals`, `in`, `exists`) on every subscription that matches the payload: the same deliveries, plus the cost of reading and evaluating the filters in the fan-out. The target is a throughput within 10% of fan-out's.",
+            plan.subscribers, plan.fan_out_triggers
+        ),
         "many-small" => format!(
             "{} registrations with 1 subscriber each, triggered open-loop at {} per second for {:.0} s (paced by a timer; a trigger's time is the instant its request was sent). Latency runs from there to the arrival of the delivery whose `webhook-id` is the triggered id.",
             plan.subscribers,

@@ -29,6 +29,7 @@
 //! | `{p}registration:{<id>}:subscriptions`        | zset   | registration   | record   | the subscriptions to a registration |
 //! | `{p}registration:{<id>}:subscriber_accounts` | hash   | registration   | record   | subscription id → subscriber account id, beside the index: a fan-out reads both in one slot |
 //! | `{p}registration:{<id>}:delivery:<hex>`       | string | registration   | 24 h (at most `triggered_retention`) | the trigger a GitHub/GitLab delivery id made; `<hex>` is the SHA-256 of the id (see `store::claims`) |
+//! | `{p}registration:{<id>}:subscriber_filters`  | hash   | registration   | record   | subscription id → its filter's JSON text, only for filtered subscriptions: read with the fan-out's page |
 //! | `{p}subscription:{<id>}`                      | hash   | subscription   | record   | one subscription row |
 //! | `{p}subscription:{<id>}:deliveries`           | zset   | subscription   | `delivery_retention` | one subscription's attempts in full, by time |
 //! | `{p}triggered:{q<n>}:<id>`                    | hash   | queue shard    | `triggered_retention` | one triggered record |
@@ -205,6 +206,11 @@ impl Keys {
     /// `{p}registration:{<id>}:subscriber_accounts`
     pub fn registration_subscriber_accounts(&self, id: RegistrationId) -> String {
         self.join(format_args!("registration:{{{id}}}:subscriber_accounts"))
+    }
+
+    /// `{p}registration:{<id>}:subscriber_filters`
+    pub fn registration_subscriber_filters(&self, id: RegistrationId) -> String {
+        self.join(format_args!("registration:{{{id}}}:subscriber_filters"))
     }
 
     /// `{p}subscription:{<id>}`
@@ -444,10 +450,13 @@ mod tests {
             slot(keys.account(account)),
             slot(keys.account_subscriptions(account))
         );
-        assert_eq!(
-            slot(keys.registration(registration)),
-            slot(keys.registration_subscriptions(registration))
-        );
+        for key in [
+            keys.registration_subscriptions(registration),
+            keys.registration_subscriber_accounts(registration),
+            keys.registration_subscriber_filters(registration),
+        ] {
+            assert_eq!(slot(keys.registration(registration)), slot(key));
+        }
         assert_eq!(
             slot(keys.registration(registration)),
             slot(keys.hook_delivery(registration, "ab"))

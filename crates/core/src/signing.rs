@@ -6,6 +6,10 @@
 //!   `"{webhook-id}.{webhook-timestamp}.{body}"`, keyed by the same bytes. Libraries for that
 //!   scheme take the key as `whsec_` + base64 of it, which [`webhook_secret`] gives, so they
 //!   verify pubhook's deliveries as they are.
+//! - The extra styles an account may ask for (`domain::SignatureStyles`): GitHub's
+//!   `x-hub-signature-256: sha256=<hex>` and Foundries CI's `x-jobserv-sig: sha256:<hex>`, both
+//!   over the lowercase hex HMAC-SHA256 of the body alone ([`body_sha256_hex`]), keyed by the
+//!   same bytes.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -25,6 +29,15 @@ pub fn standard_signature(secret_key: &str, msg_id: &str, timestamp: i64, body: 
         "v1,{}",
         BASE64.encode(standard_mac(secret_key, msg_id, timestamp, body))
     )
+}
+
+/// Lowercase hex HMAC-SHA256 of `body` under `secret_key`: the value of the `github` and
+/// `jobserv` signature styles, computed once per attempt for both.
+pub fn body_sha256_hex(secret_key: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret_key.as_bytes())
+        .unwrap_or_else(|_| unreachable!());
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// The Standard Webhooks form of a secret key: `whsec_` + base64 of its UTF-8 bytes.

@@ -19,7 +19,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pubhook_core::domain::{now_millis, now_seconds, AccountId, RegistrationId, TriggeredId};
+use pubhook_core::domain::{
+    now_millis, now_seconds, AccountId, RegistrationId, SignatureStyles, TriggeredId,
+};
 use pubhook_core::keys::Shard;
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::{Job, Target, CONSUMER_GROUP};
@@ -156,6 +158,8 @@ pub struct Attempt {
     /// The subscriber's `failed_count` as read before the attempt: a success resets it only
     /// when it was not 0 already.
     failed_count: i64,
+    /// The extra signature headers the subscriber asked for.
+    signature_styles: SignatureStyles,
 }
 
 impl Attempt {
@@ -183,10 +187,20 @@ impl AttemptResult {
     }
 }
 
+/// An account's `endpoint`, `secret_key`, `failed_count`, `state` and `signature_styles`.
+type AccountFields = (
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
 struct Subscriber {
     endpoint: String,
     secret_key: String,
     failed_count: i64,
+    signature_styles: SignatureStyles,
 }
 
 /// Delivers one job's targets and records everything, acknowledging `entry_id` (empty: nothing
@@ -295,6 +309,7 @@ fn check_target(
             url,
             secret_key: subscriber.secret_key,
             failed_count: subscriber.failed_count,
+            signature_styles: subscriber.signature_styles,
         }),
         Err(_) => {
             let endpoint = Some(subscriber.endpoint.as_str());
@@ -368,7 +383,8 @@ async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreEr
             .arg("endpoint")
             .arg("secret_key")
             .arg("failed_count")
-            .arg(STATE_FIELD);
+            .arg(STATE_FIELD)
+            .arg("signature_styles");
         reads.push(read);
         if check_subscription {
             let mut exists = redis::cmd("HMGET");
@@ -398,18 +414,22 @@ async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreEr
     };
     let mut subscribers = Vec::with_capacity(job.targets.len());
     for _ in &job.targets {
-        let fields: (Option<String>, Option<String>, Option<i64>, Option<String>) =
-            redis::from_redis_value(next())?;
+        let fields: AccountFields = redis::from_redis_value(next())?;
         let subscription_exists = !check_subscription || {
             let (id, state): (Option<String>, Option<String>) = redis::from_redis_value(next())?;
             id.is_some() && state.is_none()
         };
         subscribers.push(match fields {
-            (Some(endpoint), Some(secret_key), failed_count, None) if subscription_exists => {
+            (Some(endpoint), Some(secret_key), failed_count, None, styles)
+                if subscription_exists =>
+            {
                 Some(Subscriber {
                     endpoint,
                     secret_key,
                     failed_count: failed_count.unwrap_or(0),
+                    signature_styles: styles
+                        .map(|raw| SignatureStyles::from_stored(&raw))
+                        .unwrap_or_default(),
                 })
             }
             _ => None,
@@ -427,6 +447,7 @@ pub async fn send(ctx: &DeliveryContext, payload: &Payload, attempt: Attempt) ->
         &attempt.secret_key,
         &payload.webhook_id,
         timestamp,
+        &attempt.signature_styles,
     );
     if let Some(source_event) = &payload.source_event {
         add_source_event(&mut headers, source_event);

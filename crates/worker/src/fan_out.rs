@@ -11,8 +11,17 @@
 //! trigger's queue shard queues the batch and the next page and acknowledges. Subscribers at
 //! `max_failed_count` are not looked at here: the delivery reads each subscriber's account
 //! anyway, skips them there and counts them as skipped on the trigger's summary.
+//!
+//! Filters (see `pubhook_core::domain::Filter`) cost no round trip of their own: the page read
+//! returns each row's filter from the registration's filter map, and with them, only when a
+//! row has one, the registration's payload; the trigger's own payload (the triggered record's
+//! `event_data`, present when the trigger carried one) is read beside the page script, in the
+//! same round trip. The script sends each distinct filter text of the page once, so the
+//! payload is parsed once per page and each distinct filter once per page; a row whose filter
+//! does not match is left out of the batch and counted as `filtered` by the shard script that
+//! queues the batch.
 
-use pubhook_core::domain::{AccountId, RegistrationId, SubscriptionId, TriggeredId};
+use pubhook_core::domain::{AccountId, Filter, RegistrationId, SubscriptionId, TriggeredId};
 use pubhook_core::keys::Shard;
 use pubhook_core::queue::{FanOutCursor, Job, Target, CONSUMER_GROUP};
 use pubhook_core::store::{Store, StoreError};
@@ -28,6 +37,8 @@ pub const FAN_OUT_PAGE: usize = 100;
 pub struct FanOutOutcome {
     /// Deliveries queued in this page's batch.
     pub queued: u64,
+    /// Rows of this page left out by their filter.
+    pub filtered: u64,
     /// Whether another page follows.
     pub more: bool,
     /// Whether this run wrote the page (false: another worker had finished it already).
@@ -58,26 +69,42 @@ pub async fn fan_out_page(
 ) -> Result<FanOutOutcome, StoreError> {
     let keys = store.keys();
     let conn = store.connection().await?;
-    let rows: Vec<(String, String, String)> = scripts::SUBSCRIBER_PAGE
+    let mut page_conn = conn.clone();
+    let mut payload_conn = conn.clone();
+    let mut page_read = scripts::SUBSCRIBER_PAGE.prepare_invoke();
+    page_read
         .key(keys.registration_subscriptions(page.registration))
         .key(keys.registration_subscriber_accounts(page.registration))
+        .key(keys.registration_subscriber_filters(page.registration))
+        .key(keys.registration(page.registration))
         .arg(FAN_OUT_PAGE)
         .arg(page.after.map(|c| c.score.to_string()).unwrap_or_default())
         .arg(
             page.after
                 .map(|c| c.subscription_id.to_string())
                 .unwrap_or_default(),
-        )
-        .invoke_async(&mut conn.clone())
-        .await?;
+        );
+    // The agreed place of a trigger's own payload; absent, the registration's is sent.
+    let mut trigger_payload = redis::cmd("HGET");
+    trigger_payload
+        .arg(keys.triggered(page.triggered))
+        .arg("event_data");
+    let ((flat, filters, registration_payload), trigger_payload) = tokio::try_join!(
+        page_read.invoke_async::<(Vec<String>, Vec<String>, String)>(&mut page_conn),
+        trigger_payload.query_async::<Option<String>>(&mut payload_conn),
+    )?;
+    let rows = rows_of(flat);
     let more = rows.len() >= FAN_OUT_PAGE;
     let next = match rows.last() {
-        Some((sid, score, _)) if more => Some(FanOutCursor {
-            score: parse_score(score)?,
-            subscription_id: SubscriptionId::parse(sid).ok_or_else(|| corrupt(sid))?,
+        Some(row) if more => Some(FanOutCursor {
+            score: parse_score(&row.score)?,
+            subscription_id: SubscriptionId::parse(&row.subscription)
+                .ok_or_else(|| corrupt(&row.subscription))?,
         }),
         _ => None,
     };
+    let payload = trigger_payload.unwrap_or(registration_payload);
+    let (rows, filtered) = apply_filters(rows, &filters, &payload);
     let targets = targets_of(&conn, store, rows).await?;
     let queued = targets.len() as u64;
     let batch = (!targets.is_empty()).then(|| Job::DeliverBatchV1 {
@@ -100,13 +127,70 @@ pub async fn fan_out_page(
         .arg(batch.as_ref().map(Job::to_json).unwrap_or_default())
         .arg(queued)
         .arg(next.as_ref().map(Job::to_json).unwrap_or_default())
+        .arg(filtered)
         .invoke_async(&mut conn.clone())
         .await?;
     Ok(FanOutOutcome {
         queued,
+        filtered,
         more,
         written: written == 1,
     })
+}
+
+/// One subscription row of a page, as the page script gives it.
+struct Row {
+    subscription: String,
+    score: String,
+    /// `""` when the subscriber map lacks it.
+    account: String,
+    /// Its filter: a number from 1 into the page's distinct filter texts, 0 for none.
+    filter: usize,
+}
+
+fn rows_of(flat: Vec<String>) -> Vec<Row> {
+    let mut fields = flat.into_iter();
+    let mut rows = Vec::with_capacity(FAN_OUT_PAGE);
+    while let (Some(subscription), Some(score), Some(account), Some(filter)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    {
+        rows.push(Row {
+            subscription,
+            score,
+            account,
+            filter: filter.parse().unwrap_or(0),
+        });
+    }
+    rows
+}
+
+/// The rows whose filter passes `payload` (the JSON text this trigger delivers; `""` when the
+/// page has no filtered row or the registration is gone), and how many were left out. The
+/// payload is parsed once, and each distinct filter text (`filters`) once. A filter that cannot
+/// be evaluated (no payload: the registration is gone and the delivery will skip the row
+/// anyway; an unreadable stored filter) lets its row through.
+fn apply_filters(rows: Vec<Row>, filters: &[String], payload: &str) -> (Vec<Row>, u64) {
+    if filters.is_empty() {
+        return (rows, 0);
+    }
+    let Ok(payload) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return (rows, 0);
+    };
+    // Whether each distinct filter passes, so a row costs a look-up.
+    let passes: Vec<bool> = filters
+        .iter()
+        .map(|text| match Filter::from_stored(text) {
+            Some(filter) => filter.matches(&payload),
+            None => {
+                tracing::warn!("unreadable stored filter");
+                true
+            }
+        })
+        .collect();
+    let (kept, left_out): (Vec<Row>, Vec<Row>) = rows
+        .into_iter()
+        .partition(|row| row.filter == 0 || passes.get(row.filter - 1).copied().unwrap_or(true));
+    (kept, left_out.len() as u64)
 }
 
 /// The targets of a page's rows. A row without its account in the subscriber accounts index
@@ -115,12 +199,13 @@ pub async fn fan_out_page(
 async fn targets_of(
     conn: &pubhook_core::store::Connection,
     store: &Store,
-    rows: Vec<(String, String, String)>,
+    rows: Vec<Row>,
 ) -> Result<Vec<Target>, StoreError> {
     let mut parsed = Vec::with_capacity(rows.len());
-    for (sid, _, account) in rows {
-        let subscription = SubscriptionId::parse(&sid).ok_or_else(|| corrupt(&sid))?;
-        parsed.push((subscription, AccountId::parse(&account)));
+    for row in rows {
+        let subscription =
+            SubscriptionId::parse(&row.subscription).ok_or_else(|| corrupt(&row.subscription))?;
+        parsed.push((subscription, AccountId::parse(&row.account)));
     }
     let missing: Vec<SubscriptionId> = parsed
         .iter()

@@ -8,10 +8,15 @@
 //!
 //! A trigger with a payload of its own (a trigger body's `event_data`, an inbound hook's body)
 //! sends that instead: it is stored in the same `json.dumps` form, and sent as it is stored.
+//!
+//! An account may add the styles its receiver was written for: `github` (`x-hub-signature-256:
+//! sha256=<hex>`) and `jobserv` (`x-jobserv-sig: sha256:<hex>`), over one hex HMAC-SHA256 of
+//! the body, computed once per attempt for both.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use pubhook_core::domain::{SignatureStyle, SignatureStyles};
 use pubhook_core::pyjson::to_python_json;
-use pubhook_core::signing::{pywebhooks_signature, standard_signature};
+use pubhook_core::signing::{body_sha256_hex, pywebhooks_signature, standard_signature};
 
 /// The body every subscriber of a registration receives, from the stored `event_data` JSON.
 pub fn payload_body(event_data: &str) -> Result<Vec<u8>, serde_json::Error> {
@@ -27,8 +32,9 @@ pub fn delivery_headers(
     secret_key: &str,
     webhook_id: &str,
     timestamp: i64,
+    styles: &SignatureStyles,
 ) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(6);
+    let mut headers = HeaderMap::with_capacity(8);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // Event names are validated free of control characters; non-ASCII goes as UTF-8 bytes, which
     // HTTP allows in field values.
@@ -47,6 +53,15 @@ pub fn delivery_headers(
         "webhook-signature",
         standard_signature(secret_key, webhook_id, timestamp, body),
     );
+    if !styles.is_empty() {
+        let hex = body_sha256_hex(secret_key, body);
+        if styles.contains(SignatureStyle::Github) {
+            insert(&mut headers, "x-hub-signature-256", format!("sha256={hex}"));
+        }
+        if styles.contains(SignatureStyle::Jobserv) {
+            insert(&mut headers, "x-jobserv-sig", format!("sha256:{hex}"));
+        }
+    }
     headers
 }
 
@@ -78,7 +93,14 @@ mod tests {
             br#"{"message": "John Doe", "b": [1, 2], "a": "\u00e9"}"#
         );
         let secret = "bb7c3a2d1f0e9d8c7b6a5f4e3d2c1b0a99887766";
-        let headers = delivery_headers("johndoe.event", &body, secret, "msg-1", 1_700_000_000);
+        let headers = delivery_headers(
+            "johndoe.event",
+            &body,
+            secret,
+            "msg-1",
+            1_700_000_000,
+            &SignatureStyles::default(),
+        );
         assert_eq!(headers["content-type"], "application/json");
         assert_eq!(headers["event"], "johndoe.event");
         assert_eq!(headers["webhook-id"], "msg-1");
@@ -95,13 +117,38 @@ mod tests {
         ));
         assert!(!verify_pywebhooks_signature("another secret", &body, sig));
         assert!(headers.get("x-pubhook-source-event").is_none());
+        assert!(headers.get("x-hub-signature-256").is_none());
+        assert!(headers.get("x-jobserv-sig").is_none());
     }
 
     #[test]
     fn a_source_event_is_added_as_its_own_header() {
-        let mut headers = delivery_headers("e", b"{}", "secret", "msg-1", 1_700_000_000);
+        let mut headers = delivery_headers(
+            "e",
+            b"{}",
+            "secret",
+            "msg-1",
+            1_700_000_000,
+            &SignatureStyles::default(),
+        );
         add_source_event(&mut headers, "Push Hook");
         assert_eq!(headers["x-pubhook-source-event"], "Push Hook");
         assert_eq!(headers["event"], "e", "the registration's event is kept");
+    }
+
+    #[test]
+    fn the_extra_styles_carry_one_hex_hmac_sha256_of_the_body() {
+        let body = br#"{"a": 1}"#;
+        let secret = "bb7c3a2d1f0e9d8c7b6a5f4e3d2c1b0a99887766";
+        let styles = SignatureStyles::parse(&serde_json::json!(["github", "jobserv"])).unwrap();
+        let headers = delivery_headers("e", body, secret, "msg-1", 1, &styles);
+        let hex = body_sha256_hex(secret, body);
+        assert_eq!(hex.len(), 64);
+        assert_eq!(
+            headers["x-hub-signature-256"],
+            format!("sha256={hex}").as_str()
+        );
+        assert_eq!(headers["x-jobserv-sig"], format!("sha256:{hex}").as_str());
+        assert!(headers.get("pywebhooks-signature").is_some());
     }
 }

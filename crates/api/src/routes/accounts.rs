@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::domain::{
-    epoch_seconds, now_micros, AccountId, ApiKey, EndpointUrl, SecretKey, Username,
+    epoch_seconds, now_micros, AccountId, ApiKey, EndpointUrl, SecretKey, SignatureStyles, Username,
 };
 use pubhook_core::hashing::hash_api_key;
 use pubhook_core::keys::RateLimitKind;
@@ -12,13 +12,13 @@ use pubhook_core::outbound::KeyKind;
 use pubhook_core::signing::webhook_secret;
 use pubhook_core::store::{Account, NewAccount, RateLimit};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use tracing::instrument;
 
 use super::endpoint::{check_echo, send_key};
 use super::{missing_id, resource};
 use crate::auth::{authenticate, optional_owner, Need};
-use crate::body::{json_object, string_field};
+use crate::body::{json_object, parse_object, read_limited, string_field};
 use crate::client::{client_address, client_subject};
 use crate::error::ApiError;
 use crate::paging::{budgeted_page, write_json, PageQuery};
@@ -60,6 +60,9 @@ struct AccountOut {
     /// Only shown to the account itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret_key: Option<String>,
+    /// Only when the account has asked for extra signature styles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature_styles: Option<Vec<&'static str>>,
     username: String,
     /// The same secret as a Standard Webhooks key (`whsec_` + base64), shown with `secret_key`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +79,8 @@ impl AccountOut {
             id: account.id,
             is_admin: account.is_admin,
             secret_key: show_secret.then(|| account.secret_key.expose().to_owned()),
+            signature_styles: (!account.signature_styles.is_empty())
+                .then(|| account.signature_styles.names().collect()),
             username: account.username,
             webhook_secret: show_secret.then(|| webhook_secret(account.secret_key.expose())),
         }
@@ -164,7 +169,10 @@ async fn get_account(
 }
 
 /// `PATCH /v1/account`: a new endpoint for the caller, after it passes the echo challenge (the
-/// README promised this; PyWebhooks never did it). Resets `failed_count` to 0.
+/// README promised this; PyWebhooks never did it), which resets `failed_count` to 0; and/or
+/// new `signature_styles` (a list of `github`, `jobserv`; `[]` for none). A body without
+/// `signature_styles` is PyWebhooks' request and answered as before; with it, `endpoint` may
+/// be left out. Every field is checked before anything is written or called.
 #[instrument(skip_all)]
 async fn update_endpoint(
     req: HttpRequest,
@@ -172,11 +180,35 @@ async fn update_endpoint(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
-    let body = json_object(&req, payload, &state).await?;
-    let endpoint = string_field(&body, "endpoint", "Missing endpoint field")?;
-    let endpoint = EndpointUrl::parse(endpoint).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    check_echo(&state, &endpoint).await?;
-    let result = state.store.update_endpoint(caller.id, &endpoint).await?;
+    let (bytes, _room) = read_limited(
+        &req,
+        payload,
+        state.limits.max_body_bytes,
+        &state.body_budget,
+    )
+    .await?;
+    let body = parse_object(bytes.clone())?;
+    // The kept fields of `body` are PyWebhooks' strings; the styles are a list, read apart.
+    let fields: serde_json::Map<String, Value> = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("Malformed JSON body: {e}")))?;
+    let styles = fields
+        .get("signature_styles")
+        .map(SignatureStyles::parse)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let endpoint = if styles.is_some() && !fields.contains_key("endpoint") {
+        None
+    } else {
+        let endpoint = string_field(&body, "endpoint", "Missing endpoint field")?;
+        Some(EndpointUrl::parse(endpoint).map_err(|e| ApiError::BadRequest(e.to_string()))?)
+    };
+    if let Some(endpoint) = &endpoint {
+        check_echo(&state, endpoint).await?;
+    }
+    let result = state
+        .store
+        .update_account(caller.id, endpoint.as_ref(), styles.as_ref())
+        .await?;
     Ok(HttpResponse::Ok().json(result))
 }
 

@@ -1,13 +1,15 @@
 //! `/v1/webhook/subscription[/{id}]` and `/v1/webhook/subscriptions`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use pubhook_core::domain::{epoch_seconds, AccountId, RegistrationId, SubscriptionId};
+use pubhook_core::domain::{epoch_seconds, AccountId, Filter, RegistrationId, SubscriptionId};
 use pubhook_core::store::{Account, Page, PageRange, SubscribeRefusal, Subscription, WriteResult};
 use serde::Serialize;
+use serde_json::Value;
 use tracing::instrument;
 
 use super::{missing_id, resource};
 use crate::auth::{authenticate, Need};
+use crate::body::read_limited;
 use crate::error::ApiError;
 use crate::paging::{budgeted_page, write_json, PageQuery};
 use crate::state::AppState;
@@ -34,11 +36,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A subscription as the API shows it.
+/// A subscription as the API shows it: PyWebhooks' fields, and `filter` only when it has one.
 #[derive(Serialize)]
 struct SubscriptionOut {
     account_id: AccountId,
     epoch: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filter: Option<Value>,
     id: SubscriptionId,
     registration_id: RegistrationId,
 }
@@ -48,24 +52,65 @@ impl From<Subscription> for SubscriptionOut {
         Self {
             account_id: s.account_id,
             epoch: epoch_seconds(s.created),
+            // Stored by the API from a parsed filter, so it is always JSON.
+            filter: s.filter.and_then(|text| serde_json::from_str(&text).ok()),
             id: s.id,
             registration_id: s.registration_id,
         }
     }
 }
 
+/// The filter a subscribe body asks for. PyWebhooks never read this body, so an empty one, one
+/// that is not JSON, and one without a `filter` field subscribe as before; a `filter` field
+/// must be a valid filter (see `domain::Filter`), and a body nested past what a JSON parse
+/// takes is refused rather than ignored.
+fn requested_filter(body: &[u8]) -> Result<Option<Filter>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(e) if e.to_string().contains("recursion limit exceeded") => {
+            return Err(ApiError::BadRequest(
+                "Invalid filter: the body is nested too deep".into(),
+            ))
+        }
+        Err(_) => return Ok(None),
+    };
+    match value.get("filter") {
+        Some(filter) => Filter::parse(filter)
+            .map(Some)
+            .map_err(|e| ApiError::BadRequest(e.to_string())),
+        None => Ok(None),
+    }
+}
+
 /// `POST /v1/webhook/subscription/{registration_id}`: any account subscribes to any
-/// registration. Every call adds a row, as in PyWebhooks.
+/// registration. Every call adds a row, as in PyWebhooks. An optional body
+/// `{"filter": ...}` limits the triggers delivered to it.
 #[instrument(skip_all)]
 async fn subscribe(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
     let registration = RegistrationId::parse(&path)
         .ok_or(ApiError::NotFound("The registration id does not exist"))?;
-    match state.store.subscribe(caller.id, registration).await? {
+    let (body, _room) = read_limited(
+        &req,
+        payload,
+        state.limits.max_body_bytes,
+        &state.body_budget,
+    )
+    .await?;
+    let filter = requested_filter(&body)?;
+    match state
+        .store
+        .subscribe_filtered(caller.id, registration, filter.as_ref())
+        .await?
+    {
         Ok(subscription) => Ok(HttpResponse::Created().json(SubscriptionOut::from(subscription))),
         Err(SubscribeRefusal::NoSuchRegistration) => {
             Err(ApiError::NotFound("The registration id does not exist"))

@@ -754,3 +754,84 @@ async fn a_secret_key_reset_is_authenticated_and_stores_what_it_sent() {
         "a failed reset changes nothing"
     );
 }
+
+#[tokio::test]
+async fn signature_styles_are_set_with_patch_and_shown_on_the_account() {
+    let app = spawn_app().await;
+    let jane = app.create_account("jane").await;
+    let own = format!("/v1/account/{}", jane.id);
+    let patch = |body: serde_json::Value| {
+        app.as_user(Method::PATCH, "/v1/account", &jane)
+            .json(&body)
+            .send()
+    };
+    let (status, body) =
+        status_and_json(app.as_user(Method::GET, &own, &jane).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.get("signature_styles").is_none(), "unset: {body}");
+
+    let (status, result) = status_and_json(
+        patch(json!({"signature_styles": ["github", "jobserv"]}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["replaced"], 1);
+    let (_, body) =
+        status_and_json(app.as_user(Method::GET, &own, &jane).send().await.unwrap()).await;
+    assert_eq!(body["signature_styles"], json!(["github", "jobserv"]));
+
+    for (why, value) in [
+        ("unknown style", json!(["gitlab"])),
+        ("wrong type", json!("github")),
+        ("null", json!(null)),
+        ("not strings", json!([1])),
+        ("duplicates", json!(["jobserv", "jobserv"])),
+    ] {
+        let (status, answer) =
+            status_and_json(patch(json!({"signature_styles": value})).await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {answer}");
+        assert!(answer["Error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid signature_styles"));
+    }
+    // A bad style with a good endpoint stores neither.
+    let (status, _) = status_and_json(
+        patch(json!({"endpoint": "http://example.invalid/x", "signature_styles": ["x"]}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, body) =
+        status_and_json(app.as_user(Method::GET, &own, &jane).send().await.unwrap()).await;
+    assert_eq!(
+        body["signature_styles"],
+        json!(["github", "jobserv"]),
+        "nothing stored"
+    );
+    assert_eq!(body["endpoint"], app.receiver.url().as_str());
+
+    // The endpoint alone is PyWebhooks' request and leaves the styles; [] removes them.
+    let (status, _) = status_and_json(
+        patch(json!({"endpoint": app.receiver.url()}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) =
+        status_and_json(app.as_user(Method::GET, &own, &jane).send().await.unwrap()).await;
+    assert_eq!(body["signature_styles"], json!(["github", "jobserv"]));
+    let (status, _) = status_and_json(patch(json!({"signature_styles": []})).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) =
+        status_and_json(app.as_user(Method::GET, &own, &jane).send().await.unwrap()).await;
+    assert!(body.get("signature_styles").is_none(), "cleared: {body}");
+    // Neither field: PyWebhooks' answer.
+    let (status, answer) = status_and_json(patch(json!({})).await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer, json!({"Error": "Missing endpoint field"}));
+}

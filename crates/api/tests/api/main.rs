@@ -12,6 +12,7 @@ mod budgets;
 mod cluster;
 mod deliveries;
 mod edge;
+mod filters;
 mod helpers;
 mod inbound;
 mod outage;

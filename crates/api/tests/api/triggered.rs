@@ -90,7 +90,7 @@ async fn the_owner_triggers_and_one_fan_out_job_is_queued_with_the_record() {
     // No worker runs here: nothing is counted yet.
     assert_eq!(
         one["deliveries"],
-        json!({"delivered": 0, "failed": 0, "pending": 0, "skipped": 0})
+        json!({"delivered": 0, "failed": 0, "filtered": 0, "pending": 0, "skipped": 0})
     );
 }
 

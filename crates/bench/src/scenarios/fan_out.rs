@@ -1,29 +1,52 @@
 //! *fan-out*: one registration with many subscribers, triggered several times at once; the
 //! sustained delivery rate is measured at the receivers from the first arrival to the last.
+//! *fan-out-filtered* is the same with a 3-condition filter on every subscription, one that
+//! matches the payload, so that both deliver the same and differ only by the filters' cost.
 
 use std::time::{Duration, Instant};
 
 use crate::cli::{Mode, ScenarioKind};
 use crate::scenarios::{
     create_owners, create_subscribers, event_data, fresh_pubhook, pair_counts,
-    report_delivery_memory, sample_client_commands, settle, subscribe_all, CostMeter, Env, Outcome,
-    PlotData,
+    report_delivery_memory, sample_client_commands, settle, subscribe_all_filtered, CostMeter, Env,
+    Outcome, PlotData,
 };
 use crate::stats::{rate_between, time_series};
+use serde_json::{json, Value};
 
 /// Bins of the throughput-over-time plot.
 const BIN_SECS: f64 = 0.05;
 
-/// Runs the scenario once.
-pub async fn run(env: &Env<'_>, mode: Mode) -> anyhow::Result<Outcome> {
+/// The filter of *fan-out-filtered*: three conditions, all true of [`crate::scenarios::EVENT_DATA`].
+pub fn matching_filter() -> Value {
+    json!({"all": [
+        {"path": "event", "equals": "order.paid"},
+        {"path": "order.currency", "in": ["EUR", "USD"]},
+        {"path": "order.items.0.sku", "exists": true},
+    ]})
+}
+
+/// Runs the scenario once, every subscription with `filter` if there is one.
+pub async fn run(env: &Env<'_>, mode: Mode, filter: Option<Value>) -> anyhow::Result<Outcome> {
     let plan = env.plan;
-    let (mut pubhook, api) = fresh_pubhook(env, mode, ScenarioKind::FanOut).await?;
+    let kind = if filter.is_some() {
+        ScenarioKind::FanOutFiltered
+    } else {
+        ScenarioKind::FanOut
+    };
+    let (mut pubhook, api) = fresh_pubhook(env, mode, kind).await?;
     let owners = create_owners(env, &api, 1).await?;
     let owner = owners.first().ok_or_else(|| anyhow::anyhow!("no owner"))?;
     let registration = api.register(owner, "bench.fan-out", &event_data()?).await?;
     let subscribers = create_subscribers(env, &api, plan.subscribers).await?;
-    let bytes_per_subscription =
-        subscribe_all(env, &api, &subscribers, |_| registration.as_str()).await?;
+    let bytes_per_subscription = subscribe_all_filtered(
+        env,
+        &api,
+        &subscribers,
+        |_| registration.as_str(),
+        filter.as_ref(),
+    )
+    .await?;
 
     let meter = CostMeter::start(&pubhook, env.redis).await?;
     let started = Instant::now();

@@ -147,7 +147,10 @@ impl Outcome {
 /// Runs `scenario` in `mode` once.
 pub async fn run(env: &Env<'_>, scenario: ScenarioKind, mode: Mode) -> anyhow::Result<Outcome> {
     match scenario {
-        ScenarioKind::FanOut => fan_out::run(env, mode).await,
+        ScenarioKind::FanOut => fan_out::run(env, mode, None).await,
+        ScenarioKind::FanOutFiltered => {
+            fan_out::run(env, mode, Some(fan_out::matching_filter())).await
+        }
         ScenarioKind::ManySmall => many_small::run(env, mode).await,
         ScenarioKind::Retries => retries::run(env, mode).await,
         ScenarioKind::Api => api::run(env, mode).await,
@@ -247,13 +250,24 @@ pub async fn subscribe_all<'r>(
     subscribers: &[Account],
     registration_of: impl Fn(usize) -> &'r str,
 ) -> anyhow::Result<Option<f64>> {
+    subscribe_all_filtered(env, api, subscribers, registration_of, None).await
+}
+
+/// [`subscribe_all`], each subscription with `filter` when there is one.
+pub async fn subscribe_all_filtered<'r>(
+    env: &Env<'_>,
+    api: &Api,
+    subscribers: &[Account],
+    registration_of: impl Fn(usize) -> &'r str,
+    filter: Option<&Value>,
+) -> anyhow::Result<Option<f64>> {
     let started = Instant::now();
     let before = env.redis.used_memory().await?;
     concurrently(
         subscribers
             .iter()
             .enumerate()
-            .map(|(i, subscriber)| api.subscribe(subscriber, registration_of(i))),
+            .map(|(i, subscriber)| api.subscribe_filtered(subscriber, registration_of(i), filter)),
         env.plan.setup_concurrency,
     )
     .await?;

@@ -2,15 +2,22 @@
 //! the edge; below that line no function takes a bare `String` for a username, an endpoint, an
 //! event name, a key or an id.
 
+mod filter;
 mod ids;
 mod keys;
 mod names;
+mod styles;
 
+pub use filter::{
+    Filter, InvalidFilter, MAX_FILTER_BYTES, MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH,
+    MAX_FILTER_IN_VALUES, MAX_FILTER_PATH_BYTES, MAX_FILTER_PATH_SEGMENTS,
+};
 pub use ids::{AccountId, IntentId, RegistrationId, SubscriptionId, TriggeredId};
 pub use keys::{ApiKey, SecretKey};
 pub use names::{
     Description, EndpointUrl, EventName, InvalidField, Username, RESERVED_ADMIN_USERNAME,
 };
+pub use styles::{SignatureStyle, SignatureStyles};
 
 /// Microseconds since the Unix epoch: the creation time of every record and its sort score.
 pub type Micros = i64;

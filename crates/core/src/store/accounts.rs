@@ -15,7 +15,7 @@ use super::records::{Account, WriteResult};
 use super::steps::Steps;
 use super::{scripts, Page, PageRange, Store, StoreError};
 use crate::domain::Micros;
-use crate::domain::{now_micros, AccountId, EndpointUrl, SecretKey, Username};
+use crate::domain::{now_micros, AccountId, EndpointUrl, SecretKey, SignatureStyles, Username};
 use crate::keys::RecordKind;
 use crate::queue::Operation;
 
@@ -63,6 +63,7 @@ impl Store {
             api_key_hash: new.api_key_hash,
             pending_api_key: None,
             secret_key: new.secret_key,
+            signature_styles: SignatureStyles::default(),
             created: now_micros(),
         };
         let id = account.id.to_string();
@@ -186,6 +187,31 @@ impl Store {
             Account::from_fields,
         )
         .await
+    }
+
+    /// What `PATCH /v1/account` changes: a new endpoint (already through its echo challenge,
+    /// which also resets `failed_count`), new signature styles, or both, in one write. The
+    /// styles are stored as their comma-separated names; none is stored as `""`, which reads
+    /// back as none.
+    #[instrument(skip_all)]
+    pub async fn update_account(
+        &self,
+        id: AccountId,
+        endpoint: Option<&EndpointUrl>,
+        styles: Option<&SignatureStyles>,
+    ) -> Result<WriteResult, StoreError> {
+        let styles = styles.map(SignatureStyles::to_stored);
+        let mut fields = Vec::with_capacity(3);
+        if let Some(endpoint) = endpoint {
+            fields.extend([("endpoint", endpoint.as_str()), ("failed_count", "0")]);
+        }
+        if let Some(styles) = &styles {
+            fields.push(("signature_styles", styles.as_str()));
+        }
+        if fields.is_empty() {
+            return Ok(WriteResult::unchanged(1));
+        }
+        self.update_fields(self.keys.account(id), &fields).await
     }
 
     /// Sets a new endpoint (already through its echo challenge) and resets `failed_count`.
@@ -442,6 +468,7 @@ mod tests {
             api_key_hash: "old".into(),
             pending_api_key: pending,
             secret_key: SecretKey::generate(),
+            signature_styles: crate::domain::SignatureStyles::default(),
             created: 0,
         }
     }

@@ -6,7 +6,9 @@ use anyhow::anyhow;
 use serde::Serialize;
 
 use super::StoreError;
-use crate::domain::{AccountId, Micros, RegistrationId, SecretKey, SubscriptionId, TriggeredId};
+use crate::domain::{
+    AccountId, Micros, RegistrationId, SecretKey, SignatureStyles, SubscriptionId, TriggeredId,
+};
 
 /// An account.
 #[derive(Debug, Clone)]
@@ -28,6 +30,8 @@ pub struct Account {
     pub pending_api_key: Option<PendingApiKey>,
     /// The key deliveries are signed with.
     pub secret_key: SecretKey,
+    /// Signature headers its deliveries carry beside the default ones.
+    pub signature_styles: SignatureStyles,
     /// Creation time.
     pub created: Micros,
 }
@@ -69,6 +73,9 @@ pub struct Subscription {
     pub registration_id: RegistrationId,
     /// Creation time.
     pub created: Micros,
+    /// Its filter on the payloads it receives, as compact JSON text (see `domain::Filter`);
+    /// `None`: every trigger is delivered.
+    pub filter: Option<String>,
 }
 
 /// The record of one trigger.
@@ -101,6 +108,9 @@ pub struct DeliverySummary {
     pub pending: i64,
     /// Not attempted: the subscriber reached `max_failed_count`, or it or the registration is gone.
     pub skipped: i64,
+    /// Not attempted: the subscription's filter did not match the payload (counted by the
+    /// fan-out, never pending).
+    pub filtered: i64,
 }
 
 /// A RethinkDB-style write result, the body of PyWebhooks' update and delete responses. Fields
@@ -221,6 +231,10 @@ impl Account {
                 None => None,
             },
             secret_key: SecretKey::from_stored(f.take("secret_key")?),
+            signature_styles: f
+                .optional("signature_styles")
+                .map(|raw| SignatureStyles::from_stored(&raw))
+                .unwrap_or_default(),
             created: f.int("created")?,
         })
     }
@@ -246,6 +260,7 @@ impl Subscription {
             account_id: f.id("account_id", AccountId::parse)?,
             registration_id: f.id("registration_id", RegistrationId::parse)?,
             created: f.int("created")?,
+            filter: f.optional("filter"),
         })
     }
 }
@@ -261,6 +276,7 @@ impl Triggered {
                 failed: f.int_or_zero("failed")?,
                 pending: f.int_or_zero("pending")?,
                 skipped: f.int_or_zero("skipped")?,
+                filtered: f.int_or_zero("filtered")?,
             },
             event_data: f.optional("event_data"),
             source_event: f.optional("source_event"),

@@ -6,7 +6,7 @@ use super::intents::counted;
 use super::records::{Subscription, WriteResult};
 use super::steps::{Steps, Via};
 use super::{Page, PageRange, Quota, Store, StoreError};
-use crate::domain::{now_micros, AccountId, RegistrationId, SubscriptionId};
+use crate::domain::{now_micros, AccountId, Filter, RegistrationId, SubscriptionId};
 use crate::keys::RecordKind;
 use crate::queue::Operation;
 
@@ -34,11 +34,27 @@ impl Store {
         subscriber: AccountId,
         registration: RegistrationId,
     ) -> Result<Result<Subscription, SubscribeRefusal>, StoreError> {
+        self.subscribe_filtered(subscriber, registration, None)
+            .await
+    }
+
+    /// [`Self::subscribe`] with a filter on the payloads it is to receive (`None`: every one).
+    /// The filter is written on the subscription's hash (shown with the record) and, by the
+    /// same step that links the subscription to its registration, in the registration's
+    /// filter map, where the fan-out reads it with the page.
+    #[instrument(skip_all)]
+    pub async fn subscribe_filtered(
+        &self,
+        subscriber: AccountId,
+        registration: RegistrationId,
+        filter: Option<&Filter>,
+    ) -> Result<Result<Subscription, SubscribeRefusal>, StoreError> {
         let subscription = Subscription {
             id: SubscriptionId::generate(),
             account_id: subscriber,
             registration_id: registration,
             created: now_micros(),
+            filter: filter.map(|f| f.to_json().to_owned()),
         };
         self.subscribe_in(&mut Steps::new(), subscription).await
     }
@@ -63,21 +79,22 @@ impl Store {
             )
             .await?;
         let key = self.keys.subscription(subscription.id);
-        self.create_record(
-            steps,
-            &key,
-            &[
-                b"id",
-                id.as_bytes(),
-                b"account_id",
-                subscriber.to_string().as_bytes(),
-                b"registration_id",
-                registration.to_string().as_bytes(),
-                b"created",
-                created.as_bytes(),
-            ],
-        )
-        .await?;
+        let subscriber_id = subscriber.to_string();
+        let registration_id = registration.to_string();
+        let mut fields: Vec<&[u8]> = vec![
+            b"id",
+            id.as_bytes(),
+            b"account_id",
+            subscriber_id.as_bytes(),
+            b"registration_id",
+            registration_id.as_bytes(),
+            b"created",
+            created.as_bytes(),
+        ];
+        if let Some(filter) = &subscription.filter {
+            fields.extend([b"filter".as_slice(), filter.as_bytes()]);
+        }
+        self.create_record(steps, &key, &fields).await?;
         let mut outcome = match self
             .link_subscriber(
                 steps,
@@ -85,6 +102,7 @@ impl Store {
                 subscription.id,
                 subscriber,
                 subscription.created,
+                subscription.filter.as_deref(),
             )
             .await?
         {

@@ -6,7 +6,8 @@
 --
 -- KEYS: the jobs stream of the trigger's shard, the triggered record.
 -- ARGV: consumer group, this job's stream id ('' for none), the batch job JSON ('' for none),
---       the number of targets in it, the next page's job JSON ('' for none).
+--       the number of targets in it, the next page's job JSON ('' for none), the number of
+--       the page's rows whose filter did not match (counted as filtered on the summary).
 -- Returns 1 done, 0 done before by another worker.
 local group, entry = ARGV[1], ARGV[2]
 if entry ~= '' then
@@ -19,8 +20,14 @@ local targets = tonumber(ARGV[4])
 if ARGV[3] ~= '' then
   redis.call('XADD', KEYS[1], '*', 'job', ARGV[3])
 end
-if targets > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HINCRBY', KEYS[2], 'pending', targets)
+local filtered = tonumber(ARGV[6]) or 0
+if (targets > 0 or filtered > 0) and redis.call('EXISTS', KEYS[2]) == 1 then
+  if targets > 0 then
+    redis.call('HINCRBY', KEYS[2], 'pending', targets)
+  end
+  if filtered > 0 then
+    redis.call('HINCRBY', KEYS[2], 'filtered', filtered)
+  end
 end
 if ARGV[5] ~= '' then
   redis.call('XADD', KEYS[1], '*', 'job', ARGV[5])

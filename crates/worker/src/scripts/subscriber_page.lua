@@ -1,10 +1,16 @@
 -- Reads one page of a fan-out in the registration's slot, without writing: the next subscription
--- rows after the cursor, each with its score and its subscriber account id (from the index
--- beside it, '' when missing).
+-- rows after the cursor, each with its score, its subscriber account id (from the map beside
+-- the index, '' when missing) and its filter (from the filter map), given as a number into the
+-- page's list of distinct filter texts ('0' for none): many subscriptions share one filter, and
+-- a page then carries its text once. When a row of the page has a filter, the registration's
+-- payload comes with the page, for the filters to be evaluated against (the trigger's own
+-- payload, when it has one, is read beside this script).
 --
--- KEYS: the registration's subscriptions zset, its subscriber accounts hash.
+-- KEYS: the registration's subscriptions zset, its subscriber accounts hash, its subscriber
+--       filters hash, the registration hash.
 -- ARGV: page size, after score ('' on the first page), after subscription id.
--- Returns a flat list of (subscription id, score, account id) triples.
+-- Returns {a flat list of (subscription id, score, account id, filter number) quadruples, the
+-- distinct filter texts, the registration's event_data or '' when no row has a filter}.
 local size = tonumber(ARGV[1])
 local after_score, after_id = ARGV[2], ARGV[3]
 
@@ -32,16 +38,37 @@ end
 
 local out = {}
 if #rows == 0 then
-  return out
+  return {out, {}, ''}
 end
 local ids = {}
 for i = 1, #rows, 2 do
   ids[#ids + 1] = rows[i]
 end
 local accounts = redis.call('HMGET', KEYS[2], unpack(ids))
+-- Most registrations have no filtered subscriber: one EXISTS spares the HMGET.
+local filters = {}
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  filters = redis.call('HMGET', KEYS[3], unpack(ids))
+end
+local distinct, number_of = {}, {}
 for i = 1, #ids do
   out[#out + 1] = ids[i]
   out[#out + 1] = rows[i * 2]
   out[#out + 1] = accounts[i] or ''
+  local filter = filters[i]
+  local number = 0
+  if filter then
+    number = number_of[filter]
+    if not number then
+      distinct[#distinct + 1] = filter
+      number = #distinct
+      number_of[filter] = number
+    end
+  end
+  out[#out + 1] = tostring(number)
 end
-return out
+local payload = ''
+if #distinct > 0 then
+  payload = redis.call('HGET', KEYS[4], 'event_data') or ''
+end
+return {out, distinct, payload}

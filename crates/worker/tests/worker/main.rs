@@ -7,9 +7,11 @@
 mod cluster;
 mod delivery;
 mod fairness;
+mod filters;
 mod helpers;
 mod intents;
 mod liveness;
 mod recovery;
 mod retries;
 mod shards;
+mod styles;

@@ -241,8 +241,8 @@ impl Store {
             .await?)
     }
 
-    /// Links a subscription to its live registration, index and subscriber map together:
-    /// 1 linked, 0 the registration is not live, -1 its quota is full.
+    /// Links a subscription to its live registration, index, subscriber map and filter map
+    /// together: 1 linked, 0 the registration is not live, -1 its quota is full.
     pub(super) async fn link_subscriber(
         &self,
         steps: &mut Steps,
@@ -250,6 +250,7 @@ impl Store {
         subscription: SubscriptionId,
         subscriber: AccountId,
         score: i64,
+        filter: Option<&str>,
     ) -> Result<i64, StoreError> {
         steps.next()?;
         let mut conn = self.connection().await?;
@@ -257,10 +258,12 @@ impl Store {
             .key(self.keys.registration(registration))
             .key(self.keys.registration_subscriptions(registration))
             .key(self.keys.registration_subscriber_accounts(registration))
+            .key(self.keys.registration_subscriber_filters(registration))
             .arg(subscription.to_string())
             .arg(score)
             .arg(self.quotas.registration_subscriptions)
             .arg(subscriber.to_string())
+            .arg(filter.unwrap_or_default())
             .invoke_async(&mut conn)
             .await?)
     }
@@ -276,6 +279,7 @@ impl Store {
         let _: i64 = scripts::UNLINK_SUBSCRIBER
             .key(self.keys.registration_subscriptions(registration))
             .key(self.keys.registration_subscriber_accounts(registration))
+            .key(self.keys.registration_subscriber_filters(registration))
             .arg(subscription)
             .invoke_async(&mut conn)
             .await?;

@@ -84,7 +84,7 @@ impl Store {
 
     /// Deletes a registration: tombstone, the subscriptions to it in batches, its entries in
     /// the global list and its owner's index (the owner's last when `via_owner`), then its hash
-    /// with its subscriber index and map. `owner` is used when the hash is gone.
+    /// with its subscriber index and maps. `owner` is used when the hash is gone.
     pub(in crate::store) async fn remove_registration(
         &self,
         steps: &mut Steps,
@@ -155,7 +155,11 @@ impl Store {
         command.arg(self.keys.registrations()).arg(id);
         self.write_step(steps, &command).await?;
         let mut command = redis::cmd("DEL");
-        command.arg(&key).arg(&index).arg(&subscriber_accounts);
+        command
+            .arg(&key)
+            .arg(&index)
+            .arg(&subscriber_accounts)
+            .arg(self.keys.registration_subscriber_filters(rid));
         self.write_step(steps, &command).await?;
         if via_owner {
             if let Some(command) = &from_owner {

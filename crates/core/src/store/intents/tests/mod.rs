@@ -112,6 +112,8 @@ fn subscription_of(subscriber: AccountId, registration: RegistrationId) -> Subsc
         account_id: subscriber,
         registration_id: registration,
         created: crate::domain::now_micros(),
+        // A filter, so that every step is seen to keep the filter map with the index.
+        filter: Some(r#"{"path":"a","exists":true}"#.into()),
     }
 }
 
@@ -293,6 +295,12 @@ async fn assert_whole(store: &Store, gone: &Gone) {
             index, mapped,
             "the subscriber map of {id} matches its index"
         );
+        for (sid, _) in fields(store, &keys.registration_subscriber_filters(rid)).await {
+            assert!(
+                index.contains(&sid),
+                "the filter of {sid} outlived its link"
+            );
+        }
         for (sid, subscriber) in map {
             assert!(subscriptions.contains(&sid), "{sid} of {id} not listed");
             let subscription = store
@@ -366,6 +374,9 @@ async fn assert_whole(store: &Store, gone: &Gone) {
         assert!(fields(store, &keys.registration_subscriber_accounts(*id))
             .await
             .is_empty());
+        assert!(fields(store, &keys.registration_subscriber_filters(*id))
+            .await
+            .is_empty());
     }
     for (id, subscriber, registration) in &gone.subscriptions {
         let sid = id.to_string();
@@ -386,6 +397,15 @@ async fn assert_whole(store: &Store, gone: &Gone) {
             field(
                 store,
                 &keys.registration_subscriber_accounts(*registration),
+                &sid
+            )
+            .await,
+            None
+        );
+        assert_eq!(
+            field(
+                store,
+                &keys.registration_subscriber_filters(*registration),
                 &sid
             )
             .await,
