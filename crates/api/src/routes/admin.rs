@@ -8,7 +8,7 @@ use tracing::instrument;
 
 use super::resource;
 use crate::auth::{authenticate, Need};
-use crate::body::read_limited;
+use crate::body::read_body;
 use crate::error::ApiError;
 use crate::paging::{page_response, PageQuery};
 use crate::state::AppState;
@@ -94,13 +94,7 @@ async fn redrive_many(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     authenticate(&req, &state, Need::Admin).await?;
-    let (body, _room) = read_limited(
-        &req,
-        payload,
-        state.limits.max_body_bytes,
-        &state.body_budget,
-    )
-    .await?;
+    let (body, _room) = read_body(&req, payload, &state).await?;
     let RedriveMany { ids } = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "Invalid body: expected {{\"ids\": [dead letter ids]}} ({e})"

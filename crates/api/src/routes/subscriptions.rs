@@ -9,7 +9,7 @@ use tracing::instrument;
 
 use super::{missing_id, resource};
 use crate::auth::{authenticate, Need};
-use crate::body::read_limited;
+use crate::body::read_body;
 use crate::error::ApiError;
 use crate::paging::{budgeted_page, write_json, PageQuery};
 use crate::state::AppState;
@@ -98,13 +98,7 @@ async fn subscribe(
     let caller = authenticate(&req, &state, Need::Account).await?;
     let registration = RegistrationId::parse(&path)
         .ok_or(ApiError::NotFound("The registration id does not exist"))?;
-    let (body, _room) = read_limited(
-        &req,
-        payload,
-        state.limits.max_body_bytes,
-        &state.body_budget,
-    )
-    .await?;
+    let (body, _room) = read_body(&req, payload, &state).await?;
     let filter = requested_filter(&body)?;
     match state
         .store
