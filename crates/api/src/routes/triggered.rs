@@ -72,12 +72,7 @@ const NOT_YOURS: &str = "You don't have access to this registration record or it
 
 /// Counts a trigger against the caller's `limit_triggers` per second: 429 past it, and nothing
 /// is written. Counted in Redis, so the limit holds across every API process.
-async fn limit_triggers(state: &AppState, caller: &Account) -> Result<(), ApiError> {
-    limit_triggers_of(state, caller.id).await
-}
-
-/// [`limit_triggers`] for an account known by its id (an inbound hook's registration owner).
-pub(super) async fn limit_triggers_of(state: &AppState, caller: AccountId) -> Result<(), ApiError> {
+pub(super) async fn limit_triggers(state: &AppState, caller: AccountId) -> Result<(), ApiError> {
     let limit = RateLimit::new(
         RateLimitKind::Triggers,
         state.quotas.triggers,
@@ -139,7 +134,7 @@ async fn trigger(
             }),
             delivery_id: None,
         },
-        limit_triggers(&state, &caller),
+        limit_triggers(&state, caller.id),
     )
     .await?;
     Ok(answer(fired))

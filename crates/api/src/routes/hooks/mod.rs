@@ -22,7 +22,7 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::resource;
-use super::triggered::{limit_triggers_of, TriggeredOut};
+use super::triggered::{limit_triggers, TriggeredOut};
 use crate::auth::{authenticate, authenticate_presented, Need, Presented};
 use crate::body::read_body;
 use crate::error::ApiError;
@@ -241,7 +241,7 @@ pub(super) async fn trigger_from_hook(
             }),
             delivery_id: hook.delivery_id,
         },
-        limit_triggers_of(state, hook.owner),
+        limit_triggers(state, hook.owner),
     )
     .await?;
     Ok(answer(fired))
