@@ -65,6 +65,7 @@ impl Application {
                 max_body_bytes: settings.max_body_bytes,
                 key_reset_interval: settings.key_reset_interval,
                 key_reset_grace: settings.key_reset_grace,
+                secret_grace: settings.secret_grace,
             },
             quotas: settings.limits.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),

@@ -87,6 +87,8 @@ pub struct Limits {
     pub key_reset_interval: Duration,
     /// How long the old API key keeps working after a reset somebody else asked for.
     pub key_reset_grace: Duration,
+    /// How long deliveries after a secret-key reset are also signed with the old secret.
+    pub secret_grace: Duration,
 }
 
 #[cfg(test)]

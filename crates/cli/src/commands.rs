@@ -1,5 +1,7 @@
 //! The commands of the binary.
 
+use std::time::Duration;
+
 use anyhow::{bail, Context as _};
 use pubhook_api::routes::health::WorkerListener;
 use pubhook_api::state::WorkerReadiness;
@@ -187,7 +189,10 @@ async fn init(store: &Store, rotate_keys: bool) -> anyhow::Result<()> {
     let username = match existing {
         Some(admin) if rotate_keys => {
             store.replace_api_key_hash(admin.id, &api_key_hash).await?;
-            store.replace_secret_key(admin.id, &secret_key).await?;
+            // Keys are rotated by hand when they may have leaked: the old secret stops at once.
+            store
+                .replace_secret_key(admin.id, &secret_key, Duration::ZERO)
+                .await?;
             admin.username.clone()
         }
         Some(_) => {

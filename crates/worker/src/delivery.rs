@@ -1,7 +1,8 @@
 //! Delivery: the signed POSTs of one batch (first attempts) or one retry, and their outcomes.
 //!
 //! Each attempt goes to the subscriber's endpoint **as it is now**, signed with its secret **as
-//! it is now** (a secret reset applies to the next attempt), and is skipped when the subscriber
+//! it is now** (a secret reset applies to the next attempt, which during the reset's grace
+//! period is also signed with the secret replaced), and is skipped when the subscriber
 //! has reached `max_failed_count` (the fan-out does not look: this is where such subscribers are
 //! skipped and counted). The subscriber's side of the outcomes (full attempt records,
 //! `failed_count`) is written first, each on its own slot; then one script in the trigger's
@@ -155,6 +156,8 @@ pub struct Attempt {
     target: Target,
     url: url::Url,
     secret_key: String,
+    /// The secret `secret_key` replaced, while its grace period lasts.
+    previous_secret: Option<String>,
     /// The subscriber's `failed_count` as read before the attempt: a success resets it only
     /// when it was not 0 already.
     failed_count: i64,
@@ -187,18 +190,22 @@ impl AttemptResult {
     }
 }
 
-/// An account's `endpoint`, `secret_key`, `failed_count`, `state` and `signature_styles`.
+/// An account's `endpoint`, `secret_key`, `failed_count`, `state`, `signature_styles`,
+/// `previous_secret_key` and `previous_secret_until`.
 type AccountFields = (
     Option<String>,
     Option<String>,
     Option<i64>,
     Option<String>,
     Option<String>,
+    Option<String>,
+    Option<u64>,
 );
 
 struct Subscriber {
     endpoint: String,
     secret_key: String,
+    previous_secret: Option<String>,
     failed_count: i64,
     signature_styles: SignatureStyles,
 }
@@ -308,6 +315,7 @@ fn check_target(
             target,
             url,
             secret_key: subscriber.secret_key,
+            previous_secret: subscriber.previous_secret,
             failed_count: subscriber.failed_count,
             signature_styles: subscriber.signature_styles,
         }),
@@ -384,7 +392,9 @@ async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreEr
             .arg("secret_key")
             .arg("failed_count")
             .arg(STATE_FIELD)
-            .arg("signature_styles");
+            .arg("signature_styles")
+            .arg("previous_secret_key")
+            .arg("previous_secret_until");
         reads.push(read);
         if check_subscription {
             let mut exists = redis::cmd("HMGET");
@@ -413,6 +423,7 @@ async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreEr
         source_event,
     };
     let mut subscribers = Vec::with_capacity(job.targets.len());
+    let now_ms = now_millis();
     for _ in &job.targets {
         let fields: AccountFields = redis::from_redis_value(next())?;
         let subscription_exists = !check_subscription || {
@@ -420,12 +431,15 @@ async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreEr
             id.is_some() && state.is_none()
         };
         subscribers.push(match fields {
-            (Some(endpoint), Some(secret_key), failed_count, None, styles)
+            (Some(endpoint), Some(secret_key), failed_count, None, styles, previous, until)
                 if subscription_exists =>
             {
                 Some(Subscriber {
                     endpoint,
                     secret_key,
+                    // Past its grace period the old secret stays in the record, unused, until
+                    // the next reset replaces or drops it.
+                    previous_secret: previous.filter(|_| until.is_some_and(|until| until > now_ms)),
                     failed_count: failed_count.unwrap_or(0),
                     signature_styles: styles
                         .map(|raw| SignatureStyles::from_stored(&raw))
@@ -445,6 +459,7 @@ pub async fn send(ctx: &DeliveryContext, payload: &Payload, attempt: Attempt) ->
         &payload.event,
         &payload.body,
         &attempt.secret_key,
+        attempt.previous_secret.as_deref(),
         &payload.webhook_id,
         timestamp,
         &attempt.signature_styles,

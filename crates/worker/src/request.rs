@@ -26,10 +26,16 @@ pub fn payload_body(event_data: &str) -> Result<Vec<u8>, serde_json::Error> {
 
 /// The headers of one attempt: content type, `event`, both signatures and the Standard Webhooks
 /// id and timestamp. (`user-agent` is set by the outbound client.)
+///
+/// During a secret's grace period `previous_secret` is the secret it replaced, and
+/// `webhook-signature` carries both signatures, `v1,<new> v1,<old>`, as Standard Webhooks allows
+/// (a receiver accepts the request when any one matches). The other styles have room for one
+/// signature only and use the new secret, as PyWebhooks does for `pywebhooks-signature`.
 pub fn delivery_headers(
     event: &str,
     body: &[u8],
     secret_key: &str,
+    previous_secret: Option<&str>,
     webhook_id: &str,
     timestamp: i64,
     styles: &SignatureStyles,
@@ -48,11 +54,12 @@ pub fn delivery_headers(
     );
     insert(&mut headers, "webhook-id", webhook_id.to_owned());
     insert(&mut headers, "webhook-timestamp", timestamp.to_string());
-    insert(
-        &mut headers,
-        "webhook-signature",
-        standard_signature(secret_key, webhook_id, timestamp, body),
-    );
+    let mut signature = standard_signature(secret_key, webhook_id, timestamp, body);
+    if let Some(previous) = previous_secret {
+        signature.push(' ');
+        signature.push_str(&standard_signature(previous, webhook_id, timestamp, body));
+    }
+    insert(&mut headers, "webhook-signature", signature);
     if !styles.is_empty() {
         let hex = body_sha256_hex(secret_key, body);
         if styles.contains(SignatureStyle::Github) {
@@ -97,6 +104,7 @@ mod tests {
             "johndoe.event",
             &body,
             secret,
+            None,
             "msg-1",
             1_700_000_000,
             &SignatureStyles::default(),
@@ -127,6 +135,7 @@ mod tests {
             "e",
             b"{}",
             "secret",
+            None,
             "msg-1",
             1_700_000_000,
             &SignatureStyles::default(),
@@ -141,7 +150,7 @@ mod tests {
         let body = br#"{"a": 1}"#;
         let secret = "bb7c3a2d1f0e9d8c7b6a5f4e3d2c1b0a99887766";
         let styles = SignatureStyles::parse(&serde_json::json!(["github", "jobserv"])).unwrap();
-        let headers = delivery_headers("e", body, secret, "msg-1", 1, &styles);
+        let headers = delivery_headers("e", body, secret, None, "msg-1", 1, &styles);
         let hex = body_sha256_hex(secret, body);
         assert_eq!(hex.len(), 64);
         assert_eq!(
@@ -150,5 +159,38 @@ mod tests {
         );
         assert_eq!(headers["x-jobserv-sig"], format!("sha256:{hex}").as_str());
         assert!(headers.get("pywebhooks-signature").is_some());
+    }
+
+    #[test]
+    fn in_a_grace_period_the_standard_signature_is_given_by_both_secrets() {
+        let body = br#"{"a": 1}"#;
+        let (new, old) = ("the new secret", "the old secret");
+        let styles = SignatureStyles::parse(&serde_json::json!(["github"])).unwrap();
+        let headers = delivery_headers("e", body, new, Some(old), "msg-1", 1, &styles);
+        let signatures = headers["webhook-signature"].to_str().unwrap();
+        assert_eq!(
+            signatures,
+            format!(
+                "{} {}",
+                standard_signature(new, "msg-1", 1, body),
+                standard_signature(old, "msg-1", 1, body)
+            )
+        );
+        for secret in [new, old] {
+            assert!(verify_standard_signature(
+                secret, "msg-1", 1, body, signatures
+            ));
+        }
+        assert!(!verify_standard_signature(
+            "a third", "msg-1", 1, body, signatures
+        ));
+        let sig = headers["pywebhooks-signature"].to_str().unwrap();
+        assert!(verify_pywebhooks_signature(new, body, sig));
+        assert!(!verify_pywebhooks_signature(old, body, sig));
+        let hex = body_sha256_hex(new, body);
+        assert_eq!(
+            headers["x-hub-signature-256"],
+            format!("sha256={hex}").as_str()
+        );
     }
 }

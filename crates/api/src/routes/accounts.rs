@@ -325,7 +325,8 @@ async fn reset_api_key(
 }
 
 /// `POST /v1/account/reset/secretkey`: authenticated; the new secret goes to the endpoint and
-/// signs every delivery from then on. Counts against `limit_resets` like the API-key reset.
+/// signs every delivery from then on. For `secret_grace`, deliveries also carry a Standard
+/// Webhooks signature by the old secret. Counts against `limit_resets` like the API-key reset.
 #[instrument(skip_all)]
 async fn reset_secret_key(
     req: HttpRequest,
@@ -337,7 +338,10 @@ async fn reset_secret_key(
         .ok_or(ApiError::NotFound("Endpoint not found"))?;
     let secret = SecretKey::generate();
     send_key(&state, &endpoint, KeyKind::SecretKey, secret.expose()).await?;
-    state.store.replace_secret_key(caller.id, &secret).await?;
+    state
+        .store
+        .replace_secret_key(caller.id, &secret, state.limits.secret_grace)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "Message": "New key sent to endpoint" })))
 }
 

@@ -738,6 +738,22 @@ async fn a_secret_key_reset_is_authenticated_and_stores_what_it_sent() {
         .unwrap();
     assert_eq!(stored.secret_key.expose(), sent);
     assert_ne!(sent, jane.secret_key);
+    // The old secret is kept for `secret_grace` (24 h by default), for deliveries to carry a
+    // second signature by it.
+    let mut conn = app.store.connection().await.unwrap();
+    let (previous, until): (Option<String>, Option<u64>) = redis::cmd("HMGET")
+        .arg(app.store.keys().account(stored.id))
+        .arg("previous_secret_key")
+        .arg("previous_secret_until")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(previous.as_deref(), Some(jane.secret_key.as_str()));
+    let left = until.unwrap() - pubhook_core::domain::now_millis();
+    assert!(
+        (23 * 3600 * 1000..=24 * 3600 * 1000).contains(&left),
+        "{left} ms of grace left"
+    );
 
     app.receiver.set_key_reply(500, "{}");
     let (status, _) = reset(&app, "/v1/account/reset/secretkey", Some(&jane), None).await;

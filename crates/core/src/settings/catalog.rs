@@ -315,6 +315,16 @@ static KEYS: &[KeyDoc] = &[
         },
     },
     KeyDoc {
+        name: "secret_grace",
+        env: "PUBHOOK_SECRET_GRACE",
+        default: "24h",
+        description: "after a secret-key reset, deliveries this long also carry a `webhook-signature` by the old secret; 0 turns it off",
+        apply: |s, raw| {
+            s.secret_grace = parse_duration(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
         name: "trusted_proxies",
         env: "PUBHOOK_TRUSTED_PROXIES",
         default: "empty",

@@ -99,6 +99,8 @@ pub struct Settings {
     pub queue_shards: Option<u16>,
     /// How long the old API key keeps working after a reset, unless the new one is used first.
     pub key_reset_grace: Duration,
+    /// How long deliveries after a secret-key reset also carry a signature by the old secret.
+    pub secret_grace: Duration,
     /// Proxies whose `X-Forwarded-For` is believed; every other peer is the client itself.
     pub trusted_proxies: Vec<IpNet>,
     /// Quotas, rate limits and edge bounds (`limit_*`).
@@ -136,6 +138,7 @@ impl Default for Settings {
             triggered_retention: Duration::from_secs(30 * 24 * 3600),
             queue_shards: None,
             key_reset_grace: Duration::from_secs(3600),
+            secret_grace: Duration::from_secs(24 * 3600),
             trusted_proxies: Vec::new(),
             limits: Limits::default(),
         }
@@ -171,6 +174,7 @@ impl fmt::Debug for Settings {
             triggered_retention,
             queue_shards,
             key_reset_grace,
+            secret_grace,
             trusted_proxies,
             limits,
         } = self;
@@ -206,6 +210,7 @@ impl fmt::Debug for Settings {
             .field("triggered_retention", triggered_retention)
             .field("queue_shards", queue_shards)
             .field("key_reset_grace", key_reset_grace)
+            .field("secret_grace", secret_grace)
             .field("trusted_proxies", trusted_proxies)
             .field("limits", limits)
             .finish()

@@ -15,7 +15,9 @@ use super::records::{Account, WriteResult};
 use super::steps::Steps;
 use super::{scripts, Page, PageRange, Store, StoreError};
 use crate::domain::Micros;
-use crate::domain::{now_micros, AccountId, EndpointUrl, SecretKey, SignatureStyles, Username};
+use crate::domain::{
+    now_micros, now_millis, AccountId, EndpointUrl, SecretKey, SignatureStyles, Username,
+};
 use crate::keys::RecordKind;
 use crate::queue::Operation;
 
@@ -304,15 +306,35 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Replaces the secret key that signs deliveries to this account.
+    /// Replaces the secret key that signs deliveries to this account. For `grace` from now,
+    /// deliveries also carry a Standard Webhooks signature by the secret it replaces, so a
+    /// receiver that has not picked up the new secret yet keeps verifying (`Duration::ZERO`:
+    /// the old secret stops at once). Only the secret replaced is kept: after two resets within
+    /// the grace period the first secret no longer signs.
     #[instrument(skip_all)]
     pub async fn replace_secret_key(
         &self,
         id: AccountId,
         key: &SecretKey,
+        grace: Duration,
     ) -> Result<WriteResult, StoreError> {
-        self.update_fields(self.keys.account(id), &[("secret_key", key.expose())])
-            .await
+        let until = if grace.is_zero() {
+            0
+        } else {
+            now_millis().saturating_add(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX / 2))
+        };
+        let mut conn = self.connection().await?;
+        let outcome: String = scripts::ROTATE_SECRET
+            .key(self.keys.account(id))
+            .arg(key.expose())
+            .arg(until)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(if outcome == "replaced" {
+            WriteResult::replaced(1)
+        } else {
+            WriteResult::skipped(1)
+        })
     }
 
     /// Deletes an account with its subscriptions, its registrations and their subscriptions.

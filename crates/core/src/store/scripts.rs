@@ -14,6 +14,11 @@ macro_rules! script {
 }
 
 script!(UPDATE_FIELDS, "update_fields.lua");
+script!(
+    /// A secret-key reset with its grace period (see `super::accounts`).
+    ROTATE_SECRET,
+    "rotate_secret.lua"
+);
 script!(TRIGGER, "trigger.lua");
 script!(INDEX_TRIGGERED, "index_triggered.lua");
 script!(

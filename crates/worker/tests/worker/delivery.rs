@@ -159,7 +159,7 @@ async fn a_secret_reset_signs_the_next_delivery_with_the_new_secret() {
     let new_secret = pubhook_core::domain::SecretKey::generate();
     world
         .store
-        .replace_secret_key(sub.id, &new_secret)
+        .replace_secret_key(sub.id, &new_secret, Duration::ZERO)
         .await
         .unwrap();
     world.trigger(reg).await;

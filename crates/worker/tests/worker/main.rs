@@ -13,5 +13,6 @@ mod intents;
 mod liveness;
 mod recovery;
 mod retries;
+mod secret_grace;
 mod shards;
 mod styles;
