@@ -34,6 +34,7 @@
 //! | `{p}subscription:{<id>}:deliveries`           | zset   | subscription   | `delivery_retention` | one subscription's attempts in full, by time |
 //! | `{p}triggered:{q<n>}:<id>`                    | hash   | queue shard    | `triggered_retention` | one triggered record |
 //! | `{p}triggered:{q<n>}:<id>:deliveries`         | zset   | queue shard    | `delivery_retention` | the delivery attempts of a trigger, by time (outcomes only) |
+//! | `{p}triggered:{q<n>}:<id>:redeliveries`       | hash   | queue shard    | `triggered_retention` | subscription id → where its manual redelivery stands (`pending`, then its outcome), only for deliveries redelivered (see `store::redeliveries`) |
 //! | `{p}jobs:{q<n>}`                              | stream | queue shard    | —        | the shard's job queue (see `queue`) |
 //! | `{p}delayed:{q<n>}`                           | zset   | queue shard    | —        | the shard's retries and intents waiting, scored by due time (ms) |
 //! | `{p}dead:{q<n>}`                              | list   | queue shard    | capped   | the shard's jobs set aside after crashing workers |
@@ -235,6 +236,12 @@ impl Keys {
         self.join(format_args!("triggered:{{{tag}}}:{id}:deliveries"))
     }
 
+    /// `{p}triggered:{q<n>}:<id>:redeliveries`
+    pub fn redeliveries(&self, id: TriggeredId) -> String {
+        let tag = self.tag(self.shard_of(id));
+        self.join(format_args!("triggered:{{{tag}}}:{id}:redeliveries"))
+    }
+
     /// `{p}jobs:{q<n>}`
     pub fn jobs(&self, shard: Shard) -> String {
         let tag = self.tag(shard);
@@ -400,6 +407,8 @@ pub enum RateLimitKind {
     Resets,
     /// Triggers, per account.
     Triggers,
+    /// Redelivery requests, per account.
+    Redeliveries,
 }
 
 impl RateLimitKind {
@@ -411,6 +420,7 @@ impl RateLimitKind {
             Self::AuthFailuresByClient => "auth-failures-client",
             Self::Resets => "resets",
             Self::Triggers => "triggers",
+            Self::Redeliveries => "redeliveries",
         }
     }
 }

@@ -83,6 +83,22 @@ pub enum Job {
         /// The number of this attempt (2 is the first retry).
         attempt: u32,
     },
+    /// A manual redelivery of one delivery, asked for through the API: one attempt, the same
+    /// `webhook-id` and payload, with no retry after it. Queued with the trigger's
+    /// `redeliveries` entry for its subscription set to `pending`; its outcome replaces it.
+    #[serde(rename = "redeliver.v1")]
+    RedeliverV1 {
+        /// The triggered record.
+        triggered_id: TriggeredId,
+        /// The registration triggered.
+        registration_id: RegistrationId,
+        /// The request that asked for the redelivery, for logs.
+        request_id: Option<String>,
+        /// Who receives it.
+        target: Target,
+        /// The number of this attempt: one more than the delivery's last.
+        attempt: u32,
+    },
     /// The recovery of one create or delete that spans hash slots, written to a shard's delayed
     /// set before its first step and removed after its last (see `store::intents`). A worker
     /// runs it only if it is still there when due, that is when the API died half-way: it
@@ -187,8 +203,23 @@ impl Job {
                 targets,
                 ..
             } => Some((*triggered_id, targets.len())),
-            Self::RetryV1 { triggered_id, .. } => Some((*triggered_id, 1)),
+            Self::RetryV1 { triggered_id, .. } | Self::RedeliverV1 { triggered_id, .. } => {
+                Some((*triggered_id, 1))
+            }
             Self::FanOutV1 { .. } | Self::IntentV1 { .. } => None,
+        }
+    }
+
+    /// The delivery a manual redelivery is for: what setting the job aside, or redriving it,
+    /// must also mark in the trigger's `redeliveries`.
+    pub fn redelivery_of(&self) -> Option<(TriggeredId, SubscriptionId)> {
+        match self {
+            Self::RedeliverV1 {
+                triggered_id,
+                target,
+                ..
+            } => Some((*triggered_id, target.subscription_id)),
+            _ => None,
         }
     }
 

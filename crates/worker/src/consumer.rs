@@ -380,15 +380,23 @@ impl Consumer {
             .map(|entry| to_entry(shard, entry).raw)
             .unwrap_or_default();
         // An unreadable job names no trigger.
-        let owed = Job::from_json(&raw)
-            .ok()
-            .and_then(|job| job.owed_deliveries())
+        let job = Job::from_json(&raw).ok();
+        let owed = job
+            .as_ref()
+            .and_then(Job::owed_deliveries)
             // Only a trigger of this shard is in this slot.
             .filter(|(triggered, _)| keys.shard_of(*triggered) == shard);
+        let redelivery = job
+            .as_ref()
+            .and_then(Job::redelivery_of)
+            .filter(|_| owed.is_some());
         let mut invocation = scripts::DEAD_LETTER.key(keys.jobs(shard));
         invocation.key(keys.dead_letters(shard));
         if let Some((triggered, _)) = owed {
             invocation.key(keys.triggered(triggered));
+        }
+        if let Some((triggered, _)) = redelivery {
+            invocation.key(keys.redeliveries(triggered));
         }
         let letter = DeadLetter {
             id: DeadLetter::id_of(shard, id),
@@ -401,14 +409,16 @@ impl Consumer {
         };
         // Strings and numbers always serialise.
         let letter = serde_json::to_string(&letter).unwrap_or_default();
-        let _: i64 = invocation
+        invocation
             .arg(CONSUMER_GROUP)
             .arg(id)
             .arg(DEAD_LETTER_CAP)
             .arg(letter)
-            .arg(owed.map_or(0, |(_, count)| count))
-            .invoke_async(conn)
-            .await?;
+            .arg(owed.map_or(0, |(_, count)| count));
+        if let Some((_, subscription)) = redelivery {
+            invocation.arg(subscription.to_string());
+        }
+        let _: i64 = invocation.invoke_async(conn).await?;
         Ok(())
     }
 

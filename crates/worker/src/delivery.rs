@@ -119,6 +119,10 @@ pub struct DeliveryJob {
     pub targets: Vec<Target>,
     /// The attempt number of every target (1 for a batch).
     pub attempt: u32,
+    /// A redelivery asked for through the API: attempted even when the subscriber has reached
+    /// `max_failed_count` (a success then re-enables it), never retried, and its outcome
+    /// recorded in the trigger's redeliveries.
+    pub manual: bool,
 }
 
 /// What every attempt of one job sends: the event, the body (shared, one copy per job) and the
@@ -130,6 +134,7 @@ pub struct Payload {
     source_event: Option<String>,
     webhook_id: String,
     attempt: u32,
+    manual: bool,
     triggered: TriggeredId,
 }
 
@@ -264,6 +269,7 @@ pub async fn prepare(ctx: &DeliveryContext, job: DeliveryJob) -> Result<Prepared
             source_event: own.source_event,
             webhook_id: job.triggered.to_string(),
             attempt: job.attempt,
+            manual: job.manual,
             triggered: job.triggered,
         })),
         _ => None,
@@ -301,7 +307,7 @@ fn check_target(
         };
         return PreparedAttempt::Done(skipped(job, target, None, reason));
     };
-    if subscriber.failed_count >= i64::from(ctx.max_failed_count) {
+    if subscriber.failed_count >= i64::from(ctx.max_failed_count) && !job.manual {
         let endpoint = Some(subscriber.endpoint.as_str());
         return PreparedAttempt::Done(skipped(
             job,
@@ -333,7 +339,7 @@ fn skipped(
     reason: SkipReason,
 ) -> AttemptResult {
     let outcome = DeliveryOutcome::Skipped(reason);
-    let record = attempt_record(
+    let mut record = attempt_record(
         job.triggered,
         job.attempt,
         &target,
@@ -344,6 +350,7 @@ fn skipped(
         Duration::ZERO,
         None,
     );
+    record.manual = job.manual;
     AttemptResult {
         target,
         record,
@@ -497,6 +504,8 @@ pub async fn send(ctx: &DeliveryContext, payload: &Payload, attempt: Attempt) ->
     };
     let outcome = if error.is_none() {
         DeliveryOutcome::Delivered
+    } else if payload.manual {
+        DeliveryOutcome::GaveUp
     } else {
         match ctx
             .retry
@@ -507,7 +516,7 @@ pub async fn send(ctx: &DeliveryContext, payload: &Payload, attempt: Attempt) ->
         }
     };
     tracing::debug!(subscription = %attempt.target.subscription_id, ?status, error = error.map(FailureClass::as_str), ?outcome, "attempt");
-    let record = attempt_record(
+    let mut record = attempt_record(
         payload.triggered,
         payload.attempt,
         &attempt.target,
@@ -518,6 +527,7 @@ pub async fn send(ctx: &DeliveryContext, payload: &Payload, attempt: Attempt) ->
         latency,
         Some(snippet),
     );
+    record.manual = payload.manual;
     AttemptResult {
         target: attempt.target,
         record,
@@ -546,7 +556,18 @@ pub async fn record(
     let (mut delivered, mut failed, mut skipped) = (0u64, 0u64, 0u64);
     let mut accounts: Vec<(AccountId, &str)> = Vec::new();
     let mut retries: Vec<(u64, String)> = Vec::new();
+    let mut redelivered: Vec<(String, &str)> = Vec::new();
     for result in results {
+        if job.manual {
+            redelivered.push((
+                result.target.subscription_id.to_string(),
+                match result.outcome {
+                    DeliveryOutcome::Delivered => "delivered",
+                    DeliveryOutcome::Skipped(_) => "skipped",
+                    DeliveryOutcome::GaveUp | DeliveryOutcome::Retrying { .. } => "failed",
+                },
+            ));
+        }
         match &result.outcome {
             DeliveryOutcome::Delivered => {
                 delivered += 1;
@@ -625,6 +646,7 @@ pub async fn record(
         .key(keys.delayed(shard))
         .key(keys.triggered(job.triggered))
         .key(keys.deliveries(job.triggered))
+        .key(keys.redeliveries(job.triggered))
         .arg(CONSUMER_GROUP)
         .arg(entry_id)
         .arg(ctx.retention.as_secs())
@@ -632,12 +654,16 @@ pub async fn record(
         .arg(failed)
         .arg(skipped)
         .arg(outcomes.len())
-        .arg(retries.len());
+        .arg(retries.len())
+        .arg(redelivered.len());
     for (score, outcome) in &outcomes {
         invocation.arg(*score).arg(outcome);
     }
     for (due, retry) in &retries {
         invocation.arg(*due).arg(retry);
+    }
+    for (subscription, count) in &redelivered {
+        invocation.arg(subscription).arg(*count);
     }
     let _: i64 = until_available(patience, || {
         let mut conn = conn.clone();
@@ -706,5 +732,6 @@ fn attempt_record(
         epoch: now_millis() as f64 / 1000.0,
         next_attempt_in_ms: retry_in.map(|ms| u64::try_from(ms).unwrap_or(u64::MAX)),
         response,
+        manual: false,
     }
 }

@@ -346,6 +346,7 @@ impl Dispatcher {
                     request_id,
                     targets,
                     attempt: 1,
+                    manual: false,
                 },
             ),
             Job::RetryV1 {
@@ -362,6 +363,24 @@ impl Dispatcher {
                     request_id,
                     targets: vec![target],
                     attempt,
+                    manual: false,
+                },
+            ),
+            Job::RedeliverV1 {
+                triggered_id,
+                registration_id,
+                request_id,
+                target,
+                attempt,
+            } => self.spawn_prepare(
+                key,
+                DeliveryJob {
+                    triggered: triggered_id,
+                    registration: registration_id,
+                    request_id,
+                    targets: vec![target],
+                    attempt,
+                    manual: true,
                 },
             ),
             Job::IntentV1 {

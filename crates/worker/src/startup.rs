@@ -467,6 +467,9 @@ fn registration_of(job: &Job) -> RegistrationId {
         }
         | Job::RetryV1 {
             registration_id, ..
+        }
+        | Job::RedeliverV1 {
+            registration_id, ..
         } => *registration_id,
         // An intent works for no registration: its own id (a UUID too) makes it a turn of its
         // own in the fair queues, charged to no account.

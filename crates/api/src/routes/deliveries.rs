@@ -42,6 +42,8 @@ pub struct OutcomeOut {
     latency_ms: f64,
     epoch: f64,
     next_attempt_in_ms: Option<u64>,
+    /// A redelivery asked for through the API.
+    manual: bool,
 }
 
 impl From<AttemptRecord> for OutcomeOut {
@@ -58,6 +60,7 @@ impl From<AttemptRecord> for OutcomeOut {
             latency_ms: r.latency_ms,
             epoch: r.epoch,
             next_attempt_in_ms: r.next_attempt_in_ms,
+            manual: r.manual,
         }
     }
 }

@@ -1,12 +1,16 @@
-//! `/v1/webhook/subscription[/{id}]` and `/v1/webhook/subscriptions`.
+//! `/v1/webhook/subscription[/{id}]`, `/v1/webhook/subscriptions`, and a subscriber's
+//! redelivery of one trigger (`/v1/webhook/subscription/{id}/redeliver/{triggered_id}`).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::domain::{epoch_seconds, AccountId, Filter, RegistrationId, SubscriptionId};
-use pubhook_core::store::{Account, Page, PageRange, SubscribeRefusal, Subscription, WriteResult};
+use pubhook_core::store::{
+    Account, Page, PageRange, RedeliveryScope, SubscribeRefusal, Subscription, WriteResult,
+};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::instrument;
 
+use super::triggered::{find_triggered, queue_redelivery};
 use super::{missing_id, resource};
 use crate::auth::{authenticate, Need};
 use crate::body::read_body;
@@ -28,6 +32,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/v1/webhook/subscription/{id}")
             .route(web::post().to(subscribe))
             .route(web::delete().to(delete_subscription)),
+    )
+    .service(
+        resource("/v1/webhook/subscription/{id}/redeliver/{triggered_id}")
+            .route(web::post().to(redeliver)),
     )
     .service(
         resource("/v1/webhook/subscriptions")
@@ -192,4 +200,30 @@ async fn delete_all(
     authenticate(&req, &state, Need::Admin).await?;
     let result = state.store.delete_all_subscriptions().await?;
     Ok(HttpResponse::Ok().json(result))
+}
+
+/// `POST /v1/webhook/subscription/{id}/redeliver/{triggered_id}`: the subscriber asks for its
+/// delivery of one trigger again (see `routes::triggered::queue_redelivery`). Someone else's
+/// subscription, or an unknown one, is 401 as for a delete; a trigger of another registration
+/// is 404. Any body is ignored.
+#[instrument(skip_all)]
+async fn redeliver(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (subscription, triggered) = path.into_inner();
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let subscription = match SubscriptionId::parse(&subscription) {
+        Some(id) => state.store.subscription(id).await?,
+        None => None,
+    }
+    .filter(|s| s.account_id == caller.id)
+    .ok_or(ApiError::Unauthorized("Not authorized"))?;
+    let triggered = find_triggered(&state, &triggered).await?;
+    if triggered.registration_id != subscription.registration_id {
+        return Err(ApiError::NotFound("Triggered id not found"));
+    }
+    let scope = RedeliveryScope::Subscription(subscription.id);
+    queue_redelivery(&state, caller.id, &triggered, scope).await
 }

@@ -1,12 +1,15 @@
-//! `/v1/webhook/triggered[/{id}]`: triggering a registration and reading what was triggered.
+//! `/v1/webhook/triggered[/{id}]`: triggering a registration, reading what was triggered, and
+//! asking for its deliveries again (`/redeliver`).
 
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use pubhook_core::domain::{epoch_seconds, AccountId, RegistrationId, TriggeredId};
+use pubhook_core::domain::{epoch_seconds, AccountId, RegistrationId, SubscriptionId, TriggeredId};
 use pubhook_core::keys::RateLimitKind;
-use pubhook_core::store::{Account, DeliverySummary, RateLimit, Triggered};
-use serde::Serialize;
+use pubhook_core::store::{
+    Account, DeliverySummary, RateLimit, RedeliveryRefusal, RedeliveryScope, Triggered,
+};
+use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use super::deliveries::OutcomeOut;
@@ -34,7 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         resource("/v1/webhook/triggered/{id}/deliveries").route(web::get().to(list_deliveries)),
-    );
+    )
+    .service(resource("/v1/webhook/triggered/{id}/redeliver").route(web::post().to(redeliver)));
 }
 
 /// A triggered record as the API shows it.
@@ -149,7 +153,7 @@ async fn get_triggered(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
-    let triggered = readable_triggered(&state, &caller, &path).await?;
+    let triggered = readable_triggered(&state, &caller, &path, Readers::OwnerOrAdmin).await?;
     let summary = triggered.summary;
     let event_data = triggered
         .event_data
@@ -173,7 +177,7 @@ async fn list_deliveries(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
-    let triggered = readable_triggered(&state, &caller, &path).await?;
+    let triggered = readable_triggered(&state, &caller, &path, Readers::OwnerOrAdmin).await?;
     let page = PageQuery::from_request(&req)?;
     let attempts = state
         .store
@@ -182,20 +186,37 @@ async fn list_deliveries(
     page_response("deliveries", attempts, OutcomeOut::from)
 }
 
-/// The triggered record if the caller may read it: the registration's owner, or an admin.
+/// Who may act on a triggered record besides its registration's owner.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Readers {
+    /// Admins too (reads).
+    OwnerOrAdmin,
+    /// Nobody else (redelivery, like the trigger itself).
+    Owner,
+}
+
+const TRIGGERED_NOT_FOUND: &str = "Triggered id not found";
+
+/// The triggered record `raw_id`, or 404.
+pub(super) async fn find_triggered(state: &AppState, raw_id: &str) -> Result<Triggered, ApiError> {
+    let id = TriggeredId::parse(raw_id).ok_or(ApiError::NotFound(TRIGGERED_NOT_FOUND))?;
+    state
+        .store
+        .triggered(id)
+        .await?
+        .ok_or(ApiError::NotFound(TRIGGERED_NOT_FOUND))
+}
+
+/// The triggered record if the caller may act on it: the registration's owner, or an admin
+/// when `readers` says so.
 async fn readable_triggered(
     state: &AppState,
     caller: &Account,
     raw_id: &str,
+    readers: Readers,
 ) -> Result<Triggered, ApiError> {
-    const NOT_FOUND: &str = "Triggered id not found";
-    let id = TriggeredId::parse(raw_id).ok_or(ApiError::NotFound(NOT_FOUND))?;
-    let triggered = state
-        .store
-        .triggered(id)
-        .await?
-        .ok_or(ApiError::NotFound(NOT_FOUND))?;
-    if !caller.is_admin {
+    let triggered = find_triggered(state, raw_id).await?;
+    if !(caller.is_admin && readers == Readers::OwnerOrAdmin) {
         let owner = state
             .store
             .registration(triggered.registration_id)
@@ -219,4 +240,107 @@ async fn list_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     budgeted_page("triggered_webhooks", range, triggered, |t, out| {
         write_json(out, &TriggeredOut::from(t))
     })
+}
+
+/// The body of `POST /v1/webhook/triggered/{id}/redeliver`; none at all is `only_failed`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RedeliverBody {
+    subscription_id: Option<String>,
+    only_failed: Option<bool>,
+}
+
+/// What a redelivery request queued.
+#[derive(Serialize)]
+struct RedeliveredOut {
+    /// Deliveries queued again.
+    redelivering: u64,
+    /// Deliveries left alone because a redelivery of theirs is still pending.
+    in_progress: u64,
+    triggered_id: TriggeredId,
+}
+
+/// `POST /v1/webhook/triggered/{id}/redeliver`: the registration's owner asks for a trigger's
+/// deliveries again, with the same `webhook-id` (see `store::redeliveries`). The body chooses:
+/// `{"subscription_id": ...}` one delivery, `{"only_failed": false}` every finished one, and
+/// `{"only_failed": true}` (or no body) those that failed. Answers 202 with what was queued.
+#[instrument(skip_all)]
+async fn redeliver(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let triggered = readable_triggered(&state, &caller, &path, Readers::Owner).await?;
+    let (body, _room) = read_body(&req, payload, &state).await?;
+    let scope = redelivery_scope(&body)?;
+    queue_redelivery(&state, caller.id, &triggered, scope).await
+}
+
+/// The deliveries a redelivery body asks for.
+fn redelivery_scope(body: &[u8]) -> Result<RedeliveryScope, ApiError> {
+    const EXPECTED: &str =
+        "expected {\"subscription_id\": \"...\"} or {\"only_failed\": true|false}";
+    let body: RedeliverBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RedeliverBody::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("Invalid body: {EXPECTED} ({e})")))?
+    };
+    match (body.subscription_id, body.only_failed) {
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(format!(
+            "Invalid body: give subscription_id or only_failed, not both; {EXPECTED}"
+        ))),
+        (Some(raw), None) => SubscriptionId::parse(&raw)
+            .map(RedeliveryScope::Subscription)
+            .ok_or(ApiError::NotFound(DELIVERY_NOT_FOUND)),
+        (None, Some(false)) => Ok(RedeliveryScope::All),
+        (None, Some(true) | None) => Ok(RedeliveryScope::Failed),
+    }
+}
+
+const DELIVERY_NOT_FOUND: &str = "Delivery not found";
+
+/// Counts the request against the caller's `limit_redeliveries`, then queues the redelivery
+/// of `scope` and answers 202 with what was queued.
+pub(super) async fn queue_redelivery(
+    state: &AppState,
+    caller: AccountId,
+    triggered: &Triggered,
+    scope: RedeliveryScope,
+) -> Result<HttpResponse, ApiError> {
+    let limit = RateLimit::new(
+        RateLimitKind::Redeliveries,
+        state.quotas.redeliveries,
+        Duration::from_secs(60),
+    );
+    let verdict = state
+        .store
+        .hit_rate_limit(limit, &caller.to_string())
+        .await?;
+    if let Some(retry_after) = verdict.retry_after() {
+        return Err(ApiError::TooManyRequests {
+            message: "Too many redeliveries: this account is over its rate limit",
+            retry_after,
+        });
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    tracing::info!(request_id = %request_id, triggered = %triggered.id, "redeliver");
+    match state
+        .store
+        .redeliver(triggered, scope, Some(&request_id))
+        .await?
+    {
+        Ok(report) => Ok(HttpResponse::Accepted().json(RedeliveredOut {
+            redelivering: report.queued,
+            in_progress: report.in_progress,
+            triggered_id: triggered.id,
+        })),
+        Err(RedeliveryRefusal::TriggerGone) => Err(ApiError::NotFound(TRIGGERED_NOT_FOUND)),
+        Err(RedeliveryRefusal::DeliveryNotFound) => Err(ApiError::NotFound(DELIVERY_NOT_FOUND)),
+        Err(RedeliveryRefusal::InProgress) => Err(ApiError::Conflict(
+            "Delivery in progress: it is retrying or being redelivered",
+        )),
+    }
 }

@@ -36,6 +36,7 @@ async fn one_attempt(app: &TestApp, owner: &Creds, subscriber: &Creds) -> (Strin
         epoch: 1_700_000_000.0,
         next_attempt_in_ms: Some(120_000),
         response: Some(ANSWER.to_owned()),
+        manual: false,
     };
     let keys = app.store.keys();
     let json = serde_json::to_string(&record).unwrap();

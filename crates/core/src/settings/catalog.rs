@@ -375,6 +375,16 @@ static KEYS: &[KeyDoc] = &[
         },
     },
     KeyDoc {
+        name: "limit_redeliveries",
+        env: "PUBHOOK_LIMIT_REDELIVERIES",
+        default: "30",
+        description: "redelivery requests one account may make per minute (429 after)",
+        apply: |s, raw| {
+            s.limits.redeliveries = parse_whole_number(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
         name: "limit_registrations",
         env: "PUBHOOK_LIMIT_REGISTRATIONS",
         default: "1000",

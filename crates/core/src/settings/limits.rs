@@ -15,6 +15,8 @@ pub struct Limits {
     pub resets: u32,
     /// Triggers one account may make per second.
     pub triggers: u32,
+    /// Redelivery requests one account may make per minute.
+    pub redeliveries: u32,
     /// Registrations one account may own.
     pub registrations: u32,
     /// Subscriptions one account may hold.
@@ -40,6 +42,7 @@ impl Default for Limits {
             auth_failures: 10,
             resets: 5,
             triggers: 50,
+            redeliveries: 30,
             registrations: 1_000,
             subscriptions: 10_000,
             registration_subscriptions: 100_000,
@@ -60,6 +63,7 @@ impl Limits {
             auth_failures: 0,
             resets: 0,
             triggers: 0,
+            redeliveries: 0,
             registrations: 0,
             subscriptions: 0,
             registration_subscriptions: 0,

@@ -142,6 +142,9 @@ pub struct AttemptRecord {
     /// The start of the answer's body; subscriber's copy only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
+    /// A redelivery someone asked for through the API, not one of the scheduled attempts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
 }
 
 impl AttemptRecord {
@@ -388,6 +391,7 @@ mod tests {
             epoch: 1.0,
             next_attempt_in_ms: None,
             response: Some("ok".into()),
+            manual: false,
         };
         let json = serde_json::to_string(&full.outcome_only()).unwrap();
         assert!(

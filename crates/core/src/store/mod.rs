@@ -23,6 +23,7 @@ mod deliveries;
 mod intents;
 mod limits;
 mod records;
+mod redeliveries;
 mod redrive;
 mod registrations;
 mod scripts;
@@ -48,6 +49,7 @@ pub use limits::{RateLimit, Verdict};
 pub use records::{
     Account, DeliverySummary, PendingApiKey, Registration, Subscription, Triggered, WriteResult,
 };
+pub use redeliveries::{RedeliveryRefusal, RedeliveryReport, RedeliveryScope};
 pub use redrive::RedriveRefusal;
 pub use status::ShardStatus;
 pub use subscriptions::SubscribeRefusal;

@@ -61,20 +61,29 @@ impl Store {
                 .ok()
                 .and_then(|job| job.owed_deliveries())
                 .filter(|(triggered, _)| self.keys.shard_of(*triggered) == shard);
+            let redelivery = Job::from_json(&letter.job)
+                .ok()
+                .and_then(|job| job.redelivery_of())
+                .filter(|_| owed.is_some());
             let now = now_seconds();
             let mut redrive = scripts::REDRIVE.key(self.keys.dead_letters(shard));
             redrive.key(self.keys.jobs(shard));
             if let Some((triggered, _)) = owed {
                 redrive.key(self.keys.triggered(triggered));
             }
-            let queued: Option<String> = redrive
+            if let Some((triggered, _)) = redelivery {
+                redrive.key(self.keys.redeliveries(triggered));
+            }
+            redrive
                 .arg(index)
                 .arg(&raw)
                 .arg(&letter.job)
                 .arg(now)
-                .arg(owed.map_or(0, |(_, count)| count))
-                .invoke_async(&mut conn)
-                .await?;
+                .arg(owed.map_or(0, |(_, count)| count));
+            if let Some((_, subscription)) = redelivery {
+                redrive.arg(subscription.to_string());
+            }
+            let queued: Option<String> = redrive.invoke_async(&mut conn).await?;
             if let Some(queued) = queued {
                 letter.redriven_at = Some(now);
                 letter.redriven_as = Some(queued);

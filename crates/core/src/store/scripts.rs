@@ -28,6 +28,11 @@ script!(
 );
 script!(REDRIVE, "redrive.lua");
 script!(
+    /// Manual redeliveries (see `super::redeliveries`).
+    QUEUE_REDELIVERIES,
+    "queue_redeliveries.lua"
+);
+script!(
     /// The steps of creates and deletes that span hash slots (see `super::steps`).
     CREATE_RECORD,
     "create_record.lua"

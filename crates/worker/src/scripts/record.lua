@@ -4,17 +4,19 @@
 -- before, in the subscriptions' and accounts' slots: a crash between the two repeats the job's
 -- attempts, and never loses an outcome.
 --
--- KEYS: the jobs stream, the delayed zset, the triggered record, the trigger's attempts zset
---       (all of the trigger's shard).
+-- KEYS: the jobs stream, the delayed zset, the triggered record, the trigger's attempts zset,
+--       the trigger's redeliveries hash (all of the trigger's shard).
 -- ARGV: consumer group, this job's stream id ('' for none), retention in seconds,
 --       delivered, failed for good, skipped (finals of this job),
---       number of attempt outcomes, number of retries,
+--       number of attempt outcomes, number of retries, number of redelivery outcomes,
 --       then the outcomes as (score in ms, outcome JSON) pairs,
---       then the retries as (due time in ms, job JSON) pairs.
+--       then the retries as (due time in ms, job JSON) pairs,
+--       then a manual redelivery's outcomes as (subscription id, summary count) pairs.
 local group, entry = ARGV[1], ARGV[2]
 local retention = tonumber(ARGV[3])
 local delivered, failed, skipped = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local n_attempts, n_retries = tonumber(ARGV[7]), tonumber(ARGV[8])
+local n_redelivered = tonumber(ARGV[9])
 
 -- Acknowledge first. If the entry is no longer pending, another worker took it over (this one
 -- stalled past the visibility timeout) and recorded its outcome already: keep the attempt
@@ -25,7 +27,7 @@ if entry ~= '' then
   redis.call('XDEL', KEYS[1], entry)
 end
 
-local i = 9
+local i = 10
 local live = redis.call('EXISTS', KEYS[3]) == 1
 for _ = 1, n_attempts do
   redis.call('ZADD', KEYS[4], ARGV[i], ARGV[i + 1])
@@ -37,6 +39,12 @@ end
 for _ = 1, n_retries do
   if first_time then
     redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+  i = i + 2
+end
+for _ = 1, n_redelivered do
+  if first_time and live then
+    redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
   end
   i = i + 2
 end

@@ -12,6 +12,7 @@ mod helpers;
 mod intents;
 mod liveness;
 mod recovery;
+mod redelivery;
 mod retries;
 mod secret_grace;
 mod shards;

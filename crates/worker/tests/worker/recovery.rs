@@ -294,6 +294,7 @@ async fn a_job_recorded_twice_is_counted_once() {
             request_id: None,
             targets: vec![target.clone()],
             attempt: 1,
+            manual: false,
         };
         deliver(&ctx, &entry, job).await.unwrap();
     }
