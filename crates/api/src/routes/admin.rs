@@ -49,6 +49,8 @@ async fn workers(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 
 const NOT_FOUND: &str = "Dead letter not found";
 const ALREADY: &str = "This dead letter was redriven already";
+const REDELIVERING: &str =
+    "This dead letter is a redelivery whose delivery is being redelivered again";
 
 /// `POST /v1/admin/dead-letters/{id}/redrive`: puts the letter's job back on its queue shard,
 /// once. 200 with the letter as marked; 404 for an unknown id; 409 if it was redriven before.
@@ -63,6 +65,7 @@ async fn redrive_one(
         Ok(letter) => Ok(HttpResponse::Ok().json(letter)),
         Err(RedriveRefusal::NotFound) => Err(ApiError::NotFound(NOT_FOUND)),
         Err(RedriveRefusal::AlreadyRedriven(_)) => Err(ApiError::Conflict(ALREADY)),
+        Err(RedriveRefusal::DeliveryInProgress) => Err(ApiError::Conflict(REDELIVERING)),
     }
 }
 
@@ -82,6 +85,8 @@ struct RedrivenMany {
     redriven: Vec<DeadLetter>,
     already_redriven: Vec<String>,
     not_found: Vec<String>,
+    /// Letters of manual redeliveries whose delivery is being redelivered again meanwhile.
+    in_progress: Vec<String>,
 }
 
 /// `POST /v1/admin/dead-letters/redrive` with `{"ids": [...]}` (1 to 100 letter ids, as the
@@ -109,12 +114,14 @@ async fn redrive_many(
         redriven: Vec::new(),
         already_redriven: Vec::new(),
         not_found: Vec::new(),
+        in_progress: Vec::new(),
     };
     for id in ids {
         match state.store.redrive_dead_letter(&id).await? {
             Ok(letter) => out.redriven.push(letter),
             Err(RedriveRefusal::NotFound) => out.not_found.push(id),
             Err(RedriveRefusal::AlreadyRedriven(_)) => out.already_redriven.push(id),
+            Err(RedriveRefusal::DeliveryInProgress) => out.in_progress.push(id),
         }
     }
     Ok(HttpResponse::Ok().json(out))

@@ -18,6 +18,7 @@ mod inbound;
 mod outage;
 mod paging;
 mod quotas;
+mod redelivery;
 mod registrations;
 mod subscriptions;
 mod triggered;

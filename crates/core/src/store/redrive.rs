@@ -21,6 +21,8 @@ pub enum RedriveRefusal {
     NotFound,
     /// It was redriven before; the letter as it is now.
     AlreadyRedriven(Box<DeadLetter>),
+    /// It is a manual redelivery, and its delivery is being redelivered again meanwhile.
+    DeliveryInProgress,
 }
 
 /// How often a redrive looks for its letter again when newer letters moved it meanwhile.
@@ -84,6 +86,9 @@ impl Store {
                 redrive.arg(subscription.to_string());
             }
             let queued: Option<String> = redrive.invoke_async(&mut conn).await?;
+            if queued.as_deref() == Some("pending") {
+                return Ok(Err(RedriveRefusal::DeliveryInProgress));
+            }
             if let Some(queued) = queued {
                 letter.redriven_at = Some(now);
                 letter.redriven_as = Some(queued);
