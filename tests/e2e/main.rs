@@ -5,6 +5,7 @@
 
 mod access_log;
 mod binary;
+mod dead_letters;
 mod failover;
 mod inbound;
 mod support;

@@ -76,10 +76,34 @@ pub enum Command {
         #[arg(long, conflicts_with = "watch")]
         json: bool,
     },
+    /// List dead letters (jobs the workers set aside), or put them back on their queues.
+    DeadLetters {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
     /// Create the admin account and print its keys once, as JSON on stdout.
     Init {
         /// Give the existing admin new keys instead of refusing.
         #[arg(long)]
         rotate_keys: bool,
+    },
+}
+
+/// What `pubhook dead-letters` does.
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// Print the dead letters, newest first, one JSON object per line.
+    List,
+    /// Put the jobs of these letters back on their queue shards, once each (`--all`: every
+    /// letter not redriven yet). Prints what became of each id, one JSON object per line, and
+    /// fails when an id was not found.
+    Redrive {
+        /// Letter ids, as `list` prints them (`q3-1733140000000-0`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every letter not redriven yet.
+        #[arg(long)]
+        all: bool,
     },
 }

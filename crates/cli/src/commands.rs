@@ -42,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Standalone => standalone(&settings, store, &target).await,
             Command::Init { rotate_keys } => init(&store, rotate_keys).await,
             Command::Status { watch, json } => crate::status::run(&store, watch, json).await,
+            Command::DeadLetters { action } => crate::dead_letters::run(&store, action).await,
             Command::Receive { .. } => Ok(()),
         }
     }

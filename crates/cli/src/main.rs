@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod dead_letters;
 mod receive;
 mod redis_child;
 mod status;
