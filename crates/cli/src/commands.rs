@@ -165,6 +165,10 @@ pub fn worker_config(settings: &Settings) -> WorkerConfig {
         max_failed_count: settings.max_failed_count,
         delivery_retention: settings.delivery_retention,
         shutdown_grace: settings.request_timeout + std::time::Duration::from_secs(5),
+        probes: pubhook_worker::ProbePolicy {
+            enabled: settings.probe_disabled,
+            ..pubhook_worker::ProbePolicy::default()
+        },
     }
 }
 

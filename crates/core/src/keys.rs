@@ -23,6 +23,7 @@
 //! | `{p}account:{<id>}`                           | hash   | account        | record   | one account record |
 //! | `{p}account:{<id>}:registrations`             | zset   | account        | record   | the account's registrations |
 //! | `{p}account:{<id>}:subscriptions`             | zset   | account        | record   | the account's subscriptions |
+//! | `{p}account:{<id>}:probes`                   | list   | account        | record, capped | the latest probes of a subscriber at `max_failed_count`, newest first (see the worker's `probe`) |
 //! | `{p}idempotency:{<id>}:<hex>`                 | string | account        | 24 h (at most `triggered_retention`) | the trigger an `Idempotency-Key` of the account made; `<hex>` is the SHA-256 of the key (see `store::claims`) |
 //! | `{p}username:{<username>}`                    | string | username       | record   | the id of the account with that username |
 //! | `{p}registration:{<id>}`                      | hash   | registration   | record   | one registration |
@@ -139,6 +140,13 @@ impl Keys {
         Shard(hash % self.shard_count())
     }
 
+    /// The shard whose delayed set holds a subscriber's probes (`queue::Job::ProbeV1`): its
+    /// id hashed like a triggered record's, so probes spread over the shards.
+    pub fn shard_for_account(&self, id: AccountId) -> Shard {
+        let hash = crc16(id.to_string().as_bytes());
+        Shard(hash % self.shard_count())
+    }
+
     /// The shard whose delayed set holds an intent (see `store::intents`): its id hashed like a
     /// triggered record's, so intents spread over the shards.
     pub fn shard_for_intent(&self, id: IntentId) -> Shard {
@@ -157,6 +165,11 @@ impl Keys {
     /// `{p}account:{<id>}`
     pub fn account(&self, id: AccountId) -> String {
         self.join(format_args!("account:{{{id}}}"))
+    }
+
+    /// `{p}account:{<id>}:probes`
+    pub fn account_probes(&self, id: AccountId) -> String {
+        self.join(format_args!("account:{{{id}}}:probes"))
     }
 
     /// `{p}account:{<id>}:registrations`

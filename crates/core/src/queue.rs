@@ -99,6 +99,15 @@ pub enum Job {
         /// The number of this attempt: one more than the delivery's last.
         attempt: u32,
     },
+    /// A probe of a subscriber at `max_failed_count`: a signed ping to its endpoint, which
+    /// re-enables it on a 2xx and otherwise waits longer for the next (see the worker's
+    /// `probe`). It names only the account, so its JSON is the same every time and the delayed
+    /// set holds at most one waiting probe per subscriber.
+    #[serde(rename = "probe.v1")]
+    ProbeV1 {
+        /// The subscriber; its shard is [`crate::keys::Keys::shard_for_account`].
+        account_id: AccountId,
+    },
     /// The recovery of one create or delete that spans hash slots, written to a shard's delayed
     /// set before its first step and removed after its last (see `store::intents`). A worker
     /// runs it only if it is still there when due, that is when the API died half-way: it
@@ -206,7 +215,7 @@ impl Job {
             Self::RetryV1 { triggered_id, .. } | Self::RedeliverV1 { triggered_id, .. } => {
                 Some((*triggered_id, 1))
             }
-            Self::FanOutV1 { .. } | Self::IntentV1 { .. } => None,
+            Self::FanOutV1 { .. } | Self::IntentV1 { .. } | Self::ProbeV1 { .. } => None,
         }
     }
 

@@ -104,6 +104,8 @@ pub struct DeliveryContext {
     /// keeps it from being reclaimed, and every try is safe to repeat; giving up means the job
     /// is done again after the visibility timeout. The worker uses half that timeout.
     pub record_patience: Duration,
+    /// When subscribers at `max_failed_count` are probed.
+    pub probes: crate::probe::ProbePolicy,
 }
 
 /// The deliveries of one job.
@@ -638,7 +640,8 @@ pub async fn record(
             async move { invocation.invoke_async::<i64>(&mut conn).await }
         })
     });
-    futures_util::future::try_join_all(written).await?;
+    let counts = futures_util::future::try_join_all(written).await?;
+    schedule_probes(ctx, results, &accounts, &counts[results.len()..]).await?;
 
     // The trigger's side, with the acknowledgement.
     let mut invocation = scripts::RECORD.key(keys.jobs(shard));
@@ -671,6 +674,44 @@ pub async fn record(
         async move { invocation.invoke_async(&mut conn).await }
     })
     .await?;
+    Ok(())
+}
+
+/// Queues the first probe of each subscriber this job found at `max_failed_count`: those a
+/// failure brought there (`counts` are the new `failed_count`s of `accounts`), and those
+/// skipped for it (one whose probe is waiting already keeps it). Nothing to send, and no round
+/// trip, for a job with neither.
+async fn schedule_probes(
+    ctx: &DeliveryContext,
+    results: &[AttemptResult],
+    accounts: &[(AccountId, &str)],
+    counts: &[i64],
+) -> Result<(), StoreError> {
+    if !ctx.probes.enabled {
+        return Ok(());
+    }
+    let max = i64::from(ctx.max_failed_count);
+    let mut disabled: Vec<AccountId> = accounts
+        .iter()
+        .zip(counts)
+        .filter(|((_, op), count)| *op == "incr" && **count >= max)
+        .map(|((account, _), _)| *account)
+        .chain(results.iter().filter_map(|result| {
+            (result.outcome == DeliveryOutcome::Skipped(SkipReason::FailedCountReached))
+                .then_some(result.target.account_id)
+        }))
+        .collect();
+    if disabled.is_empty() {
+        return Ok(());
+    }
+    disabled.sort_unstable();
+    disabled.dedup();
+    let conn = ctx.store.connection().await?;
+    let commands: Vec<redis::Cmd> = disabled
+        .into_iter()
+        .map(|account| crate::probe::schedule_first(ctx, account))
+        .collect();
+    let _: Vec<redis::Value> = conn.each(commands).await?;
     Ok(())
 }
 

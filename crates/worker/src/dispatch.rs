@@ -383,6 +383,12 @@ impl Dispatcher {
                     manual: true,
                 },
             ),
+            Job::ProbeV1 { account_id } => {
+                self.spawn_for(TaskOf::Job(key), async move {
+                    let outcome = crate::probe::run_probe(&ctx, &entry_id, account_id).await;
+                    let _ = events.send(Event::Recorded(key, outcome));
+                });
+            }
             Job::IntentV1 {
                 intent_id,
                 operation,

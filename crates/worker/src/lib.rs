@@ -9,6 +9,7 @@
 //! | `consumer` | the stream consumer: read, reclaim, heartbeat, promote retries, dead letters, hand back |
 //! | `fan_out`  | step: one page of a trigger's subscription rows into a delivery batch     |
 //! | `delivery` | step: signed POSTs for a batch or a retry, and their outcomes             |
+//! | `probe`    | step: a signed ping to a subscriber at `max_failed_count`, re-enabling it on a 2xx |
 //! | `intents`  | step: a due intent (a create or delete that spans slots, left half-done) finished or undone |
 //! | `request`  | the exact request of one delivery: Python-`json.dumps` body and signatures |
 //! | `retry`    | the retry schedule, jitter, `Retry-After` and `410 Gone`                  |
@@ -24,10 +25,12 @@ pub mod fair;
 pub mod fan_out;
 pub mod intents;
 pub mod parking;
+pub mod probe;
 pub mod request;
 pub mod retry;
 mod scripts;
 pub mod startup;
 pub mod stats;
 
+pub use probe::ProbePolicy;
 pub use startup::{Health, Worker, WorkerConfig};

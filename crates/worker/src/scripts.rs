@@ -23,3 +23,7 @@ pub(crate) static HAND_BACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/hand_back.lua")));
 pub(crate) static PARK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/park.lua")));
+pub(crate) static PROBE_OUTCOME: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/probe_outcome.lua")));
+pub(crate) static PROBE_NEXT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/probe_next.lua")));

@@ -34,6 +34,7 @@ use crate::consumer::{Consumer, Entry, EntryKey, Held};
 use crate::delivery::DeliveryContext;
 use crate::dispatch::{Admitted, Dispatcher, Event};
 use crate::fair::{Shares, Tenant};
+use crate::probe::ProbePolicy;
 use crate::retry::RetryPolicy;
 
 /// How the worker runs.
@@ -58,6 +59,8 @@ pub struct WorkerConfig {
     pub delivery_retention: Duration,
     /// How long running jobs may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// When subscribers at `max_failed_count` are probed.
+    pub probes: ProbePolicy,
 }
 
 impl WorkerConfig {
@@ -127,6 +130,7 @@ impl Worker {
             max_failed_count: config.max_failed_count,
             retention: config.delivery_retention,
             record_patience: config.visibility_timeout / 2,
+            probes: config.probes,
         };
         Self {
             consumer,
@@ -471,6 +475,10 @@ fn registration_of(job: &Job) -> RegistrationId {
         | Job::RedeliverV1 {
             registration_id, ..
         } => *registration_id,
+        // A probe works for its subscriber's account only: a turn of its own, charged to no
+        // registration's owner.
+        Job::ProbeV1 { account_id } => RegistrationId::parse(&account_id.to_string())
+            .unwrap_or_else(RegistrationId::generate),
         // An intent works for no registration: its own id (a UUID too) makes it a turn of its
         // own in the fair queues, charged to no account.
         Job::IntentV1 { intent_id, .. } => {

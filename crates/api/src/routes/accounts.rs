@@ -21,7 +21,7 @@ use crate::auth::{authenticate, optional_owner, Need};
 use crate::body::{json_object, parse_object, read_limited, string_field};
 use crate::client::{client_address, client_subject};
 use crate::error::ApiError;
-use crate::paging::{budgeted_page, write_json, PageQuery};
+use crate::paging::{budgeted_page, page_response, write_json, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the account routes.
@@ -40,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get_account))
             .route(web::delete().to(delete_account)),
     )
+    .service(resource("/v1/account/{account_id}/probes").route(web::get().to(list_probes)))
     .service(
         resource("/v1/accounts")
             .route(web::get().to(list_accounts))
@@ -166,6 +167,28 @@ async fn get_account(
         return Err(ApiError::Unauthorized("Not authorized"));
     }
     Ok(HttpResponse::Ok().json(AccountOut::new(caller, true)))
+}
+
+/// `GET /v1/account/{account_id}/probes?start&limit`: the account's latest probes, newest
+/// first: the signed pings the workers sent its endpoint while it was at `max_failed_count`,
+/// and which one re-enabled it. For the account itself or an admin.
+#[instrument(skip_all)]
+async fn list_probes(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    let id = AccountId::parse(&path).filter(|id| *id == caller.id || caller.is_admin);
+    let Some(id) = id else {
+        return Err(ApiError::Unauthorized("Not authorized"));
+    };
+    let page = PageQuery::from_request(&req)?;
+    let probes = state
+        .store
+        .account_probes(id, page.start, page.limit)
+        .await?;
+    page_response("probes", probes, std::convert::identity)
 }
 
 /// `PATCH /v1/account`: a new endpoint for the caller, after it passes the echo challenge (the

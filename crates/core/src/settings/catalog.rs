@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::parse::{
-    at_least, parse_byte_size, parse_duration, parse_duration_list, parse_fraction,
+    at_least, parse_bool, parse_byte_size, parse_duration, parse_duration_list, parse_fraction,
     parse_key_prefix, parse_listen, parse_networks, parse_redis_cluster_nodes, parse_redis_url,
     parse_whole_number, positive_at_most, ValueError,
 };
@@ -311,6 +311,16 @@ static KEYS: &[KeyDoc] = &[
         description: "after an API-key reset the old key keeps working this long, or until the new key is first used",
         apply: |s, raw| {
             s.key_reset_grace = parse_duration(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "probe_disabled",
+        env: "PUBHOOK_PROBE_DISABLED",
+        default: "true",
+        description: "probe subscribers disabled at `max_failed_count` with a signed ping, from 1 min up to 6 h apart, and re-enable them on a 2xx; `false` turns it off",
+        apply: |s, raw| {
+            s.probe_disabled = parse_bool(raw)?;
             Ok(())
         },
     },

@@ -27,7 +27,9 @@ pub use catalog::{documented_keys, KeyDoc};
 pub use error::{Origin, SettingsError};
 pub use limits::{limits_off_env, Limits};
 pub(crate) use parse::redact_redis_url;
-pub use parse::{parse_byte_size, parse_duration, parse_networks, parse_whole_number, ValueError};
+pub use parse::{
+    parse_bool, parse_byte_size, parse_duration, parse_networks, parse_whole_number, ValueError,
+};
 
 /// The settings file read when none is named and `PUBHOOK_CONFIG` is unset, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "pubhook.toml";
@@ -101,6 +103,8 @@ pub struct Settings {
     pub key_reset_grace: Duration,
     /// How long deliveries after a secret-key reset also carry a signature by the old secret.
     pub secret_grace: Duration,
+    /// Whether subscribers at `max_failed_count` are probed, and re-enabled by a 2xx.
+    pub probe_disabled: bool,
     /// Proxies whose `X-Forwarded-For` is believed; every other peer is the client itself.
     pub trusted_proxies: Vec<IpNet>,
     /// Quotas, rate limits and edge bounds (`limit_*`).
@@ -139,6 +143,7 @@ impl Default for Settings {
             queue_shards: None,
             key_reset_grace: Duration::from_secs(3600),
             secret_grace: Duration::from_secs(24 * 3600),
+            probe_disabled: true,
             trusted_proxies: Vec::new(),
             limits: Limits::default(),
         }
@@ -175,6 +180,7 @@ impl fmt::Debug for Settings {
             queue_shards,
             key_reset_grace,
             secret_grace,
+            probe_disabled,
             trusted_proxies,
             limits,
         } = self;
@@ -211,6 +217,7 @@ impl fmt::Debug for Settings {
             .field("queue_shards", queue_shards)
             .field("key_reset_grace", key_reset_grace)
             .field("secret_grace", secret_grace)
+            .field("probe_disabled", probe_disabled)
             .field("trusted_proxies", trusted_proxies)
             .field("limits", limits)
             .finish()

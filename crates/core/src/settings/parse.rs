@@ -54,6 +54,15 @@ pub fn parse_duration_list(raw: &str) -> Result<Vec<Duration>, ValueError> {
         .collect()
 }
 
+/// Parses a switch: `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, in any case).
+pub fn parse_bool(raw: &str) -> Result<bool, ValueError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ValueError(format!("{raw:?} is not true or false"))),
+    }
+}
+
 /// Parses a fraction as a percentage (`10%`) or a number (`0.1`), from 0 to 1.
 pub fn parse_fraction(raw: &str) -> Result<f64, ValueError> {
     let text = raw.trim();

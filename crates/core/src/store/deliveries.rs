@@ -147,6 +147,33 @@ pub struct AttemptRecord {
     pub manual: bool,
 }
 
+/// Probes kept per account.
+pub const MAX_PROBES_KEPT: usize = 50;
+
+/// One probe of a subscriber at `max_failed_count`, as the worker stores it: a signed ping to
+/// its endpoint and what came of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRecord {
+    /// The ping's `webhook-id`.
+    pub id: String,
+    /// 1 for the first probe since the subscriber reached `max_failed_count`.
+    pub probe: u32,
+    /// `delivered` (a 2xx) or `failed`.
+    pub outcome: AttemptOutcome,
+    /// The HTTP status, when there was an answer.
+    pub status_code: Option<u16>,
+    /// Why it did not deliver; `None` on success.
+    pub error: Option<FailureClass>,
+    /// Time to the answer, in milliseconds.
+    pub latency_ms: f64,
+    /// When it ended, Unix seconds.
+    pub epoch: f64,
+    /// Whether it re-enabled the subscriber (`failed_count` back to 0).
+    pub re_enabled: bool,
+    /// After a failure, the delay before the next probe.
+    pub next_probe_in_ms: Option<u64>,
+}
+
 impl AttemptRecord {
     /// The owner's copy: the same record without the subscriber's endpoint and answer.
     pub fn outcome_only(&self) -> Self {
@@ -241,6 +268,18 @@ impl Store {
             limit,
         )
         .await
+    }
+
+    /// A page of an account's probes, newest first (the last [`MAX_PROBES_KEPT`]).
+    #[instrument(skip_all)]
+    pub async fn account_probes(
+        &self,
+        id: AccountId,
+        start: u64,
+        limit: u64,
+    ) -> Result<Page<ProbeRecord>, StoreError> {
+        self.json_page("LRANGE", self.keys.account_probes(id), start, limit)
+            .await
     }
 
     /// A page of the dead letters, jobs set aside because they kept failing: each queue shard's

@@ -40,6 +40,10 @@ pub fn test_config() -> WorkerConfig {
         max_failed_count: 250,
         delivery_retention: Duration::from_secs(3600),
         shutdown_grace: Duration::from_secs(3),
+        probes: pubhook_worker::ProbePolicy {
+            enabled: false,
+            ..pubhook_worker::ProbePolicy::default()
+        },
     }
 }
 

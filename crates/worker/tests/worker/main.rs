@@ -11,6 +11,7 @@ mod filters;
 mod helpers;
 mod intents;
 mod liveness;
+mod probes;
 mod recovery;
 mod redelivery;
 mod retries;

@@ -286,6 +286,7 @@ async fn a_job_recorded_twice_is_counted_once() {
         max_failed_count: 250,
         retention: Duration::from_secs(60),
         record_patience: Duration::from_secs(1),
+        probes: pubhook_worker::ProbePolicy::default(),
     };
     for _ in 0..2 {
         let job = DeliveryJob {

@@ -266,7 +266,8 @@ impl Store {
         command
             .arg(&key)
             .arg(&own_subscriptions)
-            .arg(&own_registrations);
+            .arg(&own_registrations)
+            .arg(self.keys.account_probes(id));
         self.write_step(steps, &command).await?;
         if let Some(username) = username {
             steps.next()?;
