@@ -123,9 +123,17 @@ pub async fn run_probe(
         .query_async(&mut conn)
         .await?;
     let next_due = match fields {
-        (Some(endpoint), Some(secret), Some(failed_count), None, styles, previous, until, count, interval)
-            if ctx.probes.enabled && failed_count >= i64::from(ctx.max_failed_count) =>
-        {
+        (
+            Some(endpoint),
+            Some(secret),
+            Some(failed_count),
+            None,
+            styles,
+            previous,
+            until,
+            count,
+            interval,
+        ) if ctx.probes.enabled && failed_count >= i64::from(ctx.max_failed_count) => {
             let previous = previous.filter(|_| until.is_some_and(|until| until > now_millis()));
             let styles = styles
                 .map(|raw| SignatureStyles::from_stored(&raw))
@@ -134,7 +142,17 @@ pub async fn run_probe(
             let next = ctx
                 .probes
                 .next_interval(interval.map(Duration::from_millis));
-            let record = ping(ctx, &endpoint, &secret, previous.as_deref(), &styles, failed_count, probe, next).await;
+            let record = ping(
+                ctx,
+                &endpoint,
+                &secret,
+                previous.as_deref(),
+                &styles,
+                failed_count,
+                probe,
+                next,
+            )
+            .await;
             let delivered = record.outcome == AttemptOutcome::Delivered;
             let written: i64 = scripts::PROBE_OUTCOME
                 .key(keys.account(account))
@@ -199,8 +217,8 @@ async fn ping(
         Err(_) => (None, Some(FailureClass::InvalidUrl), Duration::ZERO),
         Ok(url) => match ctx.outbound.post(&url, headers, body.into_bytes()).await {
             Ok(response) => {
-                let error = (!(200..300).contains(&response.status))
-                    .then_some(FailureClass::HttpStatus);
+                let error =
+                    (!(200..300).contains(&response.status)).then_some(FailureClass::HttpStatus);
                 (Some(response.status), error, response.latency)
             }
             Err(e) => (None, Some(FailureClass::from(&e)), started.elapsed()),
@@ -242,7 +260,10 @@ mod tests {
             previous = Some(next);
         }
         let minutes: Vec<u64> = delays.iter().map(|d| d.as_secs() / 60).collect();
-        assert_eq!(minutes, [1, 2, 4, 8, 16, 32, 64, 128, 256, 360, 360, 360, 360]);
+        assert_eq!(
+            minutes,
+            [1, 2, 4, 8, 16, 32, 64, 128, 256, 360, 360, 360, 360]
+        );
     }
 
     #[test]

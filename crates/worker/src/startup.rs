@@ -477,8 +477,9 @@ fn registration_of(job: &Job) -> RegistrationId {
         } => *registration_id,
         // A probe works for its subscriber's account only: a turn of its own, charged to no
         // registration's owner.
-        Job::ProbeV1 { account_id } => RegistrationId::parse(&account_id.to_string())
-            .unwrap_or_else(RegistrationId::generate),
+        Job::ProbeV1 { account_id } => {
+            RegistrationId::parse(&account_id.to_string()).unwrap_or_else(RegistrationId::generate)
+        }
         // An intent works for no registration: its own id (a UUID too) makes it a turn of its
         // own in the fair queues, charged to no account.
         Job::IntentV1 { intent_id, .. } => {

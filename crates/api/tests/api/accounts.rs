@@ -1,5 +1,6 @@
 //! `/v1/account`, `/v1/accounts` and the key resets, row by row of contract sections 2 and 4.
 
+use pubhook_core::domain::AccountId;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -850,4 +851,65 @@ async fn signature_styles_are_set_with_patch_and_shown_on_the_account() {
     let (status, answer) = status_and_json(patch(json!({})).await.unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer, json!({"Error": "Missing endpoint field"}));
+}
+
+#[tokio::test]
+async fn an_accounts_probes_are_shown_to_it_and_to_admins_only_newest_first() {
+    use pubhook_core::store::{AttemptOutcome, FailureClass, ProbeRecord};
+
+    let app = spawn_app().await;
+    let jane = app.create_account("jane").await;
+    let john = app.create_account("john").await;
+    let admin = app.create_admin("root").await;
+    let path = format!("/v1/account/{}/probes", jane.id);
+    let get = |who: &Creds, path: String| {
+        let request = app.as_user(Method::GET, &path, who);
+        async move { status_and_json(request.send().await.unwrap()).await }
+    };
+    let (status, _) = get(&jane, format!("{path}?start=0&limit=10")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let id = AccountId::parse(&jane.id).unwrap();
+    let mut conn = app.store.connection().await.unwrap();
+    for probe in 1..=3u32 {
+        let record = ProbeRecord {
+            id: format!("probe_{probe}"),
+            probe,
+            outcome: if probe == 3 {
+                AttemptOutcome::Delivered
+            } else {
+                AttemptOutcome::Failed
+            },
+            status_code: Some(if probe == 3 { 200 } else { 503 }),
+            error: (probe != 3).then_some(FailureClass::HttpStatus),
+            latency_ms: 2.0,
+            epoch: 1_700_000_000.0 + f64::from(probe),
+            re_enabled: probe == 3,
+            next_probe_in_ms: (probe != 3).then_some(120_000),
+        };
+        let _: i64 = redis::cmd("LPUSH")
+            .arg(app.store.keys().account_probes(id))
+            .arg(serde_json::to_string(&record).unwrap())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    for who in [&jane, &admin] {
+        let (status, body) = get(who, format!("{path}?start=0&limit=2")).await;
+        assert_eq!(status, StatusCode::OK, "{}", who.username);
+        let probes = body["probes"].as_array().unwrap();
+        assert_eq!(probes.len(), 2);
+        assert_eq!(probes[0]["probe"], 3);
+        assert_eq!(probes[0]["re_enabled"], true);
+        assert_eq!(probes[1]["next_probe_in_ms"], 120_000);
+        assert_eq!(body["next_start"], 2);
+    }
+    for path in [path.clone(), "/v1/account/not-an-id/probes".to_owned()] {
+        assert_eq!(
+            get(&john, path).await,
+            (StatusCode::UNAUTHORIZED, error("Not authorized"))
+        );
+    }
+    let (status, _) = get(&jane, format!("{path}?start=0&limit=x")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

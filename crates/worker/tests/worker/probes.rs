@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use pubhook_core::store::AttemptOutcome;
 use pubhook_core::signing::verify_pywebhooks_signature;
+use pubhook_core::store::AttemptOutcome;
 use pubhook_testkit::{Receiver, RecordedRequest, Reply};
 use pubhook_worker::{ProbePolicy, WorkerConfig};
 
@@ -47,7 +47,12 @@ async fn a_disabled_subscriber_is_probed_with_backoff_and_re_enabled_by_the_firs
     }
     assert_eq!(world.failed_count(sub.id).await, 2);
     // Two failed probes, then the endpoint recovers.
-    assert!(eventually(Duration::from_secs(10), || async { pings(&receiver).len() >= 2 }).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            pings(&receiver).len() >= 2
+        })
+        .await
+    );
     receiver.set_post_default(Reply::ok());
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -60,21 +65,39 @@ async fn a_disabled_subscriber_is_probed_with_backoff_and_re_enabled_by_the_firs
     for ping in &sent {
         assert!(ping.header("webhook-id").unwrap().starts_with("probe_"));
         let signature = ping.header("pywebhooks-signature").unwrap();
-        assert!(verify_pywebhooks_signature(&sub.secret, &ping.body, signature));
+        assert!(verify_pywebhooks_signature(
+            &sub.secret,
+            &ping.body,
+            signature
+        ));
     }
     let body: serde_json::Value = serde_json::from_slice(&sent[0].body).unwrap();
     assert_eq!(body["event"], "pubhook.ping");
     assert_eq!(body["probe"], 1);
 
-    let probes = world.store.account_probes(sub.id, 0, 50).await.unwrap().items;
+    let probes = world
+        .store
+        .account_probes(sub.id, 0, 50)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(probes.len(), sent.len(), "every ping is on record");
     let (last, failed) = probes.split_first().unwrap();
     assert!(last.re_enabled && last.outcome == AttemptOutcome::Delivered);
     assert_eq!(last.probe as usize, sent.len());
-    assert!(failed.iter().all(|p| !p.re_enabled && p.status_code == Some(500)));
-    let delays: Vec<u64> = failed.iter().rev().filter_map(|p| p.next_probe_in_ms).collect();
+    assert!(failed
+        .iter()
+        .all(|p| !p.re_enabled && p.status_code == Some(500)));
+    let delays: Vec<u64> = failed
+        .iter()
+        .rev()
+        .filter_map(|p| p.next_probe_in_ms)
+        .collect();
     assert_eq!(delays[0], 400, "twice the first interval");
-    assert!(delays.iter().all(|d| *d == 400), "at most the longest: {delays:?}");
+    assert!(
+        delays.iter().all(|d| *d == 400),
+        "at most the longest: {delays:?}"
+    );
 
     // Re-enabled, it gets its deliveries again, and no more probes.
     let triggered = world.trigger(reg).await;
