@@ -4,6 +4,7 @@
 //! |------------|---------------------------------------------------------------------------|
 //! | `startup`  | [`Worker`]: build, then run until stopped; the reader and background tasks |
 //! | `dispatch` | the dispatcher: starts jobs and sends deliveries from the fair queues      |
+//! | `adaptive` | the limit of requests in flight per origin, following the endpoint (AIMD) and `Retry-After` |
 //! | `fair`     | the per-account, per-registration, per-origin run queues, served in turn  |
 //! | `parking`  | when the jobs an account holds beyond its share come back from the delayed set |
 //! | `consumer` | the stream consumer: read, reclaim, heartbeat, promote retries, dead letters, hand back |
@@ -18,6 +19,7 @@
 //! The worker depends on `pubhook-core` only, never on the API. Steps are public functions that
 //! return outcome enums, so tests can drive them without the loop.
 
+pub mod adaptive;
 pub mod consumer;
 pub mod delivery;
 mod dispatch;
