@@ -66,6 +66,16 @@ pub enum Fired {
     Redelivered(Triggered),
 }
 
+/// The `Idempotency-Key` header as the OpenAPI document shows it; [`idempotency_key`] reads it.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("Idempotency-Key"), parameter_in = Header)]
+pub struct IdempotencyKey(
+    /// 1 to 256 visible ASCII characters: a repeat of the same request within 24 hours answers
+    /// the first trigger; the same key with another request is 422.
+    #[param(min_length = 1, max_length = 256)]
+    pub Option<String>,
+);
+
 /// The `Idempotency-Key` header, checked: `None` without one, 400 for an empty, oversized or
 /// non-ASCII one.
 pub fn idempotency_key(req: &actix_web::HttpRequest) -> Result<Option<&str>, ApiError> {

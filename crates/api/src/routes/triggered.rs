@@ -7,17 +7,20 @@ use pubhook_core::domain::{epoch_seconds, AccountId, RegistrationId, TriggeredId
 use pubhook_core::keys::RateLimitKind;
 use pubhook_core::store::{Account, DeliverySummary, RateLimit, Triggered};
 use serde::Serialize;
+use serde_json::Value;
 use tracing::instrument;
+use utoipa::ToSchema;
 
-use super::deliveries::OutcomeOut;
+use super::deliveries::{OutcomeOut, OutcomePage};
 use super::hooks::answer;
-use super::{missing_id, resource};
+use super::resource;
 use crate::auth::{authenticate, Need};
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::inbound::payload::trigger_body_payload;
-use crate::inbound::{fire, idempotency_key, Fire};
-use crate::paging::{budgeted_page, page_response, write_json, PageQuery};
+use crate::inbound::{fire, idempotency_key, Fire, IdempotencyKey};
+use crate::openapi::schemas::ErrorBody;
+use crate::paging::{budgeted_page, page_response, write_json, PageParams, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the triggered routes.
@@ -25,7 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/v1/webhook/triggered")
             .route(web::get().to(list_all))
-            .route(missing_id(web::post(), "Missing registration_id")),
+            .route(web::post().to(trigger_without_id)),
     )
     .service(
         resource("/v1/webhook/triggered/{id}")
@@ -37,17 +40,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+missing_id!(
+    trigger_without_id,
+    post,
+    "/v1/webhook/triggered",
+    "triggers",
+    "Missing registration_id"
+);
+
 /// A triggered record as the API shows it.
-#[derive(Serialize)]
-pub(super) struct TriggeredOut {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Triggered)]
+pub struct TriggeredOut {
     /// Where the deliveries stand; only on the single-record read, so the trigger's own 201 and
     /// the list keep PyWebhooks' shape.
     #[serde(skip_serializing_if = "Option::is_none")]
     deliveries: Option<DeliverySummary>,
+    /// When it was triggered, Unix seconds.
     epoch: f64,
     /// The trigger's own payload, if it had one; only on the single-record read, as above.
     #[serde(skip_serializing_if = "Option::is_none")]
-    event_data: Option<serde_json::Value>,
+    event_data: Option<Value>,
+    /// Its id, sent to subscribers as `webhook-id`.
     id: TriggeredId,
     registration_id: RegistrationId,
     /// The sender's event name of an inbound hook; only on the single-record read.
@@ -66,6 +80,22 @@ impl From<Triggered> for TriggeredOut {
             source_event: None,
         }
     }
+}
+
+/// The optional body of a trigger: any other body is ignored, as in PyWebhooks.
+#[derive(ToSchema)]
+pub struct TriggerIn {
+    /// This trigger's own payload, delivered instead of the registration's.
+    pub event_data: Value,
+}
+
+/// A page of triggered records.
+#[derive(ToSchema)]
+pub struct TriggeredPage {
+    /// Oldest first.
+    pub triggered_webhooks: Vec<TriggeredOut>,
+    /// The `start` of the next page, when there may be one.
+    pub next_start: Option<u64>,
 }
 
 const NOT_YOURS: &str = "You don't have access to this registration record or it no longer exists";
@@ -97,6 +127,27 @@ pub(super) async fn limit_triggers(state: &AppState, caller: AccountId) -> Resul
 /// A JSON object body with `event_data` gives this trigger its own payload, written in the same
 /// step; any other body is ignored, as in PyWebhooks. An `Idempotency-Key` makes repeats answer
 /// the first trigger (see `inbound`).
+#[utoipa::path(
+    post,
+    path = "/v1/webhook/triggered/{id}",
+    tag = "triggers",
+    params(
+        ("id" = String, Path, description = "The registration to trigger"),
+        IdempotencyKey,
+    ),
+    request_body(content = Option<TriggerIn>, description = "Optional: this trigger's own payload"),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 201, description = "The triggered record (the first one again for a repeated `Idempotency-Key`)", body = TriggeredOut),
+        (status = 400, description = "`Invalid Idempotency-Key header: …`, `Invalid payload: nested more than 128 levels deep`, a number too large for a double", body = ErrorBody),
+        (status = 401, description = "`You don't have access to this registration record or it no longer exists`: not the owner's", body = ErrorBody),
+        (status = 404, description = "`Registration id not found`", body = ErrorBody),
+        (status = 409, description = "`A request with this key is still being processed; retry it in a few seconds`", body = ErrorBody),
+        (status = 413, description = "`event_data is larger than N bytes` (`limit_payload_bytes`)", body = ErrorBody),
+        (status = 422, description = "`This Idempotency-Key was used for another request …`", body = ErrorBody),
+        (status = 429, description = "`Too many triggers: this account is over its rate limit` (`limit_triggers` a second)", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all, fields(registration = %path))]
 async fn trigger(
     req: HttpRequest,
@@ -142,6 +193,18 @@ async fn trigger(
 
 /// `GET /v1/webhook/triggered/{id}`: one triggered record, for the registration's owner or an
 /// admin.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook/triggered/{id}",
+    tag = "triggers",
+    params(("id" = String, Path, description = "The triggered record")),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "The record with `deliveries`, and `event_data` / `source_event` when it has them", body = TriggeredOut),
+        (status = 401, description = "`You don't have access to this registration record or it no longer exists`", body = ErrorBody),
+        (status = 404, description = "`Triggered id not found`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn get_triggered(
     req: HttpRequest,
@@ -166,6 +229,20 @@ async fn get_triggered(
 /// `GET /v1/webhook/triggered/{id}/deliveries`: the outcome of every delivery attempt of a
 /// trigger, paged, oldest first, for the registration's owner or an admin. The subscribers'
 /// endpoints and answers are not part of it (see `routes::deliveries`).
+#[utoipa::path(
+    get,
+    path = "/v1/webhook/triggered/{id}/deliveries",
+    tag = "deliveries",
+    params(("id" = String, Path, description = "The triggered record"), PageParams),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "A page of attempt outcomes, oldest first", body = OutcomePage),
+        (status = 204, description = "An empty page"),
+        (status = 400, description = "`Invalid limit or start parameter`", body = ErrorBody),
+        (status = 401, description = "`You don't have access to this registration record or it no longer exists`", body = ErrorBody),
+        (status = 404, description = "`Triggered id not found`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn list_deliveries(
     req: HttpRequest,
@@ -210,6 +287,19 @@ async fn readable_triggered(
 
 /// `GET /v1/webhook/triggered`: every triggered record, paged. Paging is checked before
 /// authentication, as in PyWebhooks.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook/triggered",
+    tag = "triggers",
+    operation_id = "list_all_triggered",
+    params(PageParams),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "A page of every triggered record", body = TriggeredPage),
+        (status = 204, description = "An empty page"),
+        (status = 400, description = "`Invalid limit or start parameter` (checked before the credentials)", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn list_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let page = PageQuery::from_request(&req)?;
