@@ -110,7 +110,7 @@ async fn docs_page() -> HttpResponse {
     get,
     path = "/docs/{file}",
     tag = "docs",
-    params(("file" = DocsFileName, Path, description = "A file of the docs page")),
+    params(("file" = inline(DocsFileName), Path, description = "A file of the docs page")),
     responses(
         (status = 200, description = "The file", content(("text/javascript"), ("text/css"))),
         (status = 404, description = "`No such file`", body = ErrorBody),

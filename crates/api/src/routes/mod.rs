@@ -15,15 +15,15 @@
 macro_rules! missing_id {
     ($name:ident, $method:ident, $path:literal, $tag:literal, $message:literal) => {
         #[utoipa::path(
-                    $method,
-                    path = $path,
-                    tag = $tag,
-                    responses((
-                        status = 400,
-                        description = concat!("`", $message, "`: the route needs an id"),
-                        body = $crate::openapi::schemas::ErrorBody
-                    )),
-                )]
+                            $method,
+                            path = $path,
+                            tag = $tag,
+                            responses((
+                                status = 400,
+                                description = concat!("`", $message, "`: the route needs an id"),
+                                body = $crate::openapi::schemas::ErrorBody
+                            )),
+                        )]
         async fn $name() -> Result<actix_web::HttpResponse, $crate::error::ApiError> {
             Err($crate::error::ApiError::BadRequest($message.to_owned()))
         }

@@ -58,7 +58,8 @@ missing_id!(
 /// stored without being parsed; [`RegistrationSchema`] describes what it writes.
 struct RegistrationOut(Registration);
 
-/// What [`RegistrationOut`] writes, for the OpenAPI document.
+/// A registration, fields sorted as PyWebhooks printed them.
+// What `RegistrationOut` writes, for the OpenAPI document.
 #[derive(ToSchema)]
 #[schema(as = Registration)]
 pub struct RegistrationSchema {

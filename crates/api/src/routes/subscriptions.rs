@@ -75,7 +75,7 @@ pub struct SubscriptionOut {
 pub struct SubscribeIn {
     /// A filter on each trigger's payload (`{"path", "equals"|"exists"|"in"}`, `all`, `any`,
     /// `not`; see `docs/api.md`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, required = false)]
     pub filter: Option<Value>,
 }
 
