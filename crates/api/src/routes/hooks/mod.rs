@@ -11,7 +11,7 @@
 //! These routes skip the JSON-only content-type gate and check the type themselves. Nothing
 //! here logs a query string (the access log writes the path only, see `startup`).
 
-pub(crate) mod senders;
+pub mod senders;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};

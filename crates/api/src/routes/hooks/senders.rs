@@ -8,7 +8,9 @@ use pubhook_core::domain::{AccountId, RegistrationId};
 use pubhook_core::inbound::{
     check_presented_key, verify_github_signature, verify_hook_key, SignatureFormatError,
 };
+use serde::Serialize;
 use tracing::instrument;
+use utoipa::ToSchema;
 
 use super::{body_kind, trigger_from_hook, HookTrigger, NOT_FOUND, NO_HOOK_KEY};
 use crate::body::read_body;
@@ -58,6 +60,16 @@ async fn read_sender_request(
     })
 }
 
+/// The 200 answers of the GitHub hook.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum GithubOk {
+    /// `X-GitHub-Event: ping`: the signature verifies, and nothing was triggered.
+    Ping(MessageBody),
+    /// A `X-GitHub-Delivery` seen before: the first trigger.
+    Redelivered(TriggeredOut),
+}
+
 /// `POST /v1/hooks/{id}/github`: a GitHub webhook, signed with the registration's hook key.
 #[utoipa::path(
     post,
@@ -72,10 +84,7 @@ async fn read_sender_request(
     ),
     request_body(content = Value, content_type = "application/json", description = "GitHub's payload (Content type: application/json)"),
     responses(
-        (status = 200, description = "`ping`: `{\"Message\": \"pong: …\"}`; or a redelivered `X-GitHub-Delivery`: the first trigger", content(
-            (MessageBody = "application/json"),
-            (TriggeredOut = "application/json"),
-        )),
+        (status = 200, description = "`ping`: `{\"Message\": \"pong: …\"}`; or a redelivered `X-GitHub-Delivery`: the first trigger", body = GithubOk),
         (status = 201, description = "The triggered record", body = TriggeredOut),
         (status = 400, description = "`Invalid X-Hub-Signature-256 header: …`, `Invalid X-GitHub-Event header: …`, `Invalid X-GitHub-Delivery header: …`, `Malformed JSON body: …`, `Invalid payload: nested more than 128 levels deep`, `Invalid Idempotency-Key header: …`", body = ErrorBody),
         (status = 401, description = "`Missing X-Hub-Signature-256 header`, `Invalid X-Hub-Signature-256: the signature does not match the body and hook key`, `This registration has no hook key: …`", body = ErrorBody),
