@@ -15,6 +15,17 @@ pub const MAX_LIMIT: u64 = 100;
 
 const INVALID: &str = "Invalid limit or start parameter";
 
+/// The answers every paged list shares beside its 200, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+pub enum PageAnswers {
+    /// An empty page, without a body
+    #[response(status = 204)]
+    Empty,
+    /// `Invalid limit or start parameter`
+    #[response(status = 400)]
+    InvalidPaging(crate::openapi::schemas::ErrorBody),
+}
+
 /// The paging parameters as the OpenAPI document shows them; [`PageQuery::from_request`] reads
 /// them.
 #[derive(utoipa::IntoParams)]

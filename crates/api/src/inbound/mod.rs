@@ -23,6 +23,7 @@ use pubhook_core::inbound::{check_presented_key, fingerprint};
 use pubhook_core::store::{Claim, ClaimOutcome, Store, TriggerExtras, TriggerRefusal, Triggered};
 
 use crate::error::ApiError;
+use crate::openapi::schemas::ErrorBody;
 use crate::state::AppState;
 
 /// How long a repeat waits for the first request of its key to write its trigger.
@@ -64,6 +65,30 @@ pub enum Fired {
     Repeated(Triggered),
     /// A delivery id seen before: the first trigger, answered 200.
     Redelivered(Triggered),
+}
+
+/// The refusals every route that triggers can answer, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+pub enum TriggerRefusals {
+    /// `Registration id not found`
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// `A request with this key is still being processed; retry it in a few seconds`: a repeated
+    /// `Idempotency-Key` (or delivery id) whose first request is still writing its trigger
+    #[response(status = 409)]
+    StillPending(ErrorBody),
+    /// `event_data is larger than N bytes` (`limit_payload_bytes`)
+    #[response(status = 413)]
+    PayloadQuota(ErrorBody),
+    /// `This Idempotency-Key was used for another request …`
+    #[response(status = 422)]
+    OtherRequest(ErrorBody),
+    /// `Too many triggers: this account is over its rate limit` (`limit_triggers` a second)
+    #[response(status = 429)]
+    TooManyTriggers(ErrorBody),
+    /// `Storage unavailable`: Redis cannot be reached
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }
 
 /// The `Idempotency-Key` header as the OpenAPI document shows it; [`idempotency_key`] reads it.

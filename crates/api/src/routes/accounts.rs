@@ -23,7 +23,7 @@ use crate::body::{json_object, parse_object, read_limited, string_field};
 use crate::client::{client_address, client_subject};
 use crate::error::ApiError;
 use crate::openapi::schemas::{ErrorBody, MessageBody};
-use crate::paging::{budgeted_page, write_json, PageParams, PageQuery};
+use crate::paging::{budgeted_page, write_json, PageAnswers, PageParams, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the account routes.
@@ -356,8 +356,7 @@ async fn delete_account(
     security(("api_key" = [], "username" = [])),
     responses(
         (status = 200, description = "A page of accounts, other accounts' `secret_key` omitted", body = AccountPage),
-        (status = 204, description = "An empty page"),
-        (status = 400, description = "`Invalid limit or start parameter`", body = ErrorBody),
+        PageAnswers,
         (status = 401, description = "`Not an Admin`", body = ErrorBody),
     ),
 )]

@@ -13,7 +13,7 @@ use crate::auth::{authenticate, Need};
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::openapi::schemas::ErrorBody;
-use crate::paging::{page_response, PageParams, PageQuery};
+use crate::paging::{page_response, PageAnswers, PageParams, PageQuery};
 use crate::state::AppState;
 
 /// Mounts `/v1/admin/dead-letters` with its redrive routes, and `/v1/admin/workers`.
@@ -37,8 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     security(("api_key" = [], "username" = [])),
     responses(
         (status = 200, description = "A page of dead letters, newest first", body = DeadLetterPage),
-        (status = 204, description = "An empty page"),
-        (status = 400, description = "`Invalid limit or start parameter`", body = ErrorBody),
+        PageAnswers,
         (status = 401, description = "`Not an Admin`", body = ErrorBody),
     ),
 )]

@@ -18,7 +18,7 @@ use super::subscriptions::owned_subscription;
 use crate::auth::{authenticate, Need};
 use crate::error::ApiError;
 use crate::openapi::schemas::ErrorBody;
-use crate::paging::{page_response, PageParams, PageQuery};
+use crate::paging::{page_response, PageAnswers, PageParams, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the subscriber's view of its attempts.
@@ -130,8 +130,7 @@ impl From<AttemptRecord> for AttemptOut {
     security(("api_key" = [], "username" = [])),
     responses(
         (status = 200, description = "A page of the subscription's attempts in full, newest first", body = AttemptPage),
-        (status = 204, description = "An empty page"),
-        (status = 400, description = "`Invalid limit or start parameter`", body = ErrorBody),
+        PageAnswers,
         (status = 401, description = "`Not authorized`: not the caller's, or no such subscription", body = ErrorBody),
     ),
 )]

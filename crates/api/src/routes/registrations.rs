@@ -13,7 +13,7 @@ use crate::auth::{authenticate, Need};
 use crate::body::{json_object, string_field};
 use crate::error::ApiError;
 use crate::openapi::schemas::ErrorBody;
-use crate::paging::{budgeted_page, write_json, PageParams, PageQuery};
+use crate::paging::{budgeted_page, write_json, PageAnswers, PageParams, PageQuery};
 use crate::response::json_parts;
 use crate::state::AppState;
 
@@ -206,8 +206,7 @@ async fn create_registration(
     security(("api_key" = [], "username" = [])),
     responses(
         (status = 200, description = "A page of the caller's registrations", body = RegistrationPage),
-        (status = 204, description = "An empty page"),
-        (status = 400, description = "`Invalid limit or start parameter`", body = ErrorBody),
+        PageAnswers,
     ),
 )]
 #[instrument(skip_all)]
@@ -228,8 +227,7 @@ async fn list_own(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     security(("api_key" = [], "username" = [])),
     responses(
         (status = 200, description = "A page of every registration", body = RegistrationPage),
-        (status = 204, description = "An empty page"),
-        (status = 400, description = "`Invalid limit or start parameter`", body = ErrorBody),
+        PageAnswers,
     ),
 )]
 #[instrument(skip_all)]

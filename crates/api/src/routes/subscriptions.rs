@@ -13,7 +13,7 @@ use crate::auth::{authenticate, Need};
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::openapi::schemas::ErrorBody;
-use crate::paging::{budgeted_page, write_json, PageParams, PageQuery};
+use crate::paging::{budgeted_page, write_json, PageAnswers, PageParams, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the subscription routes.
@@ -180,8 +180,7 @@ async fn subscribe(
     security(("api_key" = [], "username" = [])),
     responses(
         (status = 200, description = "A page of the caller's subscriptions", body = SubscriptionPage),
-        (status = 204, description = "An empty page"),
-        (status = 400, description = "`Invalid limit or start parameter`", body = ErrorBody),
+        PageAnswers,
     ),
 )]
 #[instrument(skip_all)]
@@ -204,8 +203,7 @@ async fn list_own(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     security(("api_key" = [], "username" = [])),
     responses(
         (status = 200, description = "A page of every subscription", body = SubscriptionPage),
-        (status = 204, description = "An empty page"),
-        (status = 400, description = "`Invalid limit or start parameter` (checked before the credentials)", body = ErrorBody),
+        PageAnswers,
     ),
 )]
 #[instrument(skip_all)]

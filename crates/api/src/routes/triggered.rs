@@ -18,9 +18,9 @@ use crate::auth::{authenticate, Need};
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::inbound::payload::trigger_body_payload;
-use crate::inbound::{fire, idempotency_key, Fire, IdempotencyKey};
+use crate::inbound::{fire, idempotency_key, Fire, IdempotencyKey, TriggerRefusals};
 use crate::openapi::schemas::ErrorBody;
-use crate::paging::{budgeted_page, page_response, write_json, PageParams, PageQuery};
+use crate::paging::{budgeted_page, page_response, write_json, PageAnswers, PageParams, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the triggered routes.
@@ -141,11 +141,7 @@ pub(super) async fn limit_triggers(state: &AppState, caller: AccountId) -> Resul
         (status = 201, description = "The triggered record (the first one again for a repeated `Idempotency-Key`)", body = TriggeredOut),
         (status = 400, description = "`Invalid Idempotency-Key header: …`, `Invalid payload: nested more than 128 levels deep`, a number too large for a double", body = ErrorBody),
         (status = 401, description = "`You don't have access to this registration record or it no longer exists`: not the owner's", body = ErrorBody),
-        (status = 404, description = "`Registration id not found`", body = ErrorBody),
-        (status = 409, description = "`A request with this key is still being processed; retry it in a few seconds`", body = ErrorBody),
-        (status = 413, description = "`event_data is larger than N bytes` (`limit_payload_bytes`)", body = ErrorBody),
-        (status = 422, description = "`This Idempotency-Key was used for another request …`", body = ErrorBody),
-        (status = 429, description = "`Too many triggers: this account is over its rate limit` (`limit_triggers` a second)", body = ErrorBody),
+        TriggerRefusals,
     ),
 )]
 #[instrument(skip_all, fields(registration = %path))]
@@ -237,8 +233,7 @@ async fn get_triggered(
     security(("api_key" = [], "username" = [])),
     responses(
         (status = 200, description = "A page of attempt outcomes, oldest first", body = OutcomePage),
-        (status = 204, description = "An empty page"),
-        (status = 400, description = "`Invalid limit or start parameter`", body = ErrorBody),
+        PageAnswers,
         (status = 401, description = "`You don't have access to this registration record or it no longer exists`", body = ErrorBody),
         (status = 404, description = "`Triggered id not found`", body = ErrorBody),
     ),
@@ -296,8 +291,7 @@ async fn readable_triggered(
     security(("api_key" = [], "username" = [])),
     responses(
         (status = 200, description = "A page of every triggered record", body = TriggeredPage),
-        (status = 204, description = "An empty page"),
-        (status = 400, description = "`Invalid limit or start parameter` (checked before the credentials)", body = ErrorBody),
+        PageAnswers,
     ),
 )]
 #[instrument(skip_all)]

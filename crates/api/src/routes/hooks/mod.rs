@@ -28,7 +28,7 @@ use crate::auth::{authenticate, authenticate_presented, Need, Presented};
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::inbound::payload::{form_payload, json_payload, parse_form};
-use crate::inbound::{fire, idempotency_key, Fire, Fired, IdempotencyKey};
+use crate::inbound::{fire, idempotency_key, Fire, Fired, IdempotencyKey, TriggerRefusals};
 use crate::openapi::schemas::ErrorBody;
 use crate::state::AppState;
 
@@ -174,13 +174,8 @@ enum HookCaller {
         (status = 201, description = "The triggered record (the first one again for a repeated `Idempotency-Key`)", body = TriggeredOut),
         (status = 400, description = "`Invalid hook key: …`, `Malformed query string: …`, `Malformed JSON body: …`, `Malformed form body: …`, `Invalid payload: nested more than 128 levels deep`, `Invalid Idempotency-Key header: …`", body = ErrorBody),
         (status = 401, description = "`Missing credentials: …`, `Invalid hook key`, `This registration has no hook key: …`, `You don't have access to this registration record or it no longer exists`", body = ErrorBody),
-        (status = 404, description = "`Registration id not found`", body = ErrorBody),
-        (status = 409, description = "`A request with this key is still being processed; retry it in a few seconds`", body = ErrorBody),
-        (status = 413, description = "`event_data is larger than N bytes` (`limit_payload_bytes`)", body = ErrorBody),
         (status = 415, description = "`Unsupported Content-Type: send application/json or application/x-www-form-urlencoded`", body = ErrorBody),
-        (status = 422, description = "`This Idempotency-Key was used for another request …`", body = ErrorBody),
-        (status = 429, description = "`Too many triggers: this account is over its rate limit`", body = ErrorBody),
-        (status = 503, description = "`Storage unavailable`", body = ErrorBody),
+        TriggerRefusals,
     ),
 )]
 #[instrument(skip_all, fields(registration = %path))]

@@ -16,7 +16,7 @@ use super::{body_kind, trigger_from_hook, HookTrigger, NOT_FOUND, NO_HOOK_KEY};
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::inbound::payload::json_payload;
-use crate::inbound::{presented_header, IdempotencyKey};
+use crate::inbound::{presented_header, IdempotencyKey, TriggerRefusals};
 use crate::openapi::schemas::{ErrorBody, MessageBody};
 use crate::routes::triggered::TriggeredOut;
 use crate::state::AppState;
@@ -88,13 +88,8 @@ pub enum GithubOk {
         (status = 201, description = "The triggered record", body = TriggeredOut),
         (status = 400, description = "`Invalid X-Hub-Signature-256 header: …`, `Invalid X-GitHub-Event header: …`, `Invalid X-GitHub-Delivery header: …`, `Malformed JSON body: …`, `Invalid payload: nested more than 128 levels deep`, `Invalid Idempotency-Key header: …`", body = ErrorBody),
         (status = 401, description = "`Missing X-Hub-Signature-256 header`, `Invalid X-Hub-Signature-256: the signature does not match the body and hook key`, `This registration has no hook key: …`", body = ErrorBody),
-        (status = 404, description = "`Registration id not found`", body = ErrorBody),
-        (status = 409, description = "`A request with this key is still being processed; retry it in a few seconds`", body = ErrorBody),
-        (status = 413, description = "`event_data is larger than N bytes` (`limit_payload_bytes`)", body = ErrorBody),
         (status = 415, description = "`Unsupported Content-Type: send application/json (in GitHub: Content type application/json)`", body = ErrorBody),
-        (status = 422, description = "`This Idempotency-Key was used for another request …`", body = ErrorBody),
-        (status = 429, description = "`Too many triggers: this account is over its rate limit`", body = ErrorBody),
-        (status = 503, description = "`Storage unavailable`", body = ErrorBody),
+        TriggerRefusals,
     ),
 )]
 #[instrument(skip_all, fields(registration = %path))]
@@ -170,13 +165,8 @@ pub(super) async fn github_hook(
         (status = 201, description = "The triggered record", body = TriggeredOut),
         (status = 400, description = "`Invalid X-Gitlab-Token header: …`, `Invalid X-Gitlab-Event header: …`, `Invalid X-Gitlab-Event-UUID header: …`, `Malformed JSON body: …`, `Invalid payload: nested more than 128 levels deep`, `Invalid Idempotency-Key header: …`", body = ErrorBody),
         (status = 401, description = "`Missing X-Gitlab-Token header`, `Invalid X-Gitlab-Token: it is not the registration's hook key`, `This registration has no hook key: …`", body = ErrorBody),
-        (status = 404, description = "`Registration id not found`", body = ErrorBody),
-        (status = 409, description = "`A request with this key is still being processed; retry it in a few seconds`", body = ErrorBody),
-        (status = 413, description = "`event_data is larger than N bytes` (`limit_payload_bytes`)", body = ErrorBody),
         (status = 415, description = "`Unsupported Content-Type: send application/json (in GitHub: Content type application/json)`", body = ErrorBody),
-        (status = 422, description = "`This Idempotency-Key was used for another request …`", body = ErrorBody),
-        (status = 429, description = "`Too many triggers: this account is over its rate limit`", body = ErrorBody),
-        (status = 503, description = "`Storage unavailable`", body = ErrorBody),
+        TriggerRefusals,
     ),
 )]
 #[instrument(skip_all, fields(registration = %path))]
