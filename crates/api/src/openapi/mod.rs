@@ -7,7 +7,7 @@
 //! `#[utoipa::path(method, path = "<the same template>", tag = ..., params(...),
 //! request_body = ..., security(("api_key" = [], "username" = [])), responses(...))]` on its
 //! handler, listing only the answers the handler itself gives, and add the handler to
-//! `paths(...)` below. `tests/api/openapi.rs` fails, naming the route and the side it is missing
+//! `paths(...)` below. `tests/api/openapi/parity.rs` fails, naming the route and the side it is missing
 //! from, until the router and the document agree on every path and method.
 //!
 //! **Shared answers** ([`add_shared_answers`]), added to each operation that can give them,
@@ -118,7 +118,44 @@ fn build_document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     add_security_schemes(&mut doc);
     add_shared_answers(&mut doc);
+    for_each_operation(&mut doc, |_, operation| tidy_summary(operation));
     doc
+}
+
+/// A handler's doc comment opens with its route (`` `GET /v1/accounts`: admin only… ``), which
+/// the docs page shows beside the summary anyway: the summary keeps what follows.
+fn tidy_summary(operation: &mut Map<String, Value>) {
+    let Some(Value::String(summary)) = operation.get_mut("summary") else {
+        return;
+    };
+    if let Some(rest) = summary
+        .strip_prefix('`')
+        .and_then(|text| text.split_once("`: "))
+        .map(|(_, rest)| rest)
+    {
+        let mut chars = rest.chars();
+        *summary = chars
+            .next()
+            .map(|first| first.to_uppercase().chain(chars).collect())
+            .unwrap_or_default();
+    }
+}
+
+/// Calls `visit` with the path and the object of every operation of the document.
+fn for_each_operation(doc: &mut Value, mut visit: impl FnMut(&str, &mut Map<String, Value>)) {
+    let Some(paths) = object_at(doc, "paths") else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for method in METHODS {
+            if let Some(operation) = item.get_mut(method).and_then(Value::as_object_mut) {
+                visit(path, operation);
+            }
+        }
+    }
 }
 
 /// The ways a request presents credentials, named by the operations' `security`.
@@ -193,41 +230,29 @@ const METHODS: [&str; 8] = [
 
 /// Adds the answers of the module table to each operation that can give them.
 fn add_shared_answers(doc: &mut Value) {
-    let Some(paths) = object_at(doc, "paths") else {
-        return;
-    };
-    for (path, item) in paths.iter_mut() {
-        let is_hook = crate::routes::hooks::takes_any_content_type(path);
-        let Some(item) = item.as_object_mut() else {
-            continue;
-        };
-        for method in METHODS {
-            let Some(operation) = item.get_mut(method).and_then(Value::as_object_mut) else {
-                continue;
-            };
-            let mut shared: Vec<&Shared> = Vec::new();
-            if authenticates(operation) {
-                shared.extend(AUTH_ANSWERS);
-            }
-            if operation.contains_key("requestBody") {
-                shared.extend(BODY_ANSWERS);
-            }
-            if !is_hook {
-                shared.push(&JSON_GATE);
-            }
-            shared.push(&CONNECTION_CAP);
-            let responses = operation
-                .entry("responses")
-                .or_insert_with(|| json!({}))
-                .as_object_mut();
-            if let Some(responses) = responses {
-                for answer in shared {
-                    add_answer(responses, answer);
-                }
-                sort_by_status(responses);
-            }
+    for_each_operation(doc, |path, operation| {
+        let mut shared: Vec<&Shared> = Vec::new();
+        if authenticates(operation) {
+            shared.extend(AUTH_ANSWERS);
         }
-    }
+        if operation.contains_key("requestBody") {
+            shared.extend(BODY_ANSWERS);
+        }
+        if !crate::routes::hooks::takes_any_content_type(path) {
+            shared.push(&JSON_GATE);
+        }
+        shared.push(&CONNECTION_CAP);
+        let responses = operation
+            .entry("responses")
+            .or_insert_with(|| json!({}))
+            .as_object_mut();
+        if let Some(responses) = responses {
+            for answer in shared {
+                add_answer(responses, answer);
+            }
+            sort_by_status(responses);
+        }
+    });
 }
 
 /// Whether an operation checks an account's credentials (its security names `api_key`).

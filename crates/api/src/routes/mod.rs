@@ -6,7 +6,7 @@
 //!
 //! Every handler carries its `#[utoipa::path(...)]` (method, path template, parameters, body and
 //! the answers it gives itself) and is listed in `crate::openapi::ApiDoc`: a route is added by
-//! mounting it here and annotating and listing its handler there; `tests/api/openapi.rs` fails,
+//! mounting it here and annotating and listing its handler there; `tests/api/openapi/parity.rs` fails,
 //! naming the route and the side it is missing from, when the two differ.
 
 /// A handler answering `400 {"Error": $message}`, with its OpenAPI operation: the contract's
@@ -18,6 +18,7 @@ macro_rules! missing_id {
                             $method,
                             path = $path,
                             tag = $tag,
+                            summary = "Without an id: the contract's 400",
                             responses((
                                 status = 400,
                                 description = concat!("`", $message, "`: the route needs an id"),
