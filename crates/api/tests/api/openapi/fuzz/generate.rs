@@ -1,35 +1,17 @@
-//! A schemathesis-style run: requests generated from the OpenAPI document, valid and invalid
-//! (path ids real and made up, paging in and out of range, credentials right, wrong and
-//! missing, bodies from the request schemas and broken ones, other content types), sent to a
-//! live pubhook on loopback. Every answer must be below 500, have a status the document lists
-//! for the operation, and a body that matches the schema listed for that status, read strictly
-//! (a field the schema does not name fails).
-//!
-//! Bounded: [`CASES_PER_OPERATION`] requests per operation, one at a time. Deterministic: the
-//! cases come from a seeded generator (`PUBHOOK_FUZZ_SEED` picks another seed; a failure prints
-//! the seed). Safe: an `endpoint` (format `uri`) is only ever the test receiver or an address
-//! the destination policy refuses without connecting, so nothing leaves loopback.
+//! The cases: a seeded generator, values from the document's schemas (valid, and broken on
+//! purpose), and the parameters, credentials and body of one request.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use hmac::{Hmac, Mac as _};
 use pubhook_api::openapi::document;
-use pubhook_core::domain::now_millis;
-use pubhook_core::store::{RecentOutcomes, WorkerBeat};
-use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
-use crate::helpers::{spawn_app, Creds, TestApp};
-
-/// Requests per operation.
-const CASES_PER_OPERATION: usize = 32;
-/// The seed when `PUBHOOK_FUZZ_SEED` is not set.
-const DEFAULT_SEED: u64 = 0x5eed_0fa1_10a5;
+use super::World;
 
 /// A small deterministic generator (xorshift64*), so a failing case can be replayed.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -72,90 +54,18 @@ impl Rng {
     }
 }
 
-/// What the run acts on: accounts, and records that exist, so that generated requests reach
-/// past the "not found" checks.
-struct World {
-    app: TestApp,
-    owner: Creds,
-    subscriber: Creds,
-    admin: Creds,
-    ids: Vec<String>,
-    hook_key: String,
-}
-
-async fn build_world() -> World {
-    let app = spawn_app().await;
-    let owner = app.create_account("fuzz-owner").await;
-    let subscriber = app.create_account("fuzz-subscriber").await;
-    let admin = app.create_admin("fuzz-admin").await;
-    let registration = app.register(&owner, "fuzz.event").await;
-    let subscription = app.subscribe(&subscriber, &registration).await;
-    let response = app
-        .as_user(
-            Method::POST,
-            &format!("/v1/webhook/triggered/{registration}"),
-            &owner,
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let triggered: Value = response.json().await.unwrap();
-    let response = app
-        .as_user(
-            Method::POST,
-            &format!("/v1/webhook/registration/{registration}/hook-key"),
-            &owner,
-        )
-        .send()
-        .await
-        .unwrap();
-    let hook_key: Value = response.json().await.unwrap();
-    let letter = crate::admin::push_letter(&app, "1-0", r#"{"v":1}"#).await;
-    app.store
-        .write_beat(&WorkerBeat {
-            id: "fuzz-worker".into(),
-            host: "box".into(),
-            pid: 7,
-            started: now_millis() - 1_000,
-            last_beat: now_millis(),
-            in_flight: 1,
-            running_jobs: 1,
-            last_minute: RecentOutcomes::default(),
-            slowest_origins: Vec::new(),
-        })
-        .await
-        .unwrap();
-    let ids = vec![
-        owner.id.clone(),
-        subscriber.id.clone(),
-        registration,
-        subscription,
-        triggered["id"].as_str().unwrap().to_owned(),
-        letter,
-    ];
-    World {
-        hook_key: hook_key["hook_key"].as_str().unwrap().to_owned(),
-        app,
-        owner,
-        subscriber,
-        admin,
-        ids,
-    }
-}
-
 /// One generated request.
 #[derive(Default)]
-struct Case {
-    path: String,
-    query: Vec<(String, String)>,
-    headers: Vec<(String, String)>,
-    content_type: Option<String>,
-    body: Option<Vec<u8>>,
+pub(super) struct Case {
+    pub(super) path: String,
+    pub(super) query: Vec<(String, String)>,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) content_type: Option<String>,
+    pub(super) body: Option<Vec<u8>>,
 }
 
 impl Case {
-    fn describe(&self, method: &str) -> String {
+    pub(super) fn describe(&self, method: &str) -> String {
         let mut out = format!("{method} {}", self.path);
         if !self.query.is_empty() {
             let pairs: Vec<String> = self.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -452,7 +362,7 @@ fn parameter_value(rng: &mut Rng, world: &World, parameter: &Value, body: &[u8])
 }
 
 /// One case for an operation.
-fn generate(rng: &mut Rng, world: &World, template: &str, operation: &Value) -> Case {
+pub(super) fn generate(rng: &mut Rng, world: &World, template: &str, operation: &Value) -> Case {
     let mut case = Case::default();
     if let Some(request) = operation.get("requestBody") {
         let contents = request["content"].as_object().unwrap();
@@ -496,219 +406,4 @@ fn generate(rng: &mut Rng, world: &World, template: &str, operation: &Value) -> 
     case.path = path;
     present_credentials(rng, world, operation, &mut case);
     case
-}
-
-/// The document's component schemas, read strictly: an object schema that is not a part of
-/// another's `allOf` may hold no field it does not name.
-fn strict_components() -> Value {
-    let mut components = document()["components"]["schemas"].clone();
-    let in_all_of: Vec<String> = components
-        .as_object()
-        .unwrap()
-        .values()
-        .filter_map(|schema| schema.get("allOf"))
-        .flat_map(|parts| parts.as_array().cloned().unwrap_or_default())
-        .filter_map(|part| part.get("$ref").and_then(Value::as_str).map(str::to_owned))
-        .collect();
-    for (name, schema) in components.as_object_mut().unwrap() {
-        let reference = format!("#/components/schemas/{name}");
-        let is_object = schema.get("properties").is_some() || schema.get("allOf").is_some();
-        if is_object && !in_all_of.contains(&reference) {
-            schema["unevaluatedProperties"] = json!(false);
-        }
-    }
-    components
-}
-
-/// What is wrong with an answer, if anything.
-fn judge(
-    operation: &Value,
-    status: StatusCode,
-    content_type: &str,
-    body: &[u8],
-    components: &Value,
-) -> Option<String> {
-    if status.is_server_error() {
-        return Some(format!("a server error: {status}"));
-    }
-    let listed = &operation["responses"][status.as_str()];
-    if listed.is_null() {
-        let statuses: Vec<&String> = operation["responses"].as_object().unwrap().keys().collect();
-        return Some(format!(
-            "status {status} is not listed (listed: {statuses:?})"
-        ));
-    }
-    let Some(schema) = listed["content"]["application/json"].get("schema") else {
-        if status == StatusCode::NO_CONTENT && !body.is_empty() {
-            return Some("a 204 with a body".to_owned());
-        }
-        return None;
-    };
-    if !content_type.starts_with("application/json") {
-        return Some(format!("content type {content_type:?}, documented as JSON"));
-    }
-    let Ok(instance) = serde_json::from_slice::<Value>(body) else {
-        return Some("a body that is not JSON".to_owned());
-    };
-    let mut root = schema.clone();
-    root["components"] = json!({ "schemas": components });
-    let validator = jsonschema::options()
-        .should_validate_formats(true)
-        .build(&root)
-        .unwrap_or_else(|e| panic!("the document's schema does not compile: {e}\n{root}"));
-    let errors: Vec<String> = validator
-        .iter_errors(&instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    (!errors.is_empty()).then(|| {
-        format!(
-            "the body does not match its schema: {}\n  body: {instance}",
-            errors.join("; ")
-        )
-    })
-}
-
-/// The order operations run in: those that take records away last, so that the others meet
-/// records that exist (a reset replaces a key; a delete-all empties the store).
-fn rank(template: &str, method: &str) -> u8 {
-    match (method, template.contains('{')) {
-        ("delete", false) if template.ends_with('s') => 3,
-        ("delete", _) => 2,
-        _ if template.contains("/reset/") => 1,
-        _ => 0,
-    }
-}
-
-#[tokio::test]
-async fn generated_requests_get_only_the_answers_the_document_lists() {
-    let seed = std::env::var("PUBHOOK_FUZZ_SEED")
-        .ok()
-        .and_then(|raw| raw.parse().ok())
-        .unwrap_or(DEFAULT_SEED);
-    // Any seed, 0 included, gives a non-zero state.
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let world = build_world().await;
-    let components = strict_components();
-    let mut operations: Vec<(String, String, Value)> = Vec::new();
-    for (template, item) in document()["paths"].as_object().unwrap() {
-        for (method, operation) in item.as_object().unwrap() {
-            operations.push((template.clone(), method.clone(), operation.clone()));
-        }
-    }
-    operations.sort_by_key(|(template, method, _)| rank(template, method));
-    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
-    let mut succeeded: BTreeMap<String, usize> = BTreeMap::new();
-    let mut failures = Vec::new();
-    for (template, method, operation) in &operations {
-        for _ in 0..CASES_PER_OPERATION {
-            let case = generate(&mut rng, &world, template, operation);
-            let mut request = world.app.client.request(
-                Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap(),
-                format!("{}{}", world.app.address, case.path),
-            );
-            if !case.query.is_empty() {
-                request = request.query(&case.query);
-            }
-            for (name, value) in &case.headers {
-                request = request.header(name, value);
-            }
-            if let Some(content_type) = &case.content_type {
-                request = request.header("content-type", content_type);
-            }
-            if let Some(body) = &case.body {
-                request = request.body(body.clone());
-            }
-            let response = request.send().await.unwrap_or_else(|e| {
-                panic!("{}\n  failed: {e}", case.describe(&method.to_uppercase()))
-            });
-            let status = response.status();
-            let content_type = response
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
-            let body = response.bytes().await.unwrap();
-            *statuses.entry(status.as_u16()).or_default() += 1;
-            let operation_name = format!("{} {template}", method.to_uppercase());
-            *succeeded.entry(operation_name).or_default() += usize::from(status.is_success());
-            if let Some(wrong) = judge(operation, status, &content_type, &body, &components) {
-                failures.push(format!(
-                    "{}\n  => {status}: {wrong}\n  answer: {}",
-                    case.describe(&method.to_uppercase()),
-                    String::from_utf8_lossy(&body)
-                        .chars()
-                        .take(300)
-                        .collect::<String>()
-                ));
-            }
-        }
-    }
-    let sent: usize = statuses.values().sum();
-    let never: Vec<&String> = succeeded
-        .iter()
-        .filter(|(_, count)| **count == 0)
-        .map(|(name, _)| name)
-        .collect();
-    eprintln!(
-        "seed {seed}: {sent} requests, answers by status {statuses:?}; \
-         {} of {} operations answered 2xx at least once (never: {never:?})",
-        succeeded.len() - never.len(),
-        succeeded.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "seed {seed}: {} of {sent} answers are outside the document:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
-    // The run must reach past the checks: successes of several kinds, and refusals.
-    for expected in [200, 201, 204, 400, 401, 404] {
-        assert!(
-            statuses.contains_key(&expected),
-            "seed {seed}: no {expected} among {statuses:?}: the cases do not reach far enough"
-        );
-    }
-}
-
-#[test]
-fn the_judge_refuses_a_server_error_an_unlisted_status_and_an_undocumented_field() {
-    let components = strict_components();
-    let live = &document()["paths"]["/health/live"]["get"];
-    let json = "application/json";
-    let judge_live = |status: u16, body: &str| {
-        judge(
-            live,
-            StatusCode::from_u16(status).unwrap(),
-            json,
-            body.as_bytes(),
-            &components,
-        )
-    };
-    assert_eq!(judge_live(200, r#"{"status": "ok"}"#), None);
-    assert!(judge_live(500, r#"{"Error": "Internal server error"}"#).is_some());
-    assert!(judge_live(418, r#"{"status": "ok"}"#).is_some());
-    assert!(judge_live(200, r#"{"status": "ok", "extra": 1}"#).is_some());
-    assert!(judge_live(200, r#"{"status": 1}"#).is_some());
-    assert!(judge_live(200, "not json").is_some());
-    // A part of an `allOf` is not read strictly on its own: the subscriber's attempt holds the
-    // owner's fields and two more.
-    let attempts = &document()["paths"]["/v1/webhook/subscription/{id}/deliveries"]["get"];
-    let attempt = json!({
-        "id": "8482a3f7-afd0-4d55-b7d0-78229486e87a",
-        "triggered_id": "8482a3f7-afd0-4d55-b7d0-78229486e87a",
-        "subscription_id": "8482a3f7-afd0-4d55-b7d0-78229486e87a",
-        "account_id": "8482a3f7-afd0-4d55-b7d0-78229486e87a",
-        "attempt": 1, "outcome": "delivered", "status_code": 200, "error": null,
-        "latency_ms": 1.5, "epoch": 1.0, "next_attempt_in_ms": null,
-        "endpoint": "http://127.0.0.1/", "response": "ok",
-    });
-    let page = json!({ "deliveries": [attempt] }).to_string();
-    let verdict = judge(attempts, StatusCode::OK, json, page.as_bytes(), &components);
-    assert_eq!(verdict, None);
-    let mut wrong = attempt.clone();
-    wrong["surprise"] = json!(true);
-    let page = json!({ "deliveries": [wrong] }).to_string();
-    let verdict = judge(attempts, StatusCode::OK, json, page.as_bytes(), &components);
-    assert!(verdict.is_some());
 }
