@@ -128,11 +128,16 @@ fn tidy_summary(operation: &mut Map<String, Value>) {
     let Some(Value::String(summary)) = operation.get_mut("summary") else {
         return;
     };
-    if let Some(rest) = summary
+    let route_then_rest = summary
         .strip_prefix('`')
-        .and_then(|text| text.split_once("`: "))
-        .map(|(_, rest)| rest)
-    {
+        .and_then(|text| text.split_once('`'))
+        .filter(|(route, _)| {
+            METHODS
+                .iter()
+                .any(|method| route.starts_with(&format!("{} /", method.to_uppercase())))
+        })
+        .and_then(|(_, rest)| rest.strip_prefix(": "));
+    if let Some(rest) = route_then_rest {
         let mut chars = rest.chars();
         *summary = chars
             .next()
@@ -327,6 +332,21 @@ mod tests {
                 assert!(operation["tags"].is_array(), "{method} {path} has no tag");
             }
         }
+    }
+
+    #[test]
+    fn a_summary_loses_only_a_leading_route() {
+        let tidy = |text: &str| {
+            let mut operation = Map::new();
+            operation.insert("summary".to_owned(), json!(text));
+            tidy_summary(&mut operation);
+            operation["summary"].as_str().unwrap_or_default().to_owned()
+        };
+        assert_eq!(tidy("`GET /v1/accounts`: admin only."), "Admin only.");
+        let kept = "`POST /x` with `{\"ids\": []}`: redrives";
+        assert_eq!(tidy(kept), kept);
+        assert_eq!(tidy("`a`: b"), "`a`: b");
+        assert_eq!(tidy("200 while up."), "200 while up.");
     }
 
     #[test]
