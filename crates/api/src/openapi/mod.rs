@@ -7,10 +7,10 @@
 //! `#[utoipa::path(method, path = "<the same template>", tag = ..., params(...),
 //! request_body = ..., security(("api_key" = [], "username" = [])), responses(...))]` on its
 //! handler, listing only the answers the handler itself gives, and add the handler to
-//! `paths(...)` below. `tests/api/openapi/parity.rs` fails, naming the route and the side it is missing
-//! from, until the router and the document agree on every path and method.
+//! `paths(...)` below. `tests/api/openapi/parity.rs` fails, naming the route and the side it is
+//! missing from, until the router and the document agree on every path and method.
 //!
-//! **Shared answers** ([`add_shared_answers`]), added to each operation that can give them,
+//! **Shared answers** (`add_shared_answers`), added to each operation that can give them,
 //! after its own (a status it already lists gets the shared reasons appended):
 //!
 //! | answer | added to |
