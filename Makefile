@@ -1,7 +1,7 @@
 # The one entry point: the README and .ci/run call these targets.
 CARGO ?= cargo
 
-.PHONY: run build test test-cluster lint fmt ci bench bench-quick
+.PHONY: run build test test-cluster lint fmt ci bench bench-quick docs-ui
 
 ## run: build and run pubhook (API and worker in one process) on 127.0.0.1:8081, with its own
 ## redis-server if none runs. For trying it out, endpoints on loopback are allowed unless
@@ -33,6 +33,13 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## docs-ui: check that crates/api/docs-ui/dist/ (the /docs page's files, bundled into the binary)
+## is exactly the swagger-ui-dist that package-lock.json pins, fetched from npm; after changing
+## the pin, `make docs-ui DOCS_UI_ARGS=--update` copies the new files and rewrites SHA256SUMS
+DOCS_UI_ARGS ?=
+docs-ui:
+	crates/api/docs-ui/refresh.sh $(DOCS_UI_ARGS)
 
 ci: test
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use pubhook_core::store::{Quota, StoreError};
-use serde_json::json;
+
+use crate::openapi::schemas::ErrorBody;
 
 /// `Retry-After` of a full count quota (registrations, subscriptions).
 const QUOTA_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -140,6 +141,8 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(json!({ "Error": self.to_string() }))
+        response.json(ErrorBody {
+            error: self.to_string(),
+        })
     }
 }

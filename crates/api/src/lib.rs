@@ -12,6 +12,7 @@
 //! | `inbound`      | trigger payloads, form bodies, idempotency keys and delivery ids       |
 //! | `paging`       | `start`/`limit`, `next_start`, the page byte budget and 204            |
 //! | `response`     | written JSON bodies sent in slices, without a second copy              |
+//! | `openapi`      | the OpenAPI 3.1 document, from the handlers' annotations (`/docs` too) |
 //! | `error`        | [`ApiError`]: every HTTP failure and its `{"Error": ...}` body         |
 //! | `state`        | what handlers share                                                   |
 //!
@@ -25,6 +26,7 @@ pub mod content_type;
 pub mod edge;
 pub mod error;
 pub mod inbound;
+pub mod openapi;
 pub mod paging;
 pub mod response;
 pub mod routes;

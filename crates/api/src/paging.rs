@@ -15,6 +15,30 @@ pub const MAX_LIMIT: u64 = 100;
 
 const INVALID: &str = "Invalid limit or start parameter";
 
+/// The answers every paged list shares beside its 200, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+pub enum PageAnswers {
+    /// An empty page, without a body
+    #[response(status = 204)]
+    Empty,
+    /// `Invalid limit or start parameter`
+    #[response(status = 400)]
+    InvalidPaging(crate::openapi::schemas::ErrorBody),
+}
+
+/// The paging parameters as the OpenAPI document shows them; [`PageQuery::from_request`] reads
+/// them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Rank of the first record, from 0; a full page's `next_start` gives the next.
+    #[param(minimum = 0, maximum = 999_999_999_999_999.0)]
+    pub start: u64,
+    /// Records per page.
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: u64,
+}
+
 /// A validated `start`/`limit` pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageQuery {

@@ -84,6 +84,8 @@ impl Application {
                 }))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .wrap(access_log(trusted_proxies.clone()))
+                // Every route is mounted by `routes::configure`: the OpenAPI parity test reads
+                // the router's paths from it.
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

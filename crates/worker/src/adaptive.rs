@@ -187,7 +187,12 @@ impl OriginLimits {
 
     /// A request to `origin` ended with `feedback`. Returns when a pause it started ends, for
     /// the caller to look at the origin's queue again then.
-    pub fn finished(&mut self, origin: &Origin, feedback: Feedback, now: Instant) -> Option<Instant> {
+    pub fn finished(
+        &mut self,
+        origin: &Origin,
+        feedback: Feedback,
+        now: Instant,
+    ) -> Option<Instant> {
         let config = self.config;
         let state = self.origins.get_mut(origin)?;
         state.in_flight = state.in_flight.saturating_sub(1);
@@ -303,7 +308,9 @@ mod tests {
     fn a_fast_origin_is_given_more_requests_up_to_the_maximum() {
         let mut limits = OriginLimits::new(AdaptiveConfig::up_to(112));
         let mut now = Instant::now();
-        let seen = run(&mut limits, &mut now, 8, |_| Feedback::Answered { latency: MS });
+        let seen = run(&mut limits, &mut now, 8, |_| Feedback::Answered {
+            latency: MS,
+        });
         // Slow start doubles each round trip: 8, 16, 32, 64, then the maximum.
         assert_eq!(seen[..4], [16.0, 32.0, 64.0, 112.0]);
         assert_eq!(*seen.last().unwrap(), 112.0);
@@ -322,7 +329,10 @@ mod tests {
         let settled = &seen[100..];
         let high = settled.iter().cloned().fold(0.0, f64::max);
         let low = settled.iter().cloned().fold(f64::MAX, f64::min);
-        assert!(low >= 5.0 && high <= 2.0 * sustained as f64 + 2.0, "{low}..{high}");
+        assert!(
+            low >= 5.0 && high <= 2.0 * sustained as f64 + 2.0,
+            "{low}..{high}"
+        );
     }
 
     #[test]
@@ -330,7 +340,9 @@ mod tests {
         let mut limits = OriginLimits::new(AdaptiveConfig::up_to(128));
         let o = origin();
         let mut now = Instant::now();
-        run(&mut limits, &mut now, 3, |_| Feedback::Answered { latency: MS });
+        run(&mut limits, &mut now, 3, |_| Feedback::Answered {
+            latency: MS,
+        });
         assert_eq!(limits.limit(&o), Some(64.0));
         // 64 requests in flight, all failing: one halving, not 64.
         for _ in 0..64 {
@@ -342,7 +354,9 @@ mod tests {
         }
         assert_eq!(limits.limit(&o), Some(32.0));
         // The next round's failures halve it again; it never goes below one.
-        let seen = run(&mut limits, &mut now, 10, |_| Feedback::Failed { latency: MS });
+        let seen = run(&mut limits, &mut now, 10, |_| Feedback::Failed {
+            latency: MS,
+        });
         assert_eq!(seen[0], 16.0);
         assert_eq!(*seen.last().unwrap(), 1.0);
     }
@@ -373,9 +387,18 @@ mod tests {
 
     #[test]
     fn answers_are_read_as_load_signals() {
-        assert_eq!(Feedback::of(Some(404), MS, None), Feedback::Answered { latency: MS });
-        assert_eq!(Feedback::of(Some(502), MS, None), Feedback::Failed { latency: MS });
-        assert_eq!(Feedback::of(None, MS, None), Feedback::Failed { latency: MS });
+        assert_eq!(
+            Feedback::of(Some(404), MS, None),
+            Feedback::Answered { latency: MS }
+        );
+        assert_eq!(
+            Feedback::of(Some(502), MS, None),
+            Feedback::Failed { latency: MS }
+        );
+        assert_eq!(
+            Feedback::of(None, MS, None),
+            Feedback::Failed { latency: MS }
+        );
         assert_eq!(
             Feedback::of(Some(429), MS, None),
             Feedback::Overloaded {

@@ -23,6 +23,7 @@ use pubhook_core::inbound::{check_presented_key, fingerprint};
 use pubhook_core::store::{Claim, ClaimOutcome, Store, TriggerExtras, TriggerRefusal, Triggered};
 
 use crate::error::ApiError;
+use crate::openapi::schemas::ErrorBody;
 use crate::state::AppState;
 
 /// How long a repeat waits for the first request of its key to write its trigger.
@@ -65,6 +66,40 @@ pub enum Fired {
     /// A delivery id seen before: the first trigger, answered 200.
     Redelivered(Triggered),
 }
+
+/// The refusals every route that triggers can answer, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+pub enum TriggerRefusals {
+    /// `Registration id not found`
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// `A request with this key is still being processed; retry it in a few seconds`: a repeated
+    /// `Idempotency-Key` (or delivery id) whose first request is still writing its trigger
+    #[response(status = 409)]
+    StillPending(ErrorBody),
+    /// `event_data is larger than N bytes` (`limit_payload_bytes`)
+    #[response(status = 413)]
+    PayloadQuota(ErrorBody),
+    /// `This Idempotency-Key was used for another request …`
+    #[response(status = 422)]
+    OtherRequest(ErrorBody),
+    /// `Too many triggers: this account is over its rate limit` (`limit_triggers` a second)
+    #[response(status = 429)]
+    TooManyTriggers(ErrorBody),
+    /// `Storage unavailable`: Redis cannot be reached
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The `Idempotency-Key` header as the OpenAPI document shows it; [`idempotency_key`] reads it.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("Idempotency-Key"), parameter_in = Header)]
+pub struct IdempotencyKey(
+    /// 1 to 256 visible ASCII characters: a repeat of the same request within 24 hours answers
+    /// the first trigger; the same key with another request is 422.
+    #[param(min_length = 1, max_length = 256)]
+    pub Option<String>,
+);
 
 /// The `Idempotency-Key` header, checked: `None` without one, 400 for an empty, oversized or
 /// non-ASCII one.

@@ -10,18 +10,20 @@ use pubhook_core::hashing::hash_api_key;
 use pubhook_core::keys::RateLimitKind;
 use pubhook_core::outbound::KeyKind;
 use pubhook_core::signing::webhook_secret;
-use pubhook_core::store::{Account, NewAccount, RateLimit};
+use pubhook_core::store::{Account, NewAccount, ProbeRecord, RateLimit, WriteResult};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tracing::instrument;
+use utoipa::ToSchema;
 
 use super::endpoint::{check_echo, send_key};
-use super::{missing_id, resource};
+use super::resource;
 use crate::auth::{authenticate, optional_owner, Need};
 use crate::body::{json_object, parse_object, read_limited, string_field};
 use crate::client::{client_address, client_subject};
 use crate::error::ApiError;
-use crate::paging::{budgeted_page, page_response, write_json, PageQuery};
+use crate::openapi::schemas::{ErrorBody, MessageBody};
+use crate::paging::{budgeted_page, page_response, write_json, PageAnswers, PageParams, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the account routes.
@@ -30,8 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/v1/account")
             .route(web::post().to(create_account))
             .route(web::patch().to(update_endpoint))
-            .route(missing_id(web::get(), "Missing account_id"))
-            .route(missing_id(web::delete(), "Missing account_id")),
+            .route(web::get().to(get_account_without_id))
+            .route(web::delete().to(delete_account_without_id)),
     )
     .service(resource("/v1/account/reset/apikey").route(web::post().to(reset_api_key)))
     .service(resource("/v1/account/reset/secretkey").route(web::post().to(reset_secret_key)))
@@ -48,26 +50,87 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+missing_id!(
+    get_account_without_id,
+    get,
+    "/v1/account",
+    "accounts",
+    "Missing account_id"
+);
+missing_id!(
+    delete_account_without_id,
+    delete,
+    "/v1/account",
+    "accounts",
+    "Missing account_id"
+);
+
 /// An account as the API shows it. Fields in the order PyWebhooks' `jsonify` sorted them.
-#[derive(Serialize)]
-struct AccountOut {
-    /// The plaintext key on creation; the stored hash afterwards, as in PyWebhooks.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Account)]
+pub struct AccountOut {
+    /// The plaintext key (40 hex) on creation; the stored hash afterwards, as in PyWebhooks.
     api_key: String,
+    /// Where deliveries, echo challenges and key resets go.
     endpoint: String,
+    /// Creation time, Unix seconds.
     epoch: f64,
+    /// Failed delivery attempts since the last success.
     failed_count: i64,
     id: AccountId,
     is_admin: bool,
-    /// Only shown to the account itself.
+    /// 40 hex; only shown to the account itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret_key: Option<String>,
     /// Only when the account has asked for extra signature styles.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<SignatureStyleName>>)]
     signature_styles: Option<Vec<&'static str>>,
     username: String,
     /// The same secret as a Standard Webhooks key (`whsec_` + base64), shown with `secret_key`.
     #[serde(skip_serializing_if = "Option::is_none")]
     webhook_secret: Option<String>,
+}
+
+/// The name of a signature style (see `docs/api.md`).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum SignatureStyleName {
+    /// `x-hub-signature-256: sha256=<hex HMAC-SHA256>`, as GitHub signs.
+    Github,
+    /// `x-jobserv-sig: sha256:<hex>`, as Foundries CI signs.
+    Jobserv,
+}
+
+/// The body of `POST /v1/account`.
+#[derive(ToSchema)]
+pub struct AccountIn {
+    /// 1 to 256 characters; `admin` is taken.
+    pub username: String,
+    /// An http(s) URL that answers the echo challenge.
+    #[schema(format = "uri")]
+    pub endpoint: String,
+}
+
+/// The body of `PATCH /v1/account`: `endpoint`, `signature_styles`, or both.
+#[derive(ToSchema)]
+pub struct AccountPatch {
+    /// A new endpoint; it must pass the echo challenge, and `failed_count` goes back to 0.
+    /// Required unless `signature_styles` is given.
+    #[schema(format = "uri")]
+    pub endpoint: Option<String>,
+    /// Replaces the account's signature styles; `[]` removes them.
+    #[schema(nullable = false)]
+    pub signature_styles: Option<Vec<SignatureStyleName>>,
+}
+
+/// A page of accounts.
+#[derive(ToSchema)]
+pub struct AccountPage {
+    /// Oldest first.
+    pub accounts: Vec<AccountOut>,
+    /// The `start` of the next page, when there may be one.
+    pub next_start: Option<u64>,
 }
 
 impl AccountOut {
@@ -88,6 +151,11 @@ impl AccountOut {
     }
 }
 
+/// The answer of both resets.
+const KEY_SENT: MessageBody = MessageBody {
+    message: "New key sent to endpoint",
+};
+
 /// The window of `limit_resets`.
 const RESET_WINDOW: Duration = Duration::from_secs(60);
 
@@ -95,6 +163,19 @@ const RESET_WINDOW: Duration = Duration::from_secs(60);
 /// out, runs the echo challenge, then creates the account atomically. 201 with the plaintext
 /// keys, shown this once. The name `admin` is kept for `pubhook init` and answered as taken,
 /// which is what PyWebhooks, whose admin always existed, answered too.
+#[utoipa::path(
+    post,
+    path = "/v1/account",
+    tag = "accounts",
+    request_body = AccountIn,
+    responses(
+        (status = 201, description = "The account with its plaintext `api_key` and `secret_key`, shown this once", body = AccountOut),
+        (status = 400, description = "`Missing username field`, `Missing endpoint field`, `Invalid username: …`, `Invalid endpoint: …`, `Invalid username: must be a string`, `Echo response failed`, `Endpoint refused: the address is not allowed`, `Malformed JSON body: …`, `Invalid body: expected a JSON object`", body = ErrorBody),
+        (status = 409, description = "`Username already exists`", body = ErrorBody),
+        (status = 429, description = "`Too many accounts created from this address` (`limit_account_creations` an hour)", body = ErrorBody),
+        (status = 503, description = "`Storage unavailable`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn create_account(
     req: HttpRequest,
@@ -156,6 +237,17 @@ async fn create_account(
 }
 
 /// `GET /v1/account/{id}`: the caller's own account only, admins included.
+#[utoipa::path(
+    get,
+    path = "/v1/account/{account_id}",
+    tag = "accounts",
+    params(("account_id" = String, Path, description = "The caller's own account id")),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "The caller's account, `api_key` as its stored hash", body = AccountOut),
+        (status = 401, description = "`Not authorized`: not the caller's own id", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn get_account(
     req: HttpRequest,
@@ -172,6 +264,18 @@ async fn get_account(
 /// `GET /v1/account/{account_id}/probes?start&limit`: the account's latest probes, newest
 /// first: the signed pings the workers sent its endpoint while it was at `max_failed_count`,
 /// and which one re-enabled it. For the account itself or an admin.
+#[utoipa::path(
+    get,
+    path = "/v1/account/{account_id}/probes",
+    tag = "accounts",
+    params(("account_id" = String, Path, description = "The account"), PageParams),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "A page of the account's probes, newest first", body = ProbePage),
+        PageAnswers,
+        (status = 401, description = "`Not authorized`: another account's, for anyone but an admin", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn list_probes(
     req: HttpRequest,
@@ -191,11 +295,31 @@ async fn list_probes(
     page_response("probes", probes, std::convert::identity)
 }
 
+/// A page of an account's probes.
+#[derive(ToSchema)]
+pub struct ProbePage {
+    /// The probes, newest first.
+    pub probes: Vec<ProbeRecord>,
+    /// The `start` of the next page, when there may be one.
+    pub next_start: Option<u64>,
+}
+
 /// `PATCH /v1/account`: a new endpoint for the caller, after it passes the echo challenge (the
 /// README promised this; PyWebhooks never did it), which resets `failed_count` to 0; and/or
 /// new `signature_styles` (a list of `github`, `jobserv`; `[]` for none). A body without
 /// `signature_styles` is PyWebhooks' request and answered as before; with it, `endpoint` may
 /// be left out. Every field is checked before anything is written or called.
+#[utoipa::path(
+    patch,
+    path = "/v1/account",
+    tag = "accounts",
+    request_body = AccountPatch,
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "What was written", body = WriteResult),
+        (status = 400, description = "`Missing endpoint field`, `Invalid endpoint: …`, `Invalid signature_styles: …`, `Echo response failed`, `Endpoint refused: the address is not allowed`, `Malformed JSON body: …`, `Invalid body: expected a JSON object`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn update_endpoint(
     req: HttpRequest,
@@ -237,6 +361,18 @@ async fn update_endpoint(
 
 /// `DELETE /v1/account/{id}`: the caller's own account, or any account for an admin; cascades
 /// to the account's subscriptions, registrations and the subscriptions to those.
+#[utoipa::path(
+    delete,
+    path = "/v1/account/{account_id}",
+    tag = "accounts",
+    params(("account_id" = String, Path, description = "The caller's own id, or any for an admin")),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "What was deleted (`skipped: 1` for an admin's unknown id)", body = WriteResult),
+        (status = 401, description = "`Not authorized`: another account's id, for a non-admin", body = ErrorBody),
+        (status = 409, description = "`The last admin account cannot be deleted`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn delete_account(
     req: HttpRequest,
@@ -250,12 +386,24 @@ async fn delete_account(
     }
     let result = match target {
         Some(id) => state.store.delete_account(id).await?,
-        None => pubhook_core::store::WriteResult::deleted_one(false),
+        None => WriteResult::deleted_one(false),
     };
     Ok(HttpResponse::Ok().json(result))
 }
 
 /// `GET /v1/accounts`: admin only, paged. Other accounts' secret keys are not shown.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts",
+    tag = "accounts",
+    params(PageParams),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "A page of accounts, other accounts' `secret_key` omitted", body = AccountPage),
+        PageAnswers,
+        (status = 401, description = "`Not an Admin`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn list_accounts(
     req: HttpRequest,
@@ -272,6 +420,16 @@ async fn list_accounts(
 }
 
 /// `DELETE /v1/accounts`: admin only; deletes every non-admin account with its cascade.
+#[utoipa::path(
+    delete,
+    path = "/v1/accounts",
+    tag = "accounts",
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "What was deleted", body = WriteResult),
+        (status = 401, description = "`Not an Admin`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn delete_all_accounts(
     req: HttpRequest,
@@ -292,6 +450,22 @@ async fn delete_all_accounts(
 /// `key_reset_grace` has passed (at once when that is 0). A request that also carries the
 /// account's right `api-key` comes from the owner: its new key replaces the old one at once,
 /// and the per-username interval does not apply to it.
+#[utoipa::path(
+    post,
+    path = "/v1/account/reset/apikey",
+    tag = "accounts",
+    params(
+        ("username" = String, Header, description = "The account whose key is reset"),
+        ("api-key" = Option<String>, Header, description = "The account's right key makes the new key replace the old one at once"),
+    ),
+    responses(
+        (status = 200, description = "`{\"Message\": \"New key sent to endpoint\"}`", body = MessageBody),
+        (status = 400, description = "`Missing the username header value`, `Failed to contact the endpoint or wrong HTTP status code returned`, `Endpoint refused: the address is not allowed`", body = ErrorBody),
+        (status = 404, description = "`Username not found`, `Endpoint not found`", body = ErrorBody),
+        (status = 429, description = "`Too many key resets from this address; try again later` (`limit_resets` a minute), `An API key reset for this username was requested too recently` (`key_reset_interval`)", body = ErrorBody),
+        (status = 503, description = "`Storage unavailable`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn reset_api_key(
     req: HttpRequest,
@@ -344,12 +518,24 @@ async fn reset_api_key(
             .stage_api_key_hash(account.id, &hash, old_key_until)
             .await?;
     }
-    Ok(HttpResponse::Ok().json(json!({ "Message": "New key sent to endpoint" })))
+    Ok(HttpResponse::Ok().json(KEY_SENT))
 }
 
 /// `POST /v1/account/reset/secretkey`: authenticated; the new secret goes to the endpoint and
 /// signs every delivery from then on. For `secret_grace`, deliveries also carry a Standard
 /// Webhooks signature by the old secret. Counts against `limit_resets` like the API-key reset.
+#[utoipa::path(
+    post,
+    path = "/v1/account/reset/secretkey",
+    tag = "accounts",
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "`{\"Message\": \"New key sent to endpoint\"}`", body = MessageBody),
+        (status = 400, description = "`Failed to contact the endpoint or wrong HTTP status code returned`, `Endpoint refused: the address is not allowed`", body = ErrorBody),
+        (status = 404, description = "`Endpoint not found`", body = ErrorBody),
+        (status = 429, description = "`Too many key resets from this address; try again later` (`limit_resets` a minute)", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn reset_secret_key(
     req: HttpRequest,
@@ -365,7 +551,7 @@ async fn reset_secret_key(
         .store
         .replace_secret_key(caller.id, &secret, state.limits.secret_grace)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "Message": "New key sent to endpoint" })))
+    Ok(HttpResponse::Ok().json(KEY_SENT))
 }
 
 /// Counts one reset request against its client address: 429 past `limit_resets` a minute.

@@ -2,15 +2,18 @@
 //! and the live workers.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use pubhook_core::store::WorkerBeat;
 use pubhook_core::store::{DeadLetter, RedriveRefusal};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
+use utoipa::ToSchema;
 
 use super::resource;
 use crate::auth::{authenticate, Need};
 use crate::body::read_body;
 use crate::error::ApiError;
-use crate::paging::{page_response, PageQuery};
+use crate::openapi::schemas::ErrorBody;
+use crate::paging::{page_response, PageAnswers, PageParams, PageQuery};
 use crate::state::AppState;
 
 /// Mounts `/v1/admin/dead-letters` with its redrive routes, and `/v1/admin/workers`.
@@ -26,6 +29,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// `GET /v1/admin/dead-letters?start&limit`: jobs the workers set aside because they kept
 /// failing, newest first, each `{"id", "stream_id", "job", "deliveries", "dead_at"}`, with
 /// `redriven_at` and `redriven_as` once redriven. Admins only.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/dead-letters",
+    tag = "admin",
+    params(PageParams),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "A page of dead letters, newest first", body = DeadLetterPage),
+        PageAnswers,
+        (status = 401, description = "`Not an Admin`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn dead_letters(
     req: HttpRequest,
@@ -40,11 +55,37 @@ async fn dead_letters(
 /// `GET /v1/admin/workers`: the live workers, oldest first, each `{"id", "host", "pid",
 /// "started", "last_beat", "in_flight", "running_jobs"}` (times in Unix milliseconds), from
 /// their heartbeats. 200 with an empty list when none is live. Admins only.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/workers",
+    tag = "admin",
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "The live workers, oldest first; an empty list when none is live", body = WorkersOut),
+        (status = 401, description = "`Not an Admin`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn workers(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authenticate(&req, &state, Need::Admin).await?;
     let workers = state.store.live_workers().await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "workers": workers })))
+    Ok(HttpResponse::Ok().json(WorkersOut { workers }))
+}
+
+/// The answer of `GET /v1/admin/workers`.
+#[derive(Serialize, ToSchema)]
+pub struct WorkersOut {
+    /// From their heartbeats; times in Unix milliseconds.
+    workers: Vec<WorkerBeat>,
+}
+
+/// A page of dead letters.
+#[derive(ToSchema)]
+pub struct DeadLetterPage {
+    /// Newest first.
+    pub dead_letters: Vec<DeadLetter>,
+    /// The `start` of the next page, when there may be one.
+    pub next_start: Option<u64>,
 }
 
 const NOT_FOUND: &str = "Dead letter not found";
@@ -54,6 +95,19 @@ const REDELIVERING: &str =
 
 /// `POST /v1/admin/dead-letters/{id}/redrive`: puts the letter's job back on its queue shard,
 /// once. 200 with the letter as marked; 404 for an unknown id; 409 if it was redriven before.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/dead-letters/{id}/redrive",
+    tag = "admin",
+    params(("id" = String, Path, description = "The letter, `<shard>-<stream id>`")),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "The letter as marked", body = DeadLetter),
+        (status = 401, description = "`Not an Admin`", body = ErrorBody),
+        (status = 404, description = "`Dead letter not found`", body = ErrorBody),
+        (status = 409, description = "`This dead letter was redriven already`; `This dead letter is a redelivery whose delivery is being redelivered again`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn redrive_one(
     req: HttpRequest,
@@ -73,15 +127,17 @@ async fn redrive_one(
 const BULK_MAX: usize = 100;
 
 /// The body of a bulk redrive.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RedriveMany {
+pub struct RedriveMany {
+    /// 1 to 100 letter ids, as the list gives them.
+    #[schema(min_items = 1, max_items = 100)]
     ids: Vec<String>,
 }
 
 /// The answer of a bulk redrive: each id in exactly one of the lists.
-#[derive(Serialize)]
-struct RedrivenMany {
+#[derive(Serialize, ToSchema)]
+pub struct RedrivenMany {
     redriven: Vec<DeadLetter>,
     already_redriven: Vec<String>,
     not_found: Vec<String>,
@@ -92,6 +148,18 @@ struct RedrivenMany {
 /// `POST /v1/admin/dead-letters/redrive` with `{"ids": [...]}` (1 to 100 letter ids, as the
 /// list gives them): redrives each, in order, and says what became of every id. An id given
 /// twice is redriven once and then found redriven.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/dead-letters/redrive",
+    tag = "admin",
+    request_body = RedriveMany,
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "What became of every id", body = RedrivenMany),
+        (status = 400, description = "`Invalid body: expected {\"ids\": [dead letter ids]} (…)`, `Invalid ids: give 1 to 100 dead letter ids`", body = ErrorBody),
+        (status = 401, description = "`Not an Admin`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn redrive_many(
     req: HttpRequest,

@@ -11,12 +11,14 @@ use pubhook_core::domain::{AccountId, SubscriptionId, TriggeredId};
 use pubhook_core::store::{AttemptOutcome, AttemptRecord, FailureClass};
 use serde::Serialize;
 use tracing::instrument;
+use utoipa::ToSchema;
 
 use super::resource;
 use super::subscriptions::owned_subscription;
 use crate::auth::{authenticate, Need};
 use crate::error::ApiError;
-use crate::paging::{page_response, PageQuery};
+use crate::openapi::schemas::ErrorBody;
+use crate::paging::{page_response, PageAnswers, PageParams, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the subscriber's view of its attempts.
@@ -29,21 +31,50 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// One attempt as the registration's owner sees it: what happened, not where it went or what
 /// the subscriber answered.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AttemptOutcomeRecord)]
 pub struct OutcomeOut {
+    /// The attempt's own id.
     id: uuid::Uuid,
+    /// The trigger it belongs to (its `webhook-id`).
     triggered_id: TriggeredId,
+    /// The subscription row it was for.
     subscription_id: SubscriptionId,
+    /// The subscriber.
     account_id: AccountId,
+    /// 1 for the first, up to 1 + the number of retries.
     attempt: u32,
     outcome: AttemptOutcome,
+    /// The HTTP status, or `null` when there was no answer.
     status_code: Option<u16>,
+    /// `null` on success, else the failure class or the reason it was skipped.
     error: Option<FailureClass>,
+    /// Time to the answer, in milliseconds.
     latency_ms: f64,
+    /// When the attempt ended, Unix seconds.
     epoch: f64,
+    /// When `outcome` is `retrying`, the delay before the next attempt.
     next_attempt_in_ms: Option<u64>,
     /// A redelivery asked for through the API.
     manual: bool,
+}
+
+/// A page of attempt outcomes (the registration owner's view).
+#[derive(ToSchema)]
+pub struct OutcomePage {
+    /// The attempts.
+    pub deliveries: Vec<OutcomeOut>,
+    /// The `start` of the next page, when there may be one.
+    pub next_start: Option<u64>,
+}
+
+/// A page of full attempts (the subscriber's view).
+#[derive(ToSchema)]
+pub struct AttemptPage {
+    /// The attempts, newest first.
+    pub deliveries: Vec<AttemptOut>,
+    /// The `start` of the next page, when there may be one.
+    pub next_start: Option<u64>,
 }
 
 impl From<AttemptRecord> for OutcomeOut {
@@ -67,11 +98,15 @@ impl From<AttemptRecord> for OutcomeOut {
 
 /// One attempt as its subscriber (or an admin) sees it: the outcome, the endpoint it went to
 /// (without query string) and the start of the answer.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AttemptRecord)]
 pub struct AttemptOut {
     #[serde(flatten)]
     outcome: OutcomeOut,
+    /// The URL it went to, without query string, fragment or userinfo; `null` when the attempt
+    /// was skipped before an endpoint was read.
     endpoint: Option<String>,
+    /// The first 1 KiB of the answer's body, as text.
     response: Option<String>,
 }
 
@@ -90,6 +125,18 @@ impl From<AttemptRecord> for AttemptOut {
 /// `GET /v1/webhook/subscription/{id}/deliveries?start&limit`: the attempts of one
 /// subscription, newest first, in full, for the subscriber or an admin. Someone else's (or a
 /// nonexistent) subscription is 401 `Not authorized`, as for its delete.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook/subscription/{id}/deliveries",
+    tag = "deliveries",
+    params(("id" = String, Path, description = "The subscription"), PageParams),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "A page of the subscription's attempts in full, newest first", body = AttemptPage),
+        PageAnswers,
+        (status = 401, description = "`Not authorized`: not the caller's, or no such subscription", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn subscription_deliveries(
     req: HttpRequest,

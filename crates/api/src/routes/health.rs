@@ -1,11 +1,10 @@
 //! Health checks for load balancers and orchestrators.
 
-use actix_web::{web, HttpResponse};
-use serde_json::json;
-
 use super::resource;
 use crate::error::ApiError;
+use crate::openapi::schemas::{ErrorBody, HealthBody};
 use crate::state::{AppState, WorkerReadiness};
+use actix_web::{web, HttpResponse};
 
 /// Mounts `/health/live` and `/health/ready`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -14,22 +13,39 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// 200 while the process serves requests.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    responses((status = 200, description = "The process serves requests", body = HealthBody)),
+)]
 async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(HealthBody::OK)
 }
 
 /// 200 when Redis answers, else 503 `{"Error": "Storage unavailable"}`. In a process that runs
 /// a worker too, also 503 `{"Error": "The worker is not taking jobs"}` while it is not.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Redis answers (and the worker of this process takes jobs)", body = HealthBody),
+        (status = 503, description = "`Storage unavailable`, `The worker is not taking jobs`", body = ErrorBody),
+    ),
+)]
 async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.store.ping().await?;
     if state.worker_ready.as_ref().is_some_and(|ready| !ready()) {
         return Ok(not_taking_jobs());
     }
-    Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
+    Ok(HttpResponse::Ok().json(HealthBody::OK))
 }
 
 fn not_taking_jobs() -> HttpResponse {
-    HttpResponse::ServiceUnavailable().json(json!({ "Error": "The worker is not taking jobs" }))
+    HttpResponse::ServiceUnavailable().json(ErrorBody {
+        error: "The worker is not taking jobs".to_owned(),
+    })
 }
 
 /// The listener of a `pubhook worker` (`worker_listen`): `/health/live`, and `/health/ready`,
@@ -55,7 +71,7 @@ impl WorkerListener {
                     "/health/ready",
                     web::get().to(|ready: web::Data<WorkerReadiness>| async move {
                         if ready.get_ref()() {
-                            HttpResponse::Ok().json(json!({ "status": "ok" }))
+                            HttpResponse::Ok().json(HealthBody::OK)
                         } else {
                             not_taking_jobs()
                         }

@@ -2,15 +2,18 @@
 
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use pubhook_core::domain::{epoch_seconds, Description, EventName, RegistrationId};
+use pubhook_core::domain::{epoch_seconds, AccountId, Description, EventName, RegistrationId};
 use pubhook_core::store::{Account, Page, PageRange, Registration, WriteResult};
+use serde_json::Value;
 use tracing::instrument;
+use utoipa::ToSchema;
 
-use super::{missing_id, resource};
+use super::resource;
 use crate::auth::{authenticate, Need};
 use crate::body::{json_object, string_field};
 use crate::error::ApiError;
-use crate::paging::{budgeted_page, write_json, PageQuery};
+use crate::openapi::schemas::ErrorBody;
+use crate::paging::{budgeted_page, write_json, PageAnswers, PageParams, PageQuery};
 use crate::response::json_parts;
 use crate::state::AppState;
 
@@ -20,8 +23,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/v1/webhook/registration")
             .route(web::post().to(create_registration))
             .route(web::get().to(list_own))
-            .route(missing_id(web::patch(), "Missing registration_id"))
-            .route(missing_id(web::delete(), "Missing registration_id")),
+            .route(web::patch().to(patch_registration_without_id))
+            .route(web::delete().to(delete_registration_without_id)),
     )
     .service(
         resource("/v1/webhook/registration/{registration_id}")
@@ -35,10 +38,71 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+missing_id!(
+    patch_registration_without_id,
+    patch,
+    "/v1/webhook/registration",
+    "registrations",
+    "Missing registration_id"
+);
+missing_id!(
+    delete_registration_without_id,
+    delete,
+    "/v1/webhook/registration",
+    "registrations",
+    "Missing registration_id"
+);
+
 /// A registration as the API shows it, fields sorted as PyWebhooks printed them. Written by
 /// hand rather than through serde, so that `event_data`, kept as JSON text, goes out as it is
-/// stored without being parsed.
+/// stored without being parsed; [`RegistrationSchema`] describes what it writes.
 struct RegistrationOut(Registration);
+
+/// A registration, fields sorted as PyWebhooks printed them.
+// What `RegistrationOut` writes, for the OpenAPI document.
+#[derive(ToSchema)]
+#[schema(as = Registration)]
+pub struct RegistrationSchema {
+    /// The owner.
+    pub account_id: AccountId,
+    /// Free text.
+    pub description: String,
+    /// Creation time, Unix seconds.
+    pub epoch: f64,
+    /// The event name, sent to subscribers as the `event` header.
+    pub event: String,
+    /// The payload, as it was sent (key order and number text kept).
+    pub event_data: Value,
+    /// The registration's id.
+    pub id: RegistrationId,
+}
+
+/// The body of `POST /v1/webhook/registration`.
+#[derive(ToSchema)]
+pub struct RegistrationIn {
+    /// 1 to 256 characters, no control characters (it is sent as a header).
+    pub event: String,
+    /// Free text.
+    pub description: String,
+    /// Any JSON: what every trigger delivers unless it carries its own.
+    pub event_data: Value,
+}
+
+/// The body of `PATCH /v1/webhook/registration/{registration_id}`.
+#[derive(ToSchema)]
+pub struct DescriptionPatch {
+    /// The new description; nothing else changes.
+    pub description: String,
+}
+
+/// A page of registrations.
+#[derive(ToSchema)]
+pub struct RegistrationPage {
+    /// Oldest first.
+    pub registrations: Vec<RegistrationSchema>,
+    /// The `start` of the next page, when there may be one.
+    pub next_start: Option<u64>,
+}
 
 impl RegistrationOut {
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
@@ -85,6 +149,19 @@ impl RegistrationOut {
 
 /// `POST /v1/webhook/registration`: any account registers a named event with its payload.
 /// `event_data` is stored as its JSON text (see `body`), at most `limit_payload_bytes` of it.
+#[utoipa::path(
+    post,
+    path = "/v1/webhook/registration",
+    tag = "registrations",
+    request_body = RegistrationIn,
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 201, description = "The registration", body = RegistrationSchema),
+        (status = 400, description = "`Missing event field`, `Missing description field`, `Missing event_data field`, `Invalid event: …`, `Invalid description: must be a string`, `Malformed JSON body: …`, `Invalid body: expected a JSON object`", body = ErrorBody),
+        (status = 413, description = "`event_data is larger than N bytes` (`limit_payload_bytes`)", body = ErrorBody),
+        (status = 429, description = "`Quota reached: this account has the most registrations allowed`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn create_registration(
     req: HttpRequest,
@@ -120,6 +197,18 @@ async fn create_registration(
 }
 
 /// `GET /v1/webhook/registration`: the caller's own registrations, paged.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook/registration",
+    tag = "registrations",
+    operation_id = "list_own_registrations",
+    params(PageParams),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "A page of the caller's registrations", body = RegistrationPage),
+        PageAnswers,
+    ),
+)]
 #[instrument(skip_all)]
 async fn list_own(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
@@ -129,6 +218,18 @@ async fn list_own(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// `GET /v1/webhook/registrations`: every registration, paged, for any account.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook/registrations",
+    tag = "registrations",
+    operation_id = "list_all_registrations",
+    params(PageParams),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "A page of every registration", body = RegistrationPage),
+        PageAnswers,
+    ),
+)]
 #[instrument(skip_all)]
 async fn list_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authenticate(&req, &state, Need::Account).await?;
@@ -168,6 +269,19 @@ async fn owned_registration(
 }
 
 /// `PATCH /v1/webhook/registration/{id}`: owner or admin; only `description` changes.
+#[utoipa::path(
+    patch,
+    path = "/v1/webhook/registration/{registration_id}",
+    tag = "registrations",
+    params(("registration_id" = String, Path, description = "The registration")),
+    request_body = DescriptionPatch,
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "What was written (`skipped: 1` for an admin's unknown id)", body = WriteResult),
+        (status = 400, description = "`Description field missing`, `Invalid description: must be a string`, `Malformed JSON body: …`, `Invalid body: expected a JSON object`", body = ErrorBody),
+        (status = 401, description = "`Not authorized`: not the owner's, or no such registration", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn update_description(
     req: HttpRequest,
@@ -191,6 +305,17 @@ async fn update_description(
 }
 
 /// `DELETE /v1/webhook/registration/{id}`: owner or admin; removes every subscription to it.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhook/registration/{registration_id}",
+    tag = "registrations",
+    params(("registration_id" = String, Path, description = "The registration")),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "What was deleted (`skipped: 1` for an admin's unknown id)", body = WriteResult),
+        (status = 401, description = "`Not authorized`: not the owner's, or no such registration", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn delete_registration(
     req: HttpRequest,
@@ -206,6 +331,17 @@ async fn delete_registration(
 }
 
 /// `DELETE /v1/webhook/registrations`: admin only; each with the subscriptions to it.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhook/registrations",
+    tag = "registrations",
+    operation_id = "delete_all_registrations",
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "What was deleted", body = WriteResult),
+        (status = 401, description = "`Not an Admin`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn delete_all(
     req: HttpRequest,

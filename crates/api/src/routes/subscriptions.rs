@@ -9,13 +9,15 @@ use pubhook_core::store::{
 use serde::Serialize;
 use serde_json::Value;
 use tracing::instrument;
+use utoipa::ToSchema;
 
-use super::triggered::{find_triggered, queue_redelivery};
-use super::{missing_id, resource};
+use super::resource;
+use super::triggered::{find_triggered, queue_redelivery, RedeliveredOut, RedeliveryRefusals};
 use crate::auth::{authenticate, Need};
 use crate::body::read_body;
 use crate::error::ApiError;
-use crate::paging::{budgeted_page, write_json, PageQuery};
+use crate::openapi::schemas::ErrorBody;
+use crate::paging::{budgeted_page, write_json, PageAnswers, PageParams, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the subscription routes.
@@ -23,8 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/v1/webhook/subscription")
             .route(web::get().to(list_own))
-            .route(missing_id(web::post(), "Missing subscription_id"))
-            .route(missing_id(web::delete(), "Missing subscription_id")),
+            .route(web::post().to(subscribe_without_id))
+            .route(web::delete().to(delete_subscription_without_id)),
     )
     .service(
         // The contract names the parameter `subscription_id` although a POST takes a
@@ -44,15 +46,54 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+missing_id!(
+    subscribe_without_id,
+    post,
+    "/v1/webhook/subscription",
+    "subscriptions",
+    "Missing subscription_id"
+);
+missing_id!(
+    delete_subscription_without_id,
+    delete,
+    "/v1/webhook/subscription",
+    "subscriptions",
+    "Missing subscription_id"
+);
+
 /// A subscription as the API shows it: PyWebhooks' fields, and `filter` only when it has one.
-#[derive(Serialize)]
-struct SubscriptionOut {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Subscription)]
+pub struct SubscriptionOut {
+    /// The subscriber.
     account_id: AccountId,
+    /// Creation time, Unix seconds.
     epoch: f64,
+    /// The subscription's filter, in compact form, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     filter: Option<Value>,
     id: SubscriptionId,
     registration_id: RegistrationId,
+}
+
+/// The optional body of `POST /v1/webhook/subscription/{id}`. PyWebhooks never read it: an
+/// empty body, one that is not JSON and one without `filter` subscribe without a filter.
+#[derive(ToSchema)]
+pub struct SubscribeIn {
+    /// A filter on each trigger's payload (`{"path", "equals"|"exists"|"in"}`, `all`, `any`,
+    /// `not`; see `docs/api.md`).
+    #[schema(value_type = Object, required = false)]
+    pub filter: Option<Value>,
+}
+
+/// A page of subscriptions.
+#[derive(ToSchema)]
+pub struct SubscriptionPage {
+    /// Oldest first.
+    pub subscriptions: Vec<SubscriptionOut>,
+    /// The `start` of the next page, when there may be one.
+    pub next_start: Option<u64>,
 }
 
 impl From<Subscription> for SubscriptionOut {
@@ -96,6 +137,20 @@ fn requested_filter(body: &[u8]) -> Result<Option<Filter>, ApiError> {
 /// `POST /v1/webhook/subscription/{registration_id}`: any account subscribes to any
 /// registration. Every call adds a row, as in PyWebhooks. An optional body
 /// `{"filter": ...}` limits the triggers delivered to it.
+#[utoipa::path(
+    post,
+    path = "/v1/webhook/subscription/{id}",
+    tag = "subscriptions",
+    params(("id" = String, Path, description = "The registration to subscribe to (the contract calls it `subscription_id`)")),
+    request_body(content = Option<SubscribeIn>, description = "Optional: a filter"),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 201, description = "The new subscription row", body = SubscriptionOut),
+        (status = 400, description = "`Invalid filter: …`", body = ErrorBody),
+        (status = 404, description = "`The registration id does not exist`", body = ErrorBody),
+        (status = 429, description = "`Quota reached: this account has the most subscriptions allowed`, `Quota reached: this registration has the most subscriptions allowed`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn subscribe(
     req: HttpRequest,
@@ -124,6 +179,18 @@ async fn subscribe(
 }
 
 /// `GET /v1/webhook/subscription`: the caller's own subscriptions, paged.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook/subscription",
+    tag = "subscriptions",
+    operation_id = "list_own_subscriptions",
+    params(PageParams),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "A page of the caller's subscriptions", body = SubscriptionPage),
+        PageAnswers,
+    ),
+)]
 #[instrument(skip_all)]
 async fn list_own(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
@@ -135,6 +202,18 @@ async fn list_own(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 
 /// `GET /v1/webhook/subscriptions`: every subscription, paged. Paging is checked before
 /// authentication here, as in PyWebhooks.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook/subscriptions",
+    tag = "subscriptions",
+    operation_id = "list_all_subscriptions",
+    params(PageParams),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "A page of every subscription", body = SubscriptionPage),
+        PageAnswers,
+    ),
+)]
 #[instrument(skip_all)]
 async fn list_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let page = PageQuery::from_request(&req)?;
@@ -176,6 +255,17 @@ pub(super) async fn owned_subscription(
 }
 
 /// `DELETE /v1/webhook/subscription/{id}`: the subscriber or an admin.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhook/subscription/{id}",
+    tag = "subscriptions",
+    params(("id" = String, Path, description = "The subscription")),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "What was deleted (`skipped: 1` for an admin's unknown id)", body = WriteResult),
+        (status = 401, description = "`Not authorized`: not the caller's, or no such subscription", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn delete_subscription(
     req: HttpRequest,
@@ -192,6 +282,17 @@ async fn delete_subscription(
 }
 
 /// `DELETE /v1/webhook/subscriptions`: admin only.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhook/subscriptions",
+    tag = "subscriptions",
+    operation_id = "delete_all_subscriptions",
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "What was deleted", body = WriteResult),
+        (status = 401, description = "`Not an Admin`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn delete_all(
     req: HttpRequest,
@@ -206,6 +307,23 @@ async fn delete_all(
 /// delivery of one trigger again (see `routes::triggered::queue_redelivery`). Someone else's
 /// subscription, or an unknown one, is 401 as for a delete; a trigger of another registration
 /// is 404. Any body is ignored.
+#[utoipa::path(
+    post,
+    path = "/v1/webhook/subscription/{id}/redeliver/{triggered_id}",
+    tag = "subscriptions",
+    operation_id = "redeliver_subscription",
+    params(
+        ("id" = String, Path, description = "The caller's subscription"),
+        ("triggered_id" = String, Path, description = "A trigger of the subscription's registration"),
+    ),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 202, description = "What was queued again", body = RedeliveredOut),
+        RedeliveryRefusals,
+        (status = 401, description = "`Not authorized`: someone else's subscription, or none", body = ErrorBody),
+        (status = 404, description = "`Triggered id not found` (unknown, past `triggered_retention`, or of another registration); `Delivery not found`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn redeliver(
     req: HttpRequest,

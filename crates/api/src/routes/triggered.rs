@@ -10,17 +10,20 @@ use pubhook_core::store::{
     Account, DeliverySummary, RateLimit, RedeliveryRefusal, RedeliveryScope, Triggered,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tracing::instrument;
+use utoipa::ToSchema;
 
-use super::deliveries::OutcomeOut;
+use super::deliveries::{OutcomeOut, OutcomePage};
 use super::hooks::answer;
-use super::{missing_id, resource};
+use super::resource;
 use crate::auth::{authenticate, Need};
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::inbound::payload::trigger_body_payload;
-use crate::inbound::{fire, idempotency_key, Fire};
-use crate::paging::{budgeted_page, page_response, write_json, PageQuery};
+use crate::inbound::{fire, idempotency_key, Fire, IdempotencyKey, TriggerRefusals};
+use crate::openapi::schemas::ErrorBody;
+use crate::paging::{budgeted_page, page_response, write_json, PageAnswers, PageParams, PageQuery};
 use crate::state::AppState;
 
 /// Mounts the triggered routes.
@@ -28,7 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/v1/webhook/triggered")
             .route(web::get().to(list_all))
-            .route(missing_id(web::post(), "Missing registration_id")),
+            .route(web::post().to(trigger_without_id)),
     )
     .service(
         resource("/v1/webhook/triggered/{id}")
@@ -41,17 +44,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/v1/webhook/triggered/{id}/redeliver").route(web::post().to(redeliver)));
 }
 
+missing_id!(
+    trigger_without_id,
+    post,
+    "/v1/webhook/triggered",
+    "triggers",
+    "Missing registration_id"
+);
+
 /// A triggered record as the API shows it.
-#[derive(Serialize)]
-pub(super) struct TriggeredOut {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Triggered)]
+pub struct TriggeredOut {
     /// Where the deliveries stand; only on the single-record read, so the trigger's own 201 and
     /// the list keep PyWebhooks' shape.
     #[serde(skip_serializing_if = "Option::is_none")]
     deliveries: Option<DeliverySummary>,
+    /// When it was triggered, Unix seconds.
     epoch: f64,
     /// The trigger's own payload, if it had one; only on the single-record read, as above.
     #[serde(skip_serializing_if = "Option::is_none")]
-    event_data: Option<serde_json::Value>,
+    event_data: Option<Value>,
+    /// Its id, sent to subscribers as `webhook-id`.
     id: TriggeredId,
     registration_id: RegistrationId,
     /// The sender's event name of an inbound hook; only on the single-record read.
@@ -70,6 +84,22 @@ impl From<Triggered> for TriggeredOut {
             source_event: None,
         }
     }
+}
+
+/// The optional body of a trigger: any other body is ignored, as in PyWebhooks.
+#[derive(ToSchema)]
+pub struct TriggerIn {
+    /// This trigger's own payload, delivered instead of the registration's.
+    pub event_data: Value,
+}
+
+/// A page of triggered records.
+#[derive(ToSchema)]
+pub struct TriggeredPage {
+    /// Oldest first.
+    pub triggered_webhooks: Vec<TriggeredOut>,
+    /// The `start` of the next page, when there may be one.
+    pub next_start: Option<u64>,
 }
 
 const NOT_YOURS: &str = "You don't have access to this registration record or it no longer exists";
@@ -101,6 +131,23 @@ pub(super) async fn limit_triggers(state: &AppState, caller: AccountId) -> Resul
 /// A JSON object body with `event_data` gives this trigger its own payload, written in the same
 /// step; any other body is ignored, as in PyWebhooks. An `Idempotency-Key` makes repeats answer
 /// the first trigger (see `inbound`).
+#[utoipa::path(
+    post,
+    path = "/v1/webhook/triggered/{id}",
+    tag = "triggers",
+    params(
+        ("id" = String, Path, description = "The registration to trigger"),
+        IdempotencyKey,
+    ),
+    request_body(content = Option<TriggerIn>, description = "Optional: this trigger's own payload"),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 201, description = "The triggered record (the first one again for a repeated `Idempotency-Key`)", body = TriggeredOut),
+        (status = 400, description = "`Invalid Idempotency-Key header: …`, `Invalid payload: nested more than 128 levels deep`, a number too large for a double", body = ErrorBody),
+        (status = 401, description = "`You don't have access to this registration record or it no longer exists`: not the owner's", body = ErrorBody),
+        TriggerRefusals,
+    ),
+)]
 #[instrument(skip_all, fields(registration = %path))]
 async fn trigger(
     req: HttpRequest,
@@ -146,6 +193,18 @@ async fn trigger(
 
 /// `GET /v1/webhook/triggered/{id}`: one triggered record, for the registration's owner or an
 /// admin.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook/triggered/{id}",
+    tag = "triggers",
+    params(("id" = String, Path, description = "The triggered record")),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "The record with `deliveries`, and `event_data` / `source_event` when it has them", body = TriggeredOut),
+        (status = 401, description = "`You don't have access to this registration record or it no longer exists`", body = ErrorBody),
+        (status = 404, description = "`Triggered id not found`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn get_triggered(
     req: HttpRequest,
@@ -170,6 +229,19 @@ async fn get_triggered(
 /// `GET /v1/webhook/triggered/{id}/deliveries`: the outcome of every delivery attempt of a
 /// trigger, paged, oldest first, for the registration's owner or an admin. The subscribers'
 /// endpoints and answers are not part of it (see `routes::deliveries`).
+#[utoipa::path(
+    get,
+    path = "/v1/webhook/triggered/{id}/deliveries",
+    tag = "deliveries",
+    params(("id" = String, Path, description = "The triggered record"), PageParams),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "A page of attempt outcomes, oldest first", body = OutcomePage),
+        PageAnswers,
+        (status = 401, description = "`You don't have access to this registration record or it no longer exists`", body = ErrorBody),
+        (status = 404, description = "`Triggered id not found`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn list_deliveries(
     req: HttpRequest,
@@ -231,6 +303,18 @@ async fn readable_triggered(
 
 /// `GET /v1/webhook/triggered`: every triggered record, paged. Paging is checked before
 /// authentication, as in PyWebhooks.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook/triggered",
+    tag = "triggers",
+    operation_id = "list_all_triggered",
+    params(PageParams),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "A page of every triggered record", body = TriggeredPage),
+        PageAnswers,
+    ),
+)]
 #[instrument(skip_all)]
 async fn list_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let page = PageQuery::from_request(&req)?;
@@ -243,16 +327,20 @@ async fn list_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// The body of `POST /v1/webhook/triggered/{id}/redeliver`; none at all is `only_failed`.
-#[derive(Deserialize, Default)]
+/// Give one field or none.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RedeliverBody {
+pub struct RedeliverBody {
+    /// Redeliver the delivery to this subscription, whatever its outcome.
     subscription_id: Option<String>,
+    /// `true` (the default): every delivery that failed for good, or was skipped at
+    /// `max_failed_count`; `false`: every finished delivery.
     only_failed: Option<bool>,
 }
 
 /// What a redelivery request queued.
-#[derive(Serialize)]
-struct RedeliveredOut {
+#[derive(Serialize, ToSchema)]
+pub struct RedeliveredOut {
     /// Deliveries queued again.
     redelivering: u64,
     /// Deliveries left alone because a redelivery of theirs is still pending.
@@ -264,6 +352,22 @@ struct RedeliveredOut {
 /// deliveries again, with the same `webhook-id` (see `store::redeliveries`). The body chooses:
 /// `{"subscription_id": ...}` one delivery, `{"only_failed": false}` every finished one, and
 /// `{"only_failed": true}` (or no body) those that failed. Answers 202 with what was queued.
+#[utoipa::path(
+    post,
+    path = "/v1/webhook/triggered/{id}/redeliver",
+    tag = "triggers",
+    operation_id = "redeliver_triggered",
+    params(("id" = String, Path, description = "The triggered record")),
+    request_body(content = Option<RedeliverBody>, description = "Optional: which deliveries"),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 202, description = "What was queued again", body = RedeliveredOut),
+        RedeliveryRefusals,
+        (status = 400, description = "`Invalid body: expected {\"subscription_id\": \"...\"} or {\"only_failed\": true|false} (…)`, or both fields given", body = ErrorBody),
+        (status = 401, description = "`You don't have access to this registration record or it no longer exists`: not the owner's", body = ErrorBody),
+        (status = 404, description = "`Triggered id not found` (unknown, or past `triggered_retention`); `Delivery not found`: no attempt on record for that subscription", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all)]
 async fn redeliver(
     req: HttpRequest,
@@ -301,6 +405,18 @@ fn redelivery_scope(body: &[u8]) -> Result<RedeliveryScope, ApiError> {
 }
 
 const DELIVERY_NOT_FOUND: &str = "Delivery not found";
+
+/// The refusals both redelivery routes can answer, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+pub enum RedeliveryRefusals {
+    /// `Delivery in progress: it is retrying or being redelivered` (one delivery asked for)
+    #[response(status = 409)]
+    InProgress(ErrorBody),
+    /// `Too many redeliveries: this account is over its rate limit` (`limit_redeliveries` a
+    /// minute)
+    #[response(status = 429)]
+    TooMany(ErrorBody),
+}
 
 /// Counts the request against the caller's `limit_redeliveries`, then queues the redelivery
 /// of `scope` and answers 202 with what was queued.

@@ -65,7 +65,11 @@ async fn push_raw(app: &crate::helpers::TestApp, letter: &serde_json::Value) {
 }
 
 /// A letter as the worker writes it; returns its id.
-async fn push_letter(app: &crate::helpers::TestApp, stream_id: &str, job: &str) -> String {
+pub(crate) async fn push_letter(
+    app: &crate::helpers::TestApp,
+    stream_id: &str,
+    job: &str,
+) -> String {
     let id = format!("q0-{stream_id}");
     let letter =
         json!({"id": id, "stream_id": stream_id, "job": job, "deliveries": 5, "dead_at": 1});

@@ -15,6 +15,7 @@ mod edge;
 mod filters;
 mod helpers;
 mod inbound;
+mod openapi;
 mod outage;
 mod paging;
 mod quotas;

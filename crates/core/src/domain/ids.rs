@@ -7,6 +7,8 @@ macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        // A UUID string in the OpenAPI document (utoipa's `uuid` feature).
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub struct $name(uuid::Uuid);
 
         impl $name {

@@ -34,6 +34,7 @@ pub const MAX_ATTEMPTS_PER_SUBSCRIPTION: u64 = 10_000;
 /// Why an attempt did not deliver: a failure class of the request, or the reason it was skipped.
 /// Stored and shown as its snake-case name; the names are stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureClass {
     /// The endpoint answered with a status other than 2xx.
@@ -98,6 +99,7 @@ impl From<&OutboundError> for FailureClass {
 
 /// What became of an attempt, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// A 2xx answer.
@@ -153,6 +155,7 @@ pub const MAX_PROBES_KEPT: usize = 50;
 /// One probe of a subscriber at `max_failed_count`, as the worker stores it: a signed ping to
 /// its endpoint and what came of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProbeRecord {
     /// The ping's `webhook-id`.
     pub id: String,
@@ -187,6 +190,7 @@ impl AttemptRecord {
 
 /// A job set aside after it kept failing (see the worker's consumer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeadLetter {
     /// The letter's id, `<shard>-<stream id>` (for example `q3-1733140000000-0`): a stream id
     /// alone is unique only within its shard. Written by the worker; filled in on reading for

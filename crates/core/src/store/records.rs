@@ -99,6 +99,7 @@ pub struct Triggered {
 
 /// Counts of a trigger's deliveries (one per subscription row reached by the fan-out).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliverySummary {
     /// Delivered with a 2xx answer.
     pub delivered: i64,
@@ -116,6 +117,7 @@ pub struct DeliverySummary {
 /// A RethinkDB-style write result, the body of PyWebhooks' update and delete responses. Fields
 /// are in the order `jsonify` printed them (sorted).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WriteResult {
     /// Records deleted.
     pub deleted: u64,

@@ -25,6 +25,7 @@ pub const PRUNE_AFTER: Duration = Duration::from_secs(3600);
 
 /// One worker's latest heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerBeat {
     /// The worker's consumer name in the queue's group.
     pub id: String,
@@ -50,6 +51,7 @@ pub struct WorkerBeat {
 
 /// Attempt outcomes over a recent window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecentOutcomes {
     /// Delivered (2xx).
     pub delivered: u64,
@@ -63,6 +65,7 @@ pub struct RecentOutcomes {
 
 /// One origin's mean answer time over a recent window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OriginLatency {
     /// `scheme://host:port`.
     pub origin: String,

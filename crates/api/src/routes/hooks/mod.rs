@@ -11,15 +11,16 @@
 //! These routes skip the JSON-only content-type gate and check the type themselves. Nothing
 //! here logs a query string (the access log writes the path only, see `startup`).
 
-mod senders;
+pub mod senders;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::domain::{AccountId, RegistrationId};
 use pubhook_core::inbound::{check_presented_key, verify_hook_key, HookKey};
 use pubhook_core::store::{TriggerRefusal, Triggered};
-use serde_json::json;
+use serde::Serialize;
 use tracing::instrument;
+use utoipa::ToSchema;
 
 use super::resource;
 use super::triggered::{limit_triggers, TriggeredOut};
@@ -27,7 +28,8 @@ use crate::auth::{authenticate, authenticate_presented, Need, Presented};
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::inbound::payload::{form_payload, json_payload, parse_form};
-use crate::inbound::{fire, idempotency_key, Fire, Fired};
+use crate::inbound::{fire, idempotency_key, Fire, Fired, IdempotencyKey, TriggerRefusals};
+use crate::openapi::schemas::ErrorBody;
 use crate::state::AppState;
 
 pub(super) const NOT_FOUND: &str = "Registration id not found";
@@ -49,8 +51,28 @@ pub fn takes_any_content_type(path: &str) -> bool {
     path.starts_with("/v1/hooks/")
 }
 
+/// The answer of `POST /v1/webhook/registration/{id}/hook-key`.
+#[derive(Serialize, ToSchema)]
+pub struct HookKeyOut {
+    /// `phk_` and 64 hex digits; shown this once.
+    hook_key: String,
+    registration_id: RegistrationId,
+}
+
 /// `POST /v1/webhook/registration/{id}/hook-key`: a new hook key for the registration, for its
 /// owner only, shown in this answer and never again; the previous key stops working.
+#[utoipa::path(
+    post,
+    path = "/v1/webhook/registration/{id}/hook-key",
+    tag = "inbound hooks",
+    params(("id" = String, Path, description = "The caller's registration")),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 201, description = "The new hook key, shown this once; the previous one stops working", body = HookKeyOut),
+        (status = 401, description = "`You don't have access to this registration record or it no longer exists`: not the owner's", body = ErrorBody),
+        (status = 404, description = "`Registration id not found`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all, fields(registration = %path))]
 async fn new_hook_key(
     req: HttpRequest,
@@ -65,10 +87,10 @@ async fn new_hook_key(
         .set_hook_key(caller.id, id, &key.stored_hash())
         .await?
     {
-        Ok(()) => Ok(HttpResponse::Created().json(json!({
-            "hook_key": key.expose(),
-            "registration_id": id,
-        }))),
+        Ok(()) => Ok(HttpResponse::Created().json(HookKeyOut {
+            hook_key: key.expose().to_owned(),
+            registration_id: id,
+        })),
         Err(TriggerRefusal::NoSuchRegistration) => Err(ApiError::NotFound(NOT_FOUND)),
         Err(TriggerRefusal::NotOwner) => Err(ApiError::Unauthorized(NOT_YOURS)),
     }
@@ -104,6 +126,23 @@ pub(super) fn body_kind(req: &HttpRequest, form_allowed: bool) -> Result<BodyKin
     }
 }
 
+/// A form body of the generic hook: its fields, in their order.
+#[derive(ToSchema)]
+pub struct FormFields(
+    /// The fields by name.
+    pub std::collections::BTreeMap<String, FormValue>,
+);
+
+/// One field of a form body: its value, or the list of its values when it is repeated.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum FormValue {
+    /// A field given once.
+    One(String),
+    /// A field given more than once (`a=1&a=2`).
+    Many(Vec<String>),
+}
+
 /// Who a generic hook request triggers as.
 enum HookCaller {
     /// An account, by its credentials; the store checks it owns the registration.
@@ -113,6 +152,32 @@ enum HookCaller {
 }
 
 /// `POST /v1/hooks/{id}`: the body is the payload.
+#[utoipa::path(
+    post,
+    path = "/v1/hooks/{id}",
+    tag = "inbound hooks",
+    params(("id" = String, Path, description = "The registration to trigger"), IdempotencyKey),
+    request_body(
+        description = "The payload: any JSON value as it is, or a form as an object of its fields (a repeated field as a list)",
+        content(
+            (Value = "application/json"),
+            (inline(FormFields) = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    security(
+        ("hook_key" = []),
+        ("hook_key_query" = []),
+        ("api_key" = [], "username" = []),
+        ("api_key_query" = [], "username_query" = []),
+    ),
+    responses(
+        (status = 201, description = "The triggered record (the first one again for a repeated `Idempotency-Key`)", body = TriggeredOut),
+        (status = 400, description = "`Invalid hook key: …`, `Malformed query string: …`, `Malformed JSON body: …`, `Malformed form body: …`, `Invalid payload: nested more than 128 levels deep`, `Invalid Idempotency-Key header: …`", body = ErrorBody),
+        (status = 401, description = "`Missing credentials: …`, `Invalid hook key`, `This registration has no hook key: …`, `You don't have access to this registration record or it no longer exists`", body = ErrorBody),
+        (status = 415, description = "`Unsupported Content-Type: send application/json or application/x-www-form-urlencoded`", body = ErrorBody),
+        TriggerRefusals,
+    ),
+)]
 #[instrument(skip_all, fields(registration = %path))]
 async fn generic_hook(
     req: HttpRequest,

@@ -8,14 +8,17 @@ use pubhook_core::domain::{AccountId, RegistrationId};
 use pubhook_core::inbound::{
     check_presented_key, verify_github_signature, verify_hook_key, SignatureFormatError,
 };
-use serde_json::json;
+use serde::Serialize;
 use tracing::instrument;
+use utoipa::ToSchema;
 
 use super::{body_kind, trigger_from_hook, HookTrigger, NOT_FOUND, NO_HOOK_KEY};
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::inbound::payload::json_payload;
-use crate::inbound::presented_header;
+use crate::inbound::{presented_header, IdempotencyKey, TriggerRefusals};
+use crate::openapi::schemas::{ErrorBody, MessageBody};
+use crate::routes::triggered::TriggeredOut;
 use crate::state::AppState;
 
 /// The longest sender event name kept (`x-pubhook-source-event`).
@@ -57,7 +60,38 @@ async fn read_sender_request(
     })
 }
 
+/// The 200 answers of the GitHub hook.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum GithubOk {
+    /// `X-GitHub-Event: ping`: the signature verifies, and nothing was triggered.
+    Ping(MessageBody),
+    /// A `X-GitHub-Delivery` seen before: the first trigger.
+    Redelivered(TriggeredOut),
+}
+
 /// `POST /v1/hooks/{id}/github`: a GitHub webhook, signed with the registration's hook key.
+#[utoipa::path(
+    post,
+    path = "/v1/hooks/{id}/github",
+    tag = "inbound hooks",
+    params(
+        ("id" = String, Path, description = "The registration to trigger"),
+        ("X-Hub-Signature-256" = String, Header, description = "`sha256=` and the hex HMAC-SHA256 of the raw body with the hook key"),
+        ("X-GitHub-Event" = Option<String>, Header, description = "Kept as the trigger's `source_event`; `ping` triggers nothing"),
+        ("X-GitHub-Delivery" = Option<String>, Header, description = "A delivery id seen in the last 24 hours answers the first trigger (200)"),
+        IdempotencyKey,
+    ),
+    request_body(content = Value, content_type = "application/json", description = "GitHub's payload (Content type: application/json)"),
+    responses(
+        (status = 200, description = "`ping`: `{\"Message\": \"pong: …\"}`; or a redelivered `X-GitHub-Delivery`: the first trigger", body = GithubOk),
+        (status = 201, description = "The triggered record", body = TriggeredOut),
+        (status = 400, description = "`Invalid X-Hub-Signature-256 header: …`, `Invalid X-GitHub-Event header: …`, `Invalid X-GitHub-Delivery header: …`, `Malformed JSON body: …`, `Invalid payload: nested more than 128 levels deep`, `Invalid Idempotency-Key header: …`", body = ErrorBody),
+        (status = 401, description = "`Missing X-Hub-Signature-256 header`, `Invalid X-Hub-Signature-256: the signature does not match the body and hook key`, `This registration has no hook key: …`", body = ErrorBody),
+        (status = 415, description = "`Unsupported Content-Type: send application/json (in GitHub: Content type application/json)`", body = ErrorBody),
+        TriggerRefusals,
+    ),
+)]
 #[instrument(skip_all, fields(registration = %path))]
 pub(super) async fn github_hook(
     req: HttpRequest,
@@ -96,9 +130,9 @@ pub(super) async fn github_hook(
     let event_data = json_payload(&sender.body)?;
     let source_event = source_event(&req, "x-github-event", "X-GitHub-Event")?;
     if source_event.as_deref() == Some("ping") {
-        return Ok(HttpResponse::Ok().json(json!({
-            "Message": "pong: the signature verifies; nothing was triggered"
-        })));
+        return Ok(HttpResponse::Ok().json(MessageBody {
+            message: "pong: the signature verifies; nothing was triggered",
+        }));
     }
     let delivery_id = presented_header(&req, "x-github-delivery", "X-GitHub-Delivery")?;
     let hook = HookTrigger {
@@ -114,6 +148,27 @@ pub(super) async fn github_hook(
 }
 
 /// `POST /v1/hooks/{id}/gitlab`: a GitLab webhook, whose secret token is the hook key.
+#[utoipa::path(
+    post,
+    path = "/v1/hooks/{id}/gitlab",
+    tag = "inbound hooks",
+    params(
+        ("id" = String, Path, description = "The registration to trigger"),
+        ("X-Gitlab-Token" = String, Header, description = "The registration's hook key"),
+        ("X-Gitlab-Event" = Option<String>, Header, description = "Kept as the trigger's `source_event`"),
+        ("X-Gitlab-Event-UUID" = Option<String>, Header, description = "An event id seen in the last 24 hours answers the first trigger (200)"),
+        IdempotencyKey,
+    ),
+    request_body(content = Value, content_type = "application/json", description = "GitLab's payload"),
+    responses(
+        (status = 200, description = "A redelivered `X-Gitlab-Event-UUID`: the first trigger", body = TriggeredOut),
+        (status = 201, description = "The triggered record", body = TriggeredOut),
+        (status = 400, description = "`Invalid X-Gitlab-Token header: …`, `Invalid X-Gitlab-Event header: …`, `Invalid X-Gitlab-Event-UUID header: …`, `Malformed JSON body: …`, `Invalid payload: nested more than 128 levels deep`, `Invalid Idempotency-Key header: …`", body = ErrorBody),
+        (status = 401, description = "`Missing X-Gitlab-Token header`, `Invalid X-Gitlab-Token: it is not the registration's hook key`, `This registration has no hook key: …`", body = ErrorBody),
+        (status = 415, description = "`Unsupported Content-Type: send application/json (in GitHub: Content type application/json)`", body = ErrorBody),
+        TriggerRefusals,
+    ),
+)]
 #[instrument(skip_all, fields(registration = %path))]
 pub(super) async fn gitlab_hook(
     req: HttpRequest,
