@@ -157,7 +157,10 @@ pub fn worker_config(settings: &Settings) -> WorkerConfig {
     let concurrency = settings.worker_concurrency;
     WorkerConfig {
         concurrency,
-        per_endpoint_concurrency: (concurrency / 4).max(1),
+        // The highest an origin's adaptive limit goes; the fair queues keep an eighth for other
+        // accounts whatever it is.
+        per_endpoint_concurrency: concurrency,
+        max_origin_pause: Duration::from_secs(60),
         job_slots: (concurrency / 16).max(2),
         visibility_timeout: settings.visibility_timeout,
         retry_schedule: settings.retry_schedule.clone(),

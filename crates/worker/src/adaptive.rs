@@ -248,6 +248,14 @@ impl OriginLimits {
         }
     }
 
+    /// A request to `origin` ended without saying anything about its load (it was never sent,
+    /// or its task failed).
+    pub fn released(&mut self, origin: &Origin) {
+        if let Some(state) = self.origins.get_mut(origin) {
+            state.in_flight = state.in_flight.saturating_sub(1);
+        }
+    }
+
     /// The limit of `origin` now, if it is known.
     pub fn limit(&self, origin: &Origin) -> Option<f64> {
         self.origins.get(origin).map(|state| state.limit)

@@ -32,6 +32,7 @@ use pubhook_core::store::{
 };
 use tracing::instrument;
 
+use crate::adaptive::Feedback;
 use crate::request::{add_source_event, delivery_headers, payload_body};
 use crate::retry::{RetryDecision, RetryPolicy};
 use crate::scripts;
@@ -186,11 +187,28 @@ pub struct AttemptResult {
     record: AttemptRecord,
     /// The subscriber's `failed_count` before the attempt (0 when not attempted).
     failed_count: i64,
+    /// The answer's `Retry-After`.
+    retry_after: Option<Duration>,
     /// What became of it.
     pub outcome: DeliveryOutcome,
 }
 
 impl AttemptResult {
+    /// What the attempt says about its origin's load, for the origin's adaptive limit: `None`
+    /// when no request reached the origin (skipped, refused by the destination policy, a name
+    /// that did not resolve).
+    pub fn feedback(&self) -> Option<Feedback> {
+        let latency = Duration::from_secs_f64(self.record.latency_ms.max(0.0) / 1000.0);
+        match (self.record.status_code, self.record.error) {
+            (Some(status), _) => Some(Feedback::of(Some(status), latency, self.retry_after)),
+            (
+                None,
+                Some(FailureClass::Timeout | FailureClass::Connect | FailureClass::InvalidResponse),
+            ) => Some(Feedback::of(None, latency, None)),
+            _ => None,
+        }
+    }
+
     /// How long the attempt took, in milliseconds (0 when it was not attempted).
     pub fn latency_ms(&self) -> f64 {
         self.record.latency_ms
@@ -357,6 +375,7 @@ fn skipped(
         target,
         record,
         failed_count: 0,
+        retry_after: None,
         outcome,
     }
 }
@@ -534,6 +553,7 @@ pub async fn send(ctx: &DeliveryContext, payload: &Payload, attempt: Attempt) ->
         target: attempt.target,
         record,
         failed_count: attempt.failed_count,
+        retry_after,
         outcome,
     }
 }

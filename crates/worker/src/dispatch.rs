@@ -70,6 +70,8 @@ pub(crate) enum Event {
     Recorded(JobKey, Result<(), StoreError>),
     /// This many jobs over their account's share were let go, and so many of them parked.
     Parked(usize, Result<usize, StoreError>),
+    /// An origin's `Retry-After` pause ended: its deliveries may go again.
+    PauseEnded,
 }
 
 /// What a dispatcher task works for.
@@ -199,10 +201,19 @@ impl Dispatcher {
                 self.warn_failed(key, &e);
                 self.finish(key);
             }
+            Event::PauseEnded => {}
             Event::Sent(key, index, account, origin, result) => {
                 // Counted against the account and origin even when its job is gone (let go of
                 // after another of its tasks panicked).
-                self.queues.delivery_finished(account, &origin);
+                match result.feedback() {
+                    Some(feedback) => {
+                        let paused = self.queues.delivery_answered(account, &origin, feedback);
+                        if let Some(until) = paused {
+                            self.wake_at(until);
+                        }
+                    }
+                    None => self.queues.delivery_finished(account, &origin),
+                }
                 self.stats.note(&origin, &result);
                 let deliveries = self
                     .running
@@ -271,6 +282,15 @@ impl Dispatcher {
                 let _ = events.send(Event::Sent(key, index, tenant.account, origin, result));
             });
         }
+    }
+
+    /// Looks at the queues again at `until`, when an origin's pause ends.
+    fn wake_at(&mut self, until: std::time::Instant) {
+        let events = self.events.clone();
+        self.tasks.spawn(async move {
+            tokio::time::sleep_until(until.into()).await;
+            let _ = events.send(Event::PauseEnded);
+        });
     }
 
     /// Parks what `account` holds beyond its share of waiting jobs (see `crate::parking`).

@@ -12,8 +12,10 @@
 //! - **Sending a delivery** ([`FairQueues::next_delivery`]): accounts take turns, one delivery
 //!   each (deficit round robin with a quantum of one delivery, every delivery costing the same);
 //!   within an account its registrations take turns, and within a registration its origins do.
-//!   A delivery whose origin is at its cap (`per_origin` in flight) is passed over for the next
-//!   origin, account or registration: it holds nothing while it waits. An account may hold at
+//!   A delivery whose origin is at its limit is passed over for the next origin, account or
+//!   registration: it holds nothing while it waits. Each origin's limit adapts to how the
+//!   endpoint answers, between 1 and `per_origin` (`crate::adaptive`), and an origin that
+//!   answered `Retry-After` is passed over until then. An account may hold at
 //!   most `per_account` of the `total` requests in flight, so a share is always left for the
 //!   others even when one account's endpoints are all slow.
 //! - **Holding a job** ([`FairQueues::take_excess`]): an account may have at most
@@ -29,6 +31,9 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::adaptive::{AdaptiveConfig, Feedback, OriginLimits};
 
 /// Ready deliveries below which an account may start another job, at least; the bound is
 /// twice the requests in flight when that is more, so that a busy account's next batch is
@@ -54,12 +59,14 @@ pub struct Shares {
     pub total: usize,
     /// Requests in flight of one account.
     pub per_account: usize,
-    /// Requests in flight to one origin.
+    /// Requests in flight to one origin at most: the highest its adaptive limit goes.
     pub per_origin: usize,
     /// Jobs running at once per account.
     pub jobs_per_account: usize,
     /// Jobs waiting to start per account, beyond which [`FairQueues::take_excess`] takes them out.
     pub waiting_per_account: usize,
+    /// The longest an origin's `Retry-After` pauses it.
+    pub max_pause: Duration,
 }
 
 impl Shares {
@@ -77,7 +84,7 @@ pub struct FairQueues<A, R, J, D> {
     /// Accounts with waiting jobs or ready deliveries, in turn order.
     turns: VecDeque<A>,
     in_flight: usize,
-    origins: HashMap<Origin, usize>,
+    origins: OriginLimits,
 }
 
 struct AccountQueue<R, J, D> {
@@ -156,12 +163,21 @@ where
                 per_origin: shares.per_origin.clamp(1, total),
                 jobs_per_account: shares.jobs_per_account.max(1),
                 waiting_per_account: shares.waiting_per_account.max(1),
+                max_pause: shares.max_pause,
             },
             accounts: HashMap::new(),
             turns: VecDeque::new(),
             in_flight: 0,
-            origins: HashMap::new(),
+            origins: OriginLimits::new(AdaptiveConfig {
+                max_pause: shares.max_pause,
+                ..AdaptiveConfig::up_to(shares.per_origin.clamp(1, total))
+            }),
         }
+    }
+
+    /// The adaptive limit of `origin` now, if it was sent to.
+    pub fn origin_limit(&self, origin: &Origin) -> Option<f64> {
+        self.origins.limit(origin)
     }
 
     /// Requests in flight.
@@ -249,6 +265,7 @@ where
         if self.in_flight >= self.shares.total {
             return None;
         }
+        let now = Instant::now();
         for _ in 0..self.turns.len() {
             let account_id = *self.turns.front()?;
             self.turns.rotate_left(1);
@@ -258,12 +275,12 @@ where
             if account.ready == 0 || account.in_flight >= self.shares.per_account {
                 continue;
             }
-            let found = next_of_account(account, &self.origins, self.shares.per_origin);
+            let found = next_of_account(account, &self.origins, now);
             if let Some((registration, origin, delivery)) = found {
                 account.ready -= 1;
                 account.in_flight += 1;
                 self.in_flight += 1;
-                *self.origins.entry(origin.clone()).or_insert(0) += 1;
+                self.origins.started(&origin, now);
                 return Some((
                     Tenant {
                         account: account_id,
@@ -277,15 +294,29 @@ where
         None
     }
 
-    /// A request of `account` to `origin` ended.
+    /// A request of `account` to `origin` ended with nothing to say about the origin's load
+    /// (never sent, or its task failed).
     pub fn delivery_finished(&mut self, account: A, origin: &Origin) {
+        self.origins.released(origin);
+        self.delivery_ended(account);
+    }
+
+    /// A request of `account` to `origin` was answered (or failed) with `feedback`, which
+    /// adapts the origin's limit. Returns when a pause it started ends: the origin's deliveries
+    /// wait until then, and the caller should look at the queues again at that time.
+    pub fn delivery_answered(
+        &mut self,
+        account: A,
+        origin: &Origin,
+        feedback: Feedback,
+    ) -> Option<Instant> {
+        let paused_until = self.origins.finished(origin, feedback, Instant::now());
+        self.delivery_ended(account);
+        paused_until
+    }
+
+    fn delivery_ended(&mut self, account: A) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        if let Entry::Occupied(mut count) = self.origins.entry(origin.clone()) {
-            *count.get_mut() -= 1;
-            if *count.get() == 0 {
-                count.remove();
-            }
-        }
         if let Some(queue) = self.accounts.get_mut(&account) {
             queue.in_flight = queue.in_flight.saturating_sub(1);
         }
@@ -379,8 +410,8 @@ where
 /// and within the first with one, its origins in turn.
 fn next_of_account<R: Copy + Eq + Hash, J, D>(
     account: &mut AccountQueue<R, J, D>,
-    origins: &HashMap<Origin, usize>,
-    per_origin: usize,
+    origins: &OriginLimits,
+    now: Instant,
 ) -> Option<(R, Origin, D)> {
     for _ in 0..account.turns.len() {
         let registration_id = *account.turns.front()?;
@@ -388,12 +419,11 @@ fn next_of_account<R: Copy + Eq + Hash, J, D>(
         let Some(registration) = account.registrations.get_mut(&registration_id) else {
             continue;
         };
-        // At most total / per_origin origins can be at their cap, so this loop passes over
-        // only a few before it finds a free one.
+        // Only origins at their limit or paused are passed over.
         for _ in 0..registration.origin_turns.len() {
             let origin = registration.origin_turns.front()?.clone();
             registration.origin_turns.rotate_left(1);
-            if origins.get(&origin).copied().unwrap_or(0) >= per_origin {
+            if !origins.may_send(&origin, now) {
                 continue;
             }
             let queue = registration.by_origin.get_mut(&origin)?;
@@ -423,6 +453,7 @@ mod tests {
             per_origin,
             jobs_per_account: 8,
             waiting_per_account: 4,
+            max_pause: Duration::from_secs(60),
         }
     }
 

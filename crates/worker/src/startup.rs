@@ -42,8 +42,10 @@ use crate::retry::RetryPolicy;
 pub struct WorkerConfig {
     /// Requests in flight at most.
     pub concurrency: usize,
-    /// Requests in flight to one endpoint at most.
+    /// Requests in flight to one origin at most: the ceiling of its adaptive limit.
     pub per_endpoint_concurrency: usize,
+    /// The longest a `Retry-After` on a 429 or 503 pauses its origin.
+    pub max_origin_pause: Duration,
     /// Jobs (fan-out pages, batches, retries) one account may run at once. Each account has
     /// its own allowance, so one account's jobs never hold a slot another account needs.
     pub job_slots: usize,
@@ -88,6 +90,7 @@ impl WorkerConfig {
             per_origin: self.per_endpoint_concurrency,
             jobs_per_account: self.job_slots,
             waiting_per_account: self.waiting_share(),
+            max_pause: self.max_origin_pause,
         }
     }
 }

@@ -257,7 +257,7 @@ static KEYS: &[KeyDoc] = &[
         name: "worker_concurrency",
         env: "PUBHOOK_WORKER_CONCURRENCY",
         default: "128",
-        description: "delivery requests in flight per worker process (a quarter of them at most to one endpoint)",
+        description: "delivery requests in flight per worker process (to one origin, as many as it answers well: the limit adapts)",
         apply: |s, raw| {
             s.worker_concurrency = at_least(parse_whole_number(raw)?, 1)?;
             Ok(())

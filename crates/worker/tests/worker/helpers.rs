@@ -29,6 +29,7 @@ pub fn test_config() -> WorkerConfig {
     WorkerConfig {
         concurrency: 32,
         per_endpoint_concurrency: 8,
+        max_origin_pause: Duration::from_secs(60),
         job_slots: 4,
         visibility_timeout: Duration::from_secs(3),
         retry_schedule: vec![

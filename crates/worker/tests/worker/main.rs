@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod adaptive;
 mod cluster;
 mod delivery;
 mod fairness;
