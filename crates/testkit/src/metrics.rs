@@ -57,9 +57,9 @@ pub fn names_used(text: &str) -> BTreeSet<String> {
 pub fn exposed_names(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| {
+        .map(|line| {
             let end = line.find(['{', ' ']).unwrap_or(line.len());
-            Some(line[..end].to_owned())
+            line[..end].to_owned()
         })
         .collect()
 }
