@@ -8,5 +8,6 @@ mod binary;
 mod dead_letters;
 mod failover;
 mod inbound;
+mod observability;
 mod support;
 mod worker;

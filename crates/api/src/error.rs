@@ -21,6 +21,10 @@ pub enum ApiError {
     /// 401 `{"Error": <message>}`: missing or wrong credentials, or not allowed.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// 403 `{"Error": "Forbidden"}`: the client may not see this (`/metrics` from outside
+    /// `metrics_allow`).
+    #[error("Forbidden")]
+    Forbidden,
     /// 404 `{"Error": <message>}`.
     #[error("{0}")]
     NotFound(&'static str),
@@ -101,6 +105,7 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,

@@ -13,6 +13,8 @@
 //! | `paging`       | `start`/`limit`, `next_start`, the page byte budget and 204            |
 //! | `response`     | written JSON bodies sent in slices, without a second copy              |
 //! | `openapi`      | the OpenAPI 3.1 document, from the handlers' annotations (`/docs` too) |
+//! | `metrics`      | the API's Prometheus families and the middleware that counts requests  |
+//! | `request_id`   | the request id: kept from `X-Request-Id` or made, logged, echoed       |
 //! | `error`        | [`ApiError`]: every HTTP failure and its `{"Error": ...}` body         |
 //! | `state`        | what handlers share                                                   |
 //!
@@ -26,8 +28,10 @@ pub mod content_type;
 pub mod edge;
 pub mod error;
 pub mod inbound;
+pub mod metrics;
 pub mod openapi;
 pub mod paging;
+pub mod request_id;
 pub mod response;
 pub mod routes;
 pub mod startup;

@@ -3,10 +3,12 @@
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::sync::Arc;
 
-use actix_web::middleware::{from_fn, NormalizePath, TrailingSlash};
+use actix_web::middleware::{from_fn, Condition, NormalizePath, TrailingSlash};
 use actix_web::{dev::Server, web, App, HttpServer};
 use anyhow::Context as _;
+use pubhook_core::metrics::Registry;
 use pubhook_core::outbound::{DestinationPolicy, OutboundClient, OutboundConfig};
 use pubhook_core::settings::Settings;
 use pubhook_core::store::{Quotas, Store};
@@ -15,6 +17,8 @@ use crate::auth::{KeyCache, RefusalMemo, SlowKeyChecks};
 use crate::client::service_client_address;
 use crate::content_type::require_json;
 use crate::edge::{enforce_edge_limits, ConnectionCounts};
+use crate::metrics::{record_request, ApiMetrics, MetricsEndpoint};
+use crate::request_id::assign_request_id;
 use crate::routes;
 use crate::state::{AppState, BodyBudget, Limits, WorkerReadiness};
 
@@ -37,6 +41,18 @@ impl Application {
         settings: &Settings,
         store: Store,
         worker_ready: Option<WorkerReadiness>,
+    ) -> anyhow::Result<Self> {
+        Self::build_with(settings, store, worker_ready, &Registry::new())
+    }
+
+    /// As [`Application::build_with_worker`], recording the API's metrics in `registry` and
+    /// serving all of it at `/metrics`: `standalone` gives the registry its worker fills too, so
+    /// its one port shows both.
+    pub fn build_with(
+        settings: &Settings,
+        store: Store,
+        worker_ready: Option<WorkerReadiness>,
+        registry: &Registry,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("could not listen on {}", settings.listen))?;
@@ -74,16 +90,33 @@ impl Application {
         });
         let trusted_proxies = settings.trusted_proxies.clone();
         let body_read_time = settings.limits.body_read_time;
+        let metrics_on = settings.metrics;
+        // With metrics off the families go to a registry nobody reads, and the middleware that
+        // would fill them is not run.
+        let api_metrics = Arc::new(ApiMetrics::register(&if metrics_on {
+            registry.clone()
+        } else {
+            Registry::new()
+        })?);
+        let endpoint = web::Data::new(MetricsEndpoint::new(settings, Some(registry.clone())));
         let connections = ConnectionCounts::default();
         let server = HttpServer::new(move || {
+            let api_metrics = api_metrics.clone();
             App::new()
                 .app_data(state.clone())
+                .app_data(endpoint.clone())
                 .wrap(from_fn(require_json))
                 .wrap(from_fn(move |req, next| {
                     enforce_edge_limits(body_read_time, req, next)
                 }))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
+                // Inside the access log, which then sees the id in the answer's headers.
+                .wrap(from_fn(assign_request_id))
                 .wrap(access_log(trusted_proxies.clone()))
+                .wrap(Condition::new(
+                    metrics_on,
+                    from_fn(move |req, next| record_request(api_metrics.clone(), req, next)),
+                ))
                 // Every route is mounted by `routes::configure`: the OpenAPI parity test reads
                 // the router's paths from it.
                 .configure(routes::configure)
@@ -129,9 +162,10 @@ impl Application {
 }
 
 /// Request logging without payloads, keys or query strings (a query string may carry a key).
-/// The client is the peer address unless `trusted_proxies` vouch for `X-Forwarded-For`.
+/// The client is the peer address unless `trusted_proxies` vouch for `X-Forwarded-For`; the
+/// line ends with the request id.
 fn access_log(trusted_proxies: Vec<ipnet::IpNet>) -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new(r#"%{client}xi "%{line}xi" %s %b %Dms"#)
+    actix_web::middleware::Logger::new(r#"%{client}xi "%{line}xi" %s %b %Dms %{x-request-id}o"#)
         .custom_request_replace("client", move |req| {
             service_client_address(req, &trusted_proxies)
                 .map_or_else(|| "-".to_owned(), |ip| ip.to_string())

@@ -44,7 +44,7 @@ pub struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fan-out,fan-out-filtered,many-small,retries,api,trigger-payload,memory,auth-flood,noisy-neighbour"
+        default_value = "fan-out,fan-out-filtered,many-small,retries,api,trigger-payload,memory,auth-flood,noisy-neighbour,metrics-cost"
     )]
     pub scenarios: Vec<ScenarioKind>,
 }
@@ -105,6 +105,8 @@ pub enum ScenarioKind {
     AuthFlood,
     /// One account's huge slow fan-out while another triggers to a fast endpoint.
     NoisyNeighbour,
+    /// Fan-out and API GETs with metrics on, then off, back to back.
+    MetricsCost,
 }
 
 impl ScenarioKind {
@@ -120,6 +122,7 @@ impl ScenarioKind {
             Self::Memory => "memory",
             Self::AuthFlood => "auth-flood",
             Self::NoisyNeighbour => "noisy-neighbour",
+            Self::MetricsCost => "metrics-cost",
         }
     }
 }

@@ -275,6 +275,9 @@ fn budget(plan: &Plan, scenario: ScenarioKind) -> Duration {
             ScenarioKind::NoisyNeighbour => {
                 (plan.noisy_duration + Duration::from_secs(25)) * plan.noisy_rows.len() as u32
             }
+            ScenarioKind::MetricsCost => {
+                (plan.fan_out_timeout + plan.api_duration * 2 + Duration::from_secs(60)) * 2
+            }
         }
 }
 

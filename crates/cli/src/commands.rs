@@ -3,11 +3,13 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use pubhook_api::metrics::MetricsEndpoint;
 use pubhook_api::routes::health::WorkerListener;
 use pubhook_api::state::WorkerReadiness;
 use pubhook_api::Application;
 use pubhook_core::domain::{ApiKey, SecretKey, Username, RESERVED_ADMIN_USERNAME};
 use pubhook_core::hashing::hash_api_key;
+use pubhook_core::metrics::Registry;
 use pubhook_core::outbound::{DestinationPolicy, OutboundClient, OutboundConfig};
 use pubhook_core::settings::Settings;
 use pubhook_core::store::{NewAccount, RedisTarget, Store, StoreError};
@@ -93,14 +95,18 @@ async fn serve(settings: &Settings, store: Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A worker, with its health listener when `worker_listen` is set; a stop signal stops both.
+/// A worker, with its health and metrics listener when `worker_listen` is set; a stop signal
+/// stops both. Without a listener nobody could read the metrics, so none are recorded.
 async fn work(settings: &Settings, store: Store) -> anyhow::Result<()> {
     let worker = build_worker(settings, store)?;
     let Some(listen) = settings.worker_listen else {
         return worker.run_until_stopped(shutdown_signal()).await;
     };
-    let listener = WorkerListener::bind(listen, readiness(&worker))?;
-    tracing::info!(listen = %listen, port = listener.port(), "worker health checks listening");
+    let registry = Registry::new();
+    let worker = with_metrics(worker, settings, &registry)?;
+    let endpoint = MetricsEndpoint::new(settings, Some(registry));
+    let listener = WorkerListener::bind(listen, readiness(&worker), endpoint)?;
+    tracing::info!(listen = %listen, port = listener.port(), "worker health checks and metrics listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let listening = tokio::spawn(listener.run_until_stopped(stopped(stop_rx.clone())));
     let worker = tokio::spawn(worker.run_until_stopped(stopped(stop_rx)));
@@ -127,8 +133,10 @@ fn readiness(worker: &Worker) -> WorkerReadiness {
 /// API's runtimes (actix's worker threads) stop before the worker's grace period ends.
 async fn standalone(settings: &Settings, store: Store, target: &RedisTarget) -> anyhow::Result<()> {
     let worker_store = open_store(target, settings)?;
-    let worker = build_worker(settings, worker_store)?;
-    let app = Application::build_with_worker(settings, store, Some(readiness(&worker)))?;
+    // One registry for both parts, served on the API's port.
+    let registry = Registry::new();
+    let worker = with_metrics(build_worker(settings, worker_store)?, settings, &registry)?;
+    let app = Application::build_with(settings, store, Some(readiness(&worker)), &registry)?;
     tracing::info!(listen = %settings.listen, port = app.port(), "pubhook standalone: API and worker");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api = tokio::spawn(app.run_until_stopped(stopped(stop_rx.clone())));
@@ -150,6 +158,19 @@ fn build_worker(settings: &Settings, store: Store) -> anyhow::Result<Worker> {
         user_agent: format!("pubhook/{}", env!("CARGO_PKG_VERSION")),
     })?;
     Ok(Worker::build(store, outbound, worker_config(settings)))
+}
+
+/// `worker`, recording its metrics in `registry` when `metrics` is on.
+fn with_metrics(
+    worker: Worker,
+    settings: &Settings,
+    registry: &Registry,
+) -> anyhow::Result<Worker> {
+    if settings.metrics {
+        worker.with_metrics(registry)
+    } else {
+        Ok(worker)
+    }
 }
 
 /// The worker's configuration from the settings.

@@ -12,7 +12,8 @@
 //! | `store`     | records in Redis: accounts, registrations, subscriptions, triggered        |
 //! | `queue`     | the job contract between the API and the worker                           |
 //! | `outbound`  | the one HTTP client for calls to account endpoints, with its SSRF policy  |
-//! | `telemetry` | `tracing` set-up                                                          |
+//! | `metrics`   | the Prometheus registry, how families are made in it, text exposition     |
+//! | `telemetry` | `tracing` set-up: text or JSON lines, the request-id field               |
 //!
 //! Nothing here knows about actix-web; the API maps these errors to HTTP responses.
 
@@ -20,6 +21,7 @@ pub mod domain;
 pub mod hashing;
 pub mod inbound;
 pub mod keys;
+pub mod metrics;
 pub mod outbound;
 pub mod pyjson;
 pub mod queue;

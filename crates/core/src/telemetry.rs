@@ -1,4 +1,10 @@
-//! `tracing` set-up: one fmt subscriber writing to stderr, filtered by `PUBHOOK_LOG`.
+//! `tracing` set-up: one fmt subscriber writing to stderr, filtered by `PUBHOOK_LOG`, in lines
+//! for people or, with `PUBHOOK_LOG_FORMAT=json`, one JSON object per line for log collectors.
+//!
+//! In JSON each line carries its event's fields at the top level (`fields`) and the spans it
+//! happened in (`spans`, outermost first): the API's request span and the worker's job span
+//! both hold `request_id`, so the lines of one trigger, from its request to each delivery
+//! attempt, can be found by that one value.
 //!
 //! Logs go to stderr so that commands printing results on stdout (`pubhook init`) stay pipeable.
 //! Both initialisers may be called any number of times: only the first installs a subscriber,
@@ -10,6 +16,8 @@ use tracing_subscriber::EnvFilter;
 
 /// The variable holding the log filter, in `tracing` syntax (`debug,actix_server=warn`).
 pub const LOG_FILTER_ENV: &str = "PUBHOOK_LOG";
+/// The variable choosing the format of log lines: `text` (the default) or `json`.
+pub const LOG_FORMAT_ENV: &str = "PUBHOOK_LOG_FORMAT";
 /// The conventional variable, read when `PUBHOOK_LOG` is unset.
 const FALLBACK_LOG_FILTER_ENV: &str = "RUST_LOG";
 /// Set to `1` to see the logs of the code under test.
@@ -25,20 +33,51 @@ pub fn init_telemetry(default_filter: &str) {
         read_env(FALLBACK_LOG_FILTER_ENV),
         default_filter,
     );
-    let installed = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes help a person at a terminal; in files and log collectors they are noise.
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init()
-        .is_ok();
-    if let (true, Some((variable, error))) = (installed, refused) {
+    let format = read_env(LOG_FORMAT_ENV);
+    let json = format
+        .as_deref()
+        .is_some_and(|f| f.trim().eq_ignore_ascii_case("json"));
+    let installed = if json {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init()
+            .is_ok()
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            // Colour codes help a person at a terminal; in files and log collectors they are noise.
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+            .is_ok()
+    };
+    if !installed {
+        return;
+    }
+    if let Some((variable, error)) = refused {
         tracing::warn!(
             %error,
             default_filter,
             "{variable} is not a valid log filter; using the default"
         );
     }
+    if let Some(format) = format.filter(|f| !is_known_format(f)) {
+        tracing::warn!(
+            format,
+            "{LOG_FORMAT_ENV} is neither text nor json; writing text"
+        );
+    }
+}
+
+/// Whether `format` is a value of `PUBHOOK_LOG_FORMAT`.
+fn is_known_format(format: &str) -> bool {
+    let format = format.trim();
+    format.eq_ignore_ascii_case("json") || format.eq_ignore_ascii_case("text")
 }
 
 /// Installs a subscriber for tests that prints only when `TEST_LOG=1`, through the test harness's

@@ -12,12 +12,14 @@
 //! - [`receiver`]: [`Receiver`], a real HTTP/1.1 endpoint on loopback that answers like a
 //!   PyWebhooks subscriber (echo challenge, key resets, deliveries), records every request as
 //!   [`RecordedRequest`], and can be told to fail ([`EchoMode`], scripted [`Reply`]s, delays).
+//! - [`metrics`]: reading Prometheus text exposition: one series' value, the names a file uses.
 //! - [`python`]: checks written in Python against libraries from PyPI (the official
 //!   `standardwebhooks` verifier), skipped with a note outside CI when they are not installed.
 //!
 //! Everything here panics with a message saying what is missing rather than returning errors:
 //! it runs only in tests, where a panic is the report.
 
+pub mod metrics;
 pub mod python;
 pub mod receiver;
 pub mod redis;

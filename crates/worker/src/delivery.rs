@@ -139,6 +139,15 @@ pub struct Payload {
     attempt: u32,
     manual: bool,
     triggered: TriggeredId,
+    /// When the trigger was recorded (µs since the epoch), for the first attempts' lag.
+    trigger_created_micros: Option<i64>,
+}
+
+impl Payload {
+    /// When the trigger was recorded, µs since the epoch (`None`: not known).
+    pub(crate) fn trigger_created_micros(&self) -> Option<i64> {
+        self.trigger_created_micros
+    }
 }
 
 /// A job read and checked, ready for its attempts.
@@ -212,6 +221,16 @@ impl AttemptResult {
     /// How long the attempt took, in milliseconds (0 when it was not attempted).
     pub fn latency_ms(&self) -> f64 {
         self.record.latency_ms
+    }
+
+    /// Why it failed or was skipped (`None` when delivered).
+    pub fn error_class(&self) -> Option<FailureClass> {
+        self.record.error
+    }
+
+    /// The subscriber's `failed_count` before the attempt (0 when not attempted).
+    pub(crate) fn failed_count_before(&self) -> i64 {
+        self.failed_count
     }
 }
 
@@ -291,6 +310,7 @@ pub async fn prepare(ctx: &DeliveryContext, job: DeliveryJob) -> Result<Prepared
             attempt: job.attempt,
             manual: job.manual,
             triggered: job.triggered,
+            trigger_created_micros: own.created,
         })),
         _ => None,
     };
@@ -385,6 +405,8 @@ fn skipped(
 struct TriggerOwn {
     event_data: Option<String>,
     source_event: Option<String>,
+    /// When it was recorded, µs since the epoch.
+    created: Option<i64>,
 }
 
 type Inputs = (
@@ -394,9 +416,9 @@ type Inputs = (
     Vec<Option<Subscriber>>,
 );
 
-/// The registration's event and payload, the trigger's own payload and source event, and each
-/// target's subscriber as it is now (`None` when its subscription, on a retry, or its account
-/// is gone): one round trip for the whole job.
+/// The registration's event and payload, the trigger's own payload, source event and creation
+/// time, and each target's subscriber as it is now (`None` when its subscription, on a retry,
+/// or its account is gone): one round trip for the whole job.
 async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreError> {
     let keys = store.keys();
     let check_subscription = job.attempt > 1;
@@ -411,7 +433,8 @@ async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreEr
     let mut own = redis::cmd("HMGET");
     own.arg(keys.triggered(job.triggered))
         .arg("event_data")
-        .arg("source_event");
+        .arg("source_event")
+        .arg("created");
     reads.push(own);
     for target in &job.targets {
         let mut read = redis::cmd("HMGET");
@@ -444,11 +467,12 @@ async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreEr
         Some(_) => (None, None),
         None => (event, event_data),
     };
-    let (own_data, source_event): (Option<String>, Option<String>) =
+    let (own_data, source_event, created): (Option<String>, Option<String>, Option<i64>) =
         redis::from_redis_value(next())?;
     let own = TriggerOwn {
         event_data: own_data,
         source_event,
+        created,
     };
     let mut subscribers = Vec::with_capacity(job.targets.len());
     let now_ms = now_millis();

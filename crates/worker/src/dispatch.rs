@@ -21,14 +21,16 @@ use pubhook_core::queue::Job;
 use pubhook_core::store::StoreError;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::consumer::{Consumer, Entry, Held};
 use crate::delivery::{
-    prepare, record, send, Attempt, AttemptResult, DeliveryContext, DeliveryJob, Payload,
-    PreparedAttempt, PreparedJob,
+    prepare, record, send, Attempt, AttemptResult, DeliveryContext, DeliveryJob, DeliveryOutcome,
+    Payload, PreparedAttempt, PreparedJob,
 };
 use crate::fair::{FairQueues, Origin, Shares, Tenant};
 use crate::fan_out::{fan_out_page, FanOutOutcome, FanOutPage};
+use crate::metrics::WorkerMetrics;
 use crate::parking::Parking;
 use crate::stats::RecentStats;
 
@@ -89,6 +91,9 @@ struct Running {
     tenant: JobTenant,
     _permit: OwnedSemaphorePermit,
     deliveries: Option<RunningDeliveries>,
+    /// The job's span, with the triggering request's id: every task of the job runs in it, so
+    /// each of its log lines carries that id.
+    span: tracing::Span,
 }
 
 /// The state of a started batch or retry.
@@ -117,6 +122,8 @@ pub(crate) struct Dispatcher {
     starting: bool,
     /// The last minute's outcomes, for the heartbeat.
     stats: RecentStats,
+    /// The Prometheus metrics, when they are on.
+    metrics: Option<Arc<WorkerMetrics>>,
 }
 
 impl Dispatcher {
@@ -126,6 +133,7 @@ impl Dispatcher {
         shares: Shares,
         held: Held,
         events: mpsc::UnboundedSender<Event>,
+        metrics: Option<Arc<WorkerMetrics>>,
     ) -> Self {
         Self {
             ctx,
@@ -140,6 +148,7 @@ impl Dispatcher {
             events,
             starting: true,
             stats: RecentStats::default(),
+            metrics,
         }
     }
 
@@ -220,6 +229,10 @@ impl Dispatcher {
                     .get_mut(&key)
                     .and_then(|running| running.deliveries.as_mut());
                 if let Some(deliveries) = deliveries {
+                    if let Some(metrics) = &self.metrics {
+                        let payload = deliveries.payload.as_deref();
+                        metrics.note(&deliveries.job, payload, &result, self.ctx.max_failed_count);
+                    }
                     if let Some(slot) = deliveries.results.get_mut(index) {
                         *slot = Some(result);
                     }
@@ -237,6 +250,9 @@ impl Dispatcher {
             }
         }
         self.pump();
+        if let Some(metrics) = &self.metrics {
+            metrics.set_load(self.queues.in_flight(), self.running.len());
+        }
     }
 
     /// Stops starting jobs and returns those still waiting, to be handed back.
@@ -264,12 +280,10 @@ impl Dispatcher {
             self.start(tenant, admitted);
         }
         while let Some((tenant, origin, (key, index, attempt))) = self.queues.next_delivery() {
-            let Some(payload) = self
-                .running
-                .get(&key)
-                .and_then(|r| r.deliveries.as_ref())
-                .and_then(|d| d.payload.clone())
-            else {
+            let Some((payload, span)) = self.running.get(&key).and_then(|r| {
+                let payload = r.deliveries.as_ref()?.payload.clone()?;
+                Some((payload, r.span.clone()))
+            }) else {
                 // Only a job with a payload queues deliveries; nothing to send otherwise.
                 self.queues.delivery_finished(tenant.account, &origin);
                 continue;
@@ -277,10 +291,11 @@ impl Dispatcher {
             let ctx = self.ctx.clone();
             let events = self.events.clone();
             let task = TaskOf::Delivery(key, tenant.account, origin.clone());
-            self.spawn_for(task, async move {
+            let sending = async move {
                 let result = send(&ctx, &payload, attempt).await;
                 let _ = events.send(Event::Sent(key, index, tenant.account, origin, result));
-            });
+            };
+            self.spawn_for(task, sending.instrument(span));
         }
     }
 
@@ -335,6 +350,8 @@ impl Dispatcher {
         let events = self.events.clone();
         let entry_id = entry.id.clone();
         let shard = entry.shard;
+        let span = job_span(&job);
+        let entered = span.enter();
         match job {
             Job::FanOutV1 {
                 triggered_id,
@@ -421,6 +438,7 @@ impl Dispatcher {
                 });
             }
         }
+        drop(entered);
         self.running.insert(
             key,
             Running {
@@ -428,6 +446,7 @@ impl Dispatcher {
                 tenant,
                 _permit: permit,
                 deliveries: None,
+                span,
             },
         );
     }
@@ -454,7 +473,12 @@ impl Dispatcher {
         let mut unanswered = 0;
         for (index, attempt) in attempts.into_iter().enumerate() {
             match attempt {
-                PreparedAttempt::Done(result) => results.push(Some(result)),
+                PreparedAttempt::Done(result) => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.note(&job, payload.as_deref(), &result, self.ctx.max_failed_count);
+                    }
+                    results.push(Some(result));
+                }
                 PreparedAttempt::Send(attempt) => {
                     results.push(None);
                     unanswered += 1;
@@ -486,20 +510,26 @@ impl Dispatcher {
         let events = self.events.clone();
         let entry_id = running.entry.id.clone();
         let shard = running.entry.shard;
-        self.spawn_for(TaskOf::Job(key), async move {
+        let span = running.span.clone();
+        let recording = async move {
             let results: Vec<AttemptResult> = deliveries.results.into_iter().flatten().collect();
             let recorded = record(&ctx, shard, &entry_id, &deliveries.job, &results).await;
+            if recorded.is_ok() {
+                log_recorded(&deliveries.job, &results);
+            }
             let _ = events.send(Event::Recorded(key, recorded));
-        });
+        };
+        self.spawn_for(TaskOf::Job(key), recording.instrument(span));
     }
 
-    /// Runs `task` as one of the dispatcher's tasks, remembering what it works for.
+    /// Runs `task` as one of the dispatcher's tasks, remembering what it works for. A task
+    /// runs in the span current here (the job's, when a job is being started).
     fn spawn_for(
         &mut self,
         of: TaskOf,
         task: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
-        self.tasks.spawn_for(of, task);
+        self.tasks.spawn_for(of, task.in_current_span());
     }
 
     /// Collects ended tasks. A task that panicked sent no event, so its job would stay held,
@@ -544,6 +574,64 @@ impl Dispatcher {
     pub(crate) fn consumer(&self) -> &Consumer {
         &self.consumer
     }
+}
+
+/// The span of a job: its kind, and for the jobs of a trigger the trigger and the id of the
+/// request that made it (or asked for the redelivery).
+fn job_span(job: &Job) -> tracing::Span {
+    match job {
+        Job::FanOutV1 {
+            triggered_id,
+            request_id,
+            ..
+        } => job_of_trigger("fan_out", *triggered_id, request_id.as_deref()),
+        Job::DeliverBatchV1 {
+            triggered_id,
+            request_id,
+            ..
+        } => job_of_trigger("deliver_batch", *triggered_id, request_id.as_deref()),
+        Job::RetryV1 {
+            triggered_id,
+            request_id,
+            ..
+        } => job_of_trigger("retry", *triggered_id, request_id.as_deref()),
+        Job::RedeliverV1 {
+            triggered_id,
+            request_id,
+            ..
+        } => job_of_trigger("redeliver", *triggered_id, request_id.as_deref()),
+        Job::ProbeV1 { .. } => tracing::info_span!("job", kind = "probe"),
+        Job::IntentV1 { .. } => tracing::info_span!("job", kind = "intent"),
+    }
+}
+
+fn job_of_trigger(
+    kind: &'static str,
+    triggered: pubhook_core::domain::TriggeredId,
+    request_id: Option<&str>,
+) -> tracing::Span {
+    tracing::info_span!("job", kind, %triggered, request_id)
+}
+
+/// One line per recorded job of deliveries, in the job's span (so with its request id).
+fn log_recorded(job: &crate::delivery::DeliveryJob, results: &[AttemptResult]) {
+    let (mut delivered, mut retrying, mut failed, mut skipped) = (0u32, 0u32, 0u32, 0u32);
+    for result in results {
+        match result.outcome {
+            DeliveryOutcome::Delivered => delivered += 1,
+            DeliveryOutcome::Retrying { .. } => retrying += 1,
+            DeliveryOutcome::GaveUp => failed += 1,
+            DeliveryOutcome::Skipped(_) => skipped += 1,
+        }
+    }
+    tracing::info!(
+        attempt = job.attempt,
+        delivered,
+        retrying,
+        failed,
+        skipped,
+        "deliveries recorded"
+    );
 }
 
 /// Tasks, each with what it works for (`T`), so that the work of a task that panicked can be

@@ -11,6 +11,7 @@
 //! | `fan_out`  | step: one page of a trigger's subscription rows into a delivery batch     |
 //! | `delivery` | step: signed POSTs for a batch or a retry, and their outcomes             |
 //! | `probe`    | step: a signed ping to a subscriber at `max_failed_count`, re-enabling it on a 2xx |
+//! | `metrics`  | the worker's Prometheus families: deliveries counted as they end, the queue sampled |
 //! | `intents`  | step: a due intent (a create or delete that spans slots, left half-done) finished or undone |
 //! | `request`  | the exact request of one delivery: Python-`json.dumps` body and signatures |
 //! | `retry`    | the retry schedule, jitter, `Retry-After` and `410 Gone`                  |
@@ -26,6 +27,7 @@ mod dispatch;
 pub mod fair;
 pub mod fan_out;
 pub mod intents;
+pub mod metrics;
 pub mod parking;
 pub mod probe;
 pub mod request;

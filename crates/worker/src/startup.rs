@@ -34,6 +34,7 @@ use crate::consumer::{Consumer, Entry, EntryKey, Held};
 use crate::delivery::DeliveryContext;
 use crate::dispatch::{Admitted, Dispatcher, Event};
 use crate::fair::{Shares, Tenant};
+use crate::metrics::{sample_queue, WorkerMetrics};
 use crate::probe::ProbePolicy;
 use crate::retry::RetryPolicy;
 
@@ -101,6 +102,7 @@ pub struct Worker {
     ctx: DeliveryContext,
     config: WorkerConfig,
     health: Health,
+    metrics: Option<Arc<WorkerMetrics>>,
 }
 
 /// How long a read waits for new jobs before checking for shutdown again.
@@ -140,7 +142,15 @@ impl Worker {
             ctx,
             config,
             health: Health::default(),
+            metrics: None,
         }
+    }
+
+    /// The same worker, recording its metrics in `registry` (and sampling the queue's figures
+    /// into it while it runs). Without this call it records none.
+    pub fn with_metrics(mut self, registry: &prometheus::Registry) -> anyhow::Result<Self> {
+        self.metrics = Some(Arc::new(WorkerMetrics::register(registry)?));
+        Ok(self)
     }
 
     /// Whether this worker is taking jobs, for its `/health/ready`.
@@ -159,6 +169,10 @@ impl Worker {
         let held: Held = Arc::default();
         let mut helpers = JoinSet::new();
         helpers.spawn(promote_retries(self.consumer.clone(), stop_rx.clone()));
+        if let Some(metrics) = &self.metrics {
+            let store = self.ctx.store.clone();
+            helpers.spawn(sample_queue(store, metrics.clone(), stop_rx.clone()));
+        }
         helpers.spawn(keep_claimed(
             self.consumer.clone(),
             held.clone(),
@@ -193,6 +207,7 @@ impl Worker {
             self.config.shares(),
             held,
             events_tx,
+            self.metrics.clone(),
         );
         tokio::pin!(shutdown);
         let mut beats = Beats::new(self.ctx.store.clone(), self.name(), self.health.clone());

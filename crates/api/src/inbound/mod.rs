@@ -24,6 +24,7 @@ use pubhook_core::store::{Claim, ClaimOutcome, Store, TriggerExtras, TriggerRefu
 
 use crate::error::ApiError;
 use crate::openapi::schemas::ErrorBody;
+use crate::request_id::RequestId;
 use crate::state::AppState;
 
 /// How long a repeat waits for the first request of its key to write its trigger.
@@ -55,6 +56,8 @@ pub struct Fire<'a> {
     pub idempotency: Option<(&'a str, Vec<&'a [u8]>)>,
     /// The sender's delivery id.
     pub delivery_id: Option<&'a str>,
+    /// The id of the triggering request, carried in the trigger's jobs for their logs.
+    pub request_id: RequestId,
 }
 
 /// How a trigger request ended.
@@ -182,8 +185,8 @@ async fn write(
         Err(TriggerRefusal::NoSuchRegistration) => return Err(ApiError::NotFound(NOT_FOUND)),
         Err(TriggerRefusal::NotOwner) => return Err(ApiError::Unauthorized(NOT_YOURS)),
     }
-    let request_id = uuid::Uuid::new_v4().to_string();
-    tracing::info!(request_id = %request_id, "trigger");
+    let request_id = fire.request_id.to_string();
+    tracing::info!(triggered = %id, "trigger");
     let extras = TriggerExtras {
         id: Some(id),
         event_data: fire.event_data.clone(),

@@ -30,7 +30,8 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use crate::routes::{
-    accounts, admin, deliveries, docs, health, hooks, registrations, subscriptions, triggered,
+    accounts, admin, deliveries, docs, health, hooks, metrics, registrations, subscriptions,
+    triggered,
 };
 
 /// The operations of the API, in the order the docs page shows them.
@@ -86,6 +87,7 @@ use crate::routes::{
         admin::workers,
         health::live,
         health::ready,
+        metrics::metrics,
         docs::openapi_json,
         docs::docs_page,
         docs::docs_file,

@@ -2,6 +2,7 @@
 
 use super::resource;
 use crate::error::ApiError;
+use crate::metrics::MetricsEndpoint;
 use crate::openapi::schemas::{ErrorBody, HealthBody};
 use crate::state::{AppState, WorkerReadiness};
 use actix_web::{web, HttpResponse};
@@ -48,8 +49,9 @@ fn not_taking_jobs() -> HttpResponse {
     })
 }
 
-/// The listener of a `pubhook worker` (`worker_listen`): `/health/live`, and `/health/ready`,
-/// which is 200 while the worker is taking jobs and its heartbeats reach Redis, else 503.
+/// The listener of a `pubhook worker` (`worker_listen`): `/health/live`; `/health/ready`,
+/// which is 200 while the worker is taking jobs and its heartbeats reach Redis, else 503; and
+/// `/metrics`, the worker's metrics, as the API serves its own.
 pub struct WorkerListener {
     port: u16,
     server: actix_web::dev::Server,
@@ -57,15 +59,22 @@ pub struct WorkerListener {
 
 impl WorkerListener {
     /// Binds `listen`.
-    pub fn bind(listen: std::net::SocketAddr, ready: WorkerReadiness) -> anyhow::Result<Self> {
+    pub fn bind(
+        listen: std::net::SocketAddr,
+        ready: WorkerReadiness,
+        metrics: MetricsEndpoint,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let listener = std::net::TcpListener::bind(listen)
             .with_context(|| format!("could not listen on {listen} (worker_listen)"))?;
         let port = listener.local_addr()?.port();
         let ready = web::Data::new(ready);
+        let metrics = web::Data::new(metrics);
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
                 .app_data(ready.clone())
+                .app_data(metrics.clone())
+                .route("/metrics", web::get().to(super::metrics::metrics))
                 .route("/health/live", web::get().to(live))
                 .route(
                     "/health/ready",

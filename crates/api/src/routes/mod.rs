@@ -37,6 +37,7 @@ pub mod deliveries;
 pub mod docs;
 pub mod health;
 pub mod hooks;
+pub mod metrics;
 pub mod registrations;
 pub mod subscriptions;
 pub mod triggered;
@@ -57,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     deliveries::configure(cfg);
     admin::configure(cfg);
     health::configure(cfg);
+    metrics::configure(cfg);
     docs::configure(cfg);
 }
 

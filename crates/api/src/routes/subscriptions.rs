@@ -343,5 +343,6 @@ async fn redeliver(
         return Err(ApiError::NotFound("Triggered id not found"));
     }
     let scope = RedeliveryScope::Subscription(subscription.id);
-    queue_redelivery(&state, caller.id, &triggered, scope).await
+    let request_id = crate::request_id::request_id_of(&req);
+    queue_redelivery(&state, caller.id, &triggered, scope, &request_id).await
 }

@@ -24,6 +24,7 @@ use crate::inbound::payload::trigger_body_payload;
 use crate::inbound::{fire, idempotency_key, Fire, IdempotencyKey, TriggerRefusals};
 use crate::openapi::schemas::ErrorBody;
 use crate::paging::{budgeted_page, page_response, write_json, PageAnswers, PageParams, PageQuery};
+use crate::request_id::{request_id_of, RequestId};
 use crate::state::AppState;
 
 /// Mounts the triggered routes.
@@ -184,6 +185,7 @@ async fn trigger(
                 )
             }),
             delivery_id: None,
+            request_id: request_id_of(&req),
         },
         limit_triggers(&state, caller.id),
     )
@@ -379,7 +381,8 @@ async fn redeliver(
     let triggered = readable_triggered(&state, &caller, &path, Readers::Owner).await?;
     let (body, _room) = read_body(&req, payload, &state).await?;
     let scope = redelivery_scope(&body)?;
-    queue_redelivery(&state, caller.id, &triggered, scope).await
+    let request_id = request_id_of(&req);
+    queue_redelivery(&state, caller.id, &triggered, scope, &request_id).await
 }
 
 /// The deliveries a redelivery body asks for.
@@ -425,6 +428,7 @@ pub(super) async fn queue_redelivery(
     caller: AccountId,
     triggered: &Triggered,
     scope: RedeliveryScope,
+    request_id: &RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let limit = RateLimit::new(
         RateLimitKind::Redeliveries,
@@ -441,11 +445,10 @@ pub(super) async fn queue_redelivery(
             retry_after,
         });
     }
-    let request_id = uuid::Uuid::new_v4().to_string();
-    tracing::info!(request_id = %request_id, triggered = %triggered.id, "redeliver");
+    tracing::info!(triggered = %triggered.id, "redeliver");
     match state
         .store
-        .redeliver(triggered, scope, Some(&request_id))
+        .redeliver(triggered, scope, Some(request_id.as_str()))
         .await?
     {
         Ok(report) => Ok(HttpResponse::Accepted().json(RedeliveredOut {

@@ -15,6 +15,7 @@ mod edge;
 mod filters;
 mod helpers;
 mod inbound;
+mod observability;
 mod openapi;
 mod outage;
 mod paging;

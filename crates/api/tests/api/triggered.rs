@@ -9,7 +9,7 @@ use crate::helpers::{error, spawn_app, status_and_json, TestApp};
 const NOT_YOURS: &str = "You don't have access to this registration record or it no longer exists";
 
 /// The jobs queued under the app's prefix, each shard's oldest first.
-async fn queued_jobs(app: &TestApp) -> Vec<Job> {
+pub(crate) async fn queued_jobs(app: &TestApp) -> Vec<Job> {
     let mut conn = app.store.connection().await.unwrap();
     let mut jobs = Vec::new();
     for shard in app.store.keys().shards() {

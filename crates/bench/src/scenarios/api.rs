@@ -11,14 +11,24 @@ use crate::api::{get_account_request, trigger_request};
 use crate::cli::{Mode, ScenarioKind};
 use crate::load::{closed_loop, LoadResult};
 use crate::scenarios::{
-    fresh_pubhook, owners_with_registrations, report_rss, CostMeter, Env, Outcome,
+    fresh_pubhook_with_env, owners_with_registrations, report_rss, CostMeter, Env, Outcome,
 };
 use crate::stats::Latencies;
 
 /// Runs the scenario once.
 pub async fn run(env: &Env<'_>, mode: Mode) -> anyhow::Result<Outcome> {
+    run_with(env, mode, ScenarioKind::Api.name(), &[]).await
+}
+
+/// [`run`] on a pubhook with `extra` settings, its logs named after `phase`.
+pub async fn run_with(
+    env: &Env<'_>,
+    mode: Mode,
+    phase: &str,
+    extra: &[(&'static str, String)],
+) -> anyhow::Result<Outcome> {
     let plan = env.plan;
-    let (mut pubhook, api) = fresh_pubhook(env, mode, ScenarioKind::Api).await?;
+    let (mut pubhook, api) = fresh_pubhook_with_env(env, mode, phase, extra).await?;
     let connections = plan.api_connections;
     let (accounts, registrations) =
         owners_with_registrations(env, &api, connections, "bench.api").await?;

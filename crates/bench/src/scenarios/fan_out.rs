@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{Mode, ScenarioKind};
 use crate::scenarios::{
-    create_owners, create_subscribers, event_data, fresh_pubhook, pair_counts,
+    create_owners, create_subscribers, event_data, fresh_pubhook_with_env, pair_counts,
     report_delivery_memory, sample_client_commands, settle, subscribe_all_filtered, CostMeter, Env,
     Outcome, PlotData,
 };
@@ -28,13 +28,24 @@ pub fn matching_filter() -> Value {
 
 /// Runs the scenario once, every subscription with `filter` if there is one.
 pub async fn run(env: &Env<'_>, mode: Mode, filter: Option<Value>) -> anyhow::Result<Outcome> {
-    let plan = env.plan;
     let kind = if filter.is_some() {
         ScenarioKind::FanOutFiltered
     } else {
         ScenarioKind::FanOut
     };
-    let (mut pubhook, api) = fresh_pubhook(env, mode, kind).await?;
+    run_with(env, mode, filter, kind.name(), &[]).await
+}
+
+/// [`run`] on a pubhook with `extra` settings, its logs named after `phase`.
+pub async fn run_with(
+    env: &Env<'_>,
+    mode: Mode,
+    filter: Option<Value>,
+    phase: &str,
+    extra: &[(&'static str, String)],
+) -> anyhow::Result<Outcome> {
+    let plan = env.plan;
+    let (mut pubhook, api) = fresh_pubhook_with_env(env, mode, phase, extra).await?;
     let owners = create_owners(env, &api, 1).await?;
     let owner = owners.first().ok_or_else(|| anyhow::anyhow!("no owner"))?;
     let registration = api.register(owner, "bench.fan-out", &event_data()?).await?;

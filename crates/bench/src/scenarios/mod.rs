@@ -7,6 +7,7 @@ pub mod ceiling;
 pub mod fan_out;
 pub mod many_small;
 pub mod memory;
+pub mod metrics_cost;
 pub mod noisy_neighbour;
 pub mod retries;
 pub mod trigger_payload;
@@ -158,6 +159,7 @@ pub async fn run(env: &Env<'_>, scenario: ScenarioKind, mode: Mode) -> anyhow::R
         ScenarioKind::Memory => memory::run(env, mode).await,
         ScenarioKind::AuthFlood => auth_flood::run(env, mode).await,
         ScenarioKind::NoisyNeighbour => noisy_neighbour::run(env, mode).await,
+        ScenarioKind::MetricsCost => metrics_cost::run(env, mode).await,
     }
 }
 

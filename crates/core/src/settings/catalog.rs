@@ -69,8 +69,8 @@ static KEYS: &[KeyDoc] = &[
         name: "worker_listen",
         env: "PUBHOOK_WORKER_LISTEN",
         default: "off",
-        description: "address `pubhook worker` serves `/health/live` and `/health/ready` on \
-                      (`off`: none; `standalone` has them on the API's port)",
+        description: "address `pubhook worker` serves `/health/live`, `/health/ready` and \
+                      `/metrics` on (`off`: none; `standalone` has them on the API's port)",
         apply: |s, raw| {
             s.worker_listen = match raw.trim() {
                 "" | "off" => None,
@@ -345,6 +345,26 @@ static KEYS: &[KeyDoc] = &[
         },
     },
     KeyDoc {
+        name: "metrics",
+        env: "PUBHOOK_METRICS",
+        default: "true",
+        description: "Prometheus metrics at `/metrics` on the API (and on `worker_listen`); `false` records none and answers 404",
+        apply: |s, raw| {
+            s.metrics = parse_bool(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
+        name: "metrics_allow",
+        env: "PUBHOOK_METRICS_ALLOW",
+        default: "127.0.0.0/8,::1/128",
+        description: "comma-separated CIDRs of the clients `/metrics` answers (the client as `trusted_proxies` decide it); others get 403",
+        apply: |s, raw| {
+            s.metrics_allow = parse_networks(raw)?;
+            Ok(())
+        },
+    },
+    KeyDoc {
         name: "limit_account_creations",
         env: "PUBHOOK_LIMIT_ACCOUNT_CREATIONS",
         default: "20",
@@ -481,7 +501,7 @@ mod tests {
     use super::*;
 
     /// Environment variables in the README's table that are not settings of this module.
-    const README_ROWS_READ_ELSEWHERE: [&str; 1] = ["PUBHOOK_LOG"];
+    const README_ROWS_READ_ELSEWHERE: [&str; 2] = ["PUBHOOK_LOG", "PUBHOOK_LOG_FORMAT"];
 
     #[test]
     fn every_key_is_lower_case_and_its_env_name_follows_from_it() {

@@ -37,9 +37,10 @@ pub const DEFAULT_CONFIG_FILE: &str = "pubhook.toml";
 pub const CONFIG_FILE_ENV: &str = "PUBHOOK_CONFIG";
 
 /// `PUBHOOK_*` variables that are read elsewhere, so they are not unknown settings.
-const ENV_READ_ELSEWHERE: [&str; 4] = [
+const ENV_READ_ELSEWHERE: [&str; 5] = [
     "PUBHOOK_CONFIG",
     "PUBHOOK_LOG",
+    "PUBHOOK_LOG_FORMAT",
     "PUBHOOK_TEST_REDIS_URL",
     "PUBHOOK_TEST_REDIS_CLUSTER_NODES",
 ];
@@ -107,6 +108,10 @@ pub struct Settings {
     pub probe_disabled: bool,
     /// Proxies whose `X-Forwarded-For` is believed; every other peer is the client itself.
     pub trusted_proxies: Vec<IpNet>,
+    /// Whether `/metrics` is served (and metrics are recorded at all).
+    pub metrics: bool,
+    /// Client networks `/metrics` answers; others get 403.
+    pub metrics_allow: Vec<IpNet>,
     /// Quotas, rate limits and edge bounds (`limit_*`).
     pub limits: Limits,
 }
@@ -145,6 +150,8 @@ impl Default for Settings {
             secret_grace: Duration::from_secs(24 * 3600),
             probe_disabled: true,
             trusted_proxies: Vec::new(),
+            metrics: true,
+            metrics_allow: default_metrics_allow(),
             limits: Limits::default(),
         }
     }
@@ -182,6 +189,8 @@ impl fmt::Debug for Settings {
             secret_grace,
             probe_disabled,
             trusted_proxies,
+            metrics,
+            metrics_allow,
             limits,
         } = self;
         let redis_url = redis_url
@@ -219,9 +228,20 @@ impl fmt::Debug for Settings {
             .field("secret_grace", secret_grace)
             .field("probe_disabled", probe_disabled)
             .field("trusted_proxies", trusted_proxies)
+            .field("metrics", metrics)
+            .field("metrics_allow", metrics_allow)
             .field("limits", limits)
             .finish()
     }
+}
+
+/// The networks `/metrics` answers by default: loopback only, so that a process listening on a
+/// public address does not show its figures to the world.
+fn default_metrics_allow() -> Vec<IpNet> {
+    vec![
+        IpNet::new_assert(Ipv4Addr::new(127, 0, 0, 0).into(), 8),
+        IpNet::new_assert(std::net::Ipv6Addr::LOCALHOST.into(), 128),
+    ]
 }
 
 /// The number of queue shards when `queue_shards` is `auto`, on one Redis.

@@ -224,15 +224,29 @@ impl World {
 
     /// Starts a worker on this world's store; it stops when the handle drops.
     pub fn start_worker(&self, config: WorkerConfig) -> RunningWorker {
+        run(Worker::build(self.store.clone(), loopback_client(), config))
+    }
+
+    /// [`World::start_worker`], recording its metrics in `registry`.
+    pub fn start_worker_with_metrics(
+        &self,
+        config: WorkerConfig,
+        registry: &prometheus::Registry,
+    ) -> RunningWorker {
         let worker = Worker::build(self.store.clone(), loopback_client(), config);
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(worker.run_until_stopped(async move {
-            let _ = stopped.changed().await;
-        }));
-        RunningWorker {
-            stop,
-            task: Some(task),
-        }
+        run(worker.with_metrics(registry).unwrap())
+    }
+}
+
+/// Runs `worker` until the handle drops.
+fn run(worker: Worker) -> RunningWorker {
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(worker.run_until_stopped(async move {
+        let _ = stopped.changed().await;
+    }));
+    RunningWorker {
+        stop,
+        task: Some(task),
     }
 }
 

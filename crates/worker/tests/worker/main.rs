@@ -12,6 +12,7 @@ mod filters;
 mod helpers;
 mod intents;
 mod liveness;
+mod metrics;
 mod probes;
 mod recovery;
 mod redelivery;

@@ -305,6 +305,7 @@ pub(super) async fn trigger_from_hook(
                 )
             }),
             delivery_id: hook.delivery_id,
+            request_id: crate::request_id::request_id_of(req),
         },
         limit_triggers(state, hook.owner),
     )
