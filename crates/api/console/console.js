@@ -17,6 +17,8 @@
   let session = null;
   /** Bumped on every navigation, so an answer to a view left meanwhile is dropped. */
   let generation = 0;
+  /** A message for the next view, shown once it is navigated to. */
+  let flash = "";
 
   const DEFAULT_LIMIT = 20;
   const TRIGGER_ATTEMPTS = 50;
@@ -338,8 +340,8 @@
   function trigger(registration) {
     return act("Trigger failed", async () => {
       const { body } = await api("POST", "/v1/webhook/triggered/" + encodeURIComponent(registration.id));
+      flash = `Triggered “${registration.event}”.`;
       location.hash = "#/trigger/" + encodeURIComponent(body.id);
-      say($("notice"), `Triggered “${registration.event}”.`);
     });
   }
 
@@ -538,7 +540,8 @@
     $("sign-in-form").addEventListener("submit", signIn);
     $("sign-out").addEventListener("click", signOut);
     window.addEventListener("hashchange", () => {
-      say($("notice"), "");
+      say($("notice"), flash);
+      flash = "";
       route();
     });
     $("username").focus();
