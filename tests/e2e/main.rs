@@ -5,6 +5,7 @@
 
 mod access_log;
 mod binary;
+mod console;
 mod dead_letters;
 mod failover;
 mod inbound;

@@ -356,6 +356,17 @@ impl Api {
         subscriber: User<'_>,
         registration: Value,
     ) -> (String, Value) {
+        let id = self.register(owner, registration).await;
+        let subscribe = format!("/v1/webhook/subscription/{id}");
+        self.expect(CREATED, POST, &subscribe, subscriber, None)
+            .await;
+        let trigger = format!("/v1/webhook/triggered/{id}");
+        let triggered = self.expect(CREATED, POST, &trigger, owner, None).await;
+        (id, triggered)
+    }
+
+    /// `owner` registers `registration`; returns its id.
+    pub async fn register(&self, owner: User<'_>, registration: Value) -> String {
         let created = self
             .expect(
                 CREATED,
@@ -365,12 +376,6 @@ impl Api {
                 Some(registration),
             )
             .await;
-        let id = created["id"].as_str().expect("id").to_owned();
-        let subscribe = format!("/v1/webhook/subscription/{id}");
-        self.expect(CREATED, POST, &subscribe, subscriber, None)
-            .await;
-        let trigger = format!("/v1/webhook/triggered/{id}");
-        let triggered = self.expect(CREATED, POST, &trigger, owner, None).await;
-        (id, triggered)
+        created["id"].as_str().expect("id").to_owned()
     }
 }

@@ -3,7 +3,8 @@
 //! | module         | owns                                                                  |
 //! |----------------|-----------------------------------------------------------------------|
 //! | `startup`      | [`Application`]: build (bind, connect) then run until stopped          |
-//! | `routes`       | one module per resource of the contract, plus health checks            |
+//! | `routes`       | one module per resource of the contract, plus health checks, `/docs`   |
+//! |                | and the web console's bundled page (`/console`)                       |
 //! | `auth`         | the `api-key`/`username` check and the cache of verified keys          |
 //! | `client`       | the client address rate limits count against (`trusted_proxies`)       |
 //! | `content_type` | the 415 gate                                                          |

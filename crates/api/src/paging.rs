@@ -74,7 +74,9 @@ impl PageQuery {
     }
 }
 
-fn parse_digits(raw: &str) -> Option<u64> {
+/// A count written in plain decimal digits, `None` for anything else or more than 16
+/// significant digits.
+pub(crate) fn parse_digits(raw: &str) -> Option<u64> {
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

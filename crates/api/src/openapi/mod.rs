@@ -30,8 +30,8 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use crate::routes::{
-    accounts, admin, deliveries, docs, health, hooks, metrics, registrations, subscriptions,
-    triggered,
+    accounts, admin, console, deliveries, docs, health, hooks, metrics, registrations,
+    subscriptions, triggered,
 };
 
 /// The operations of the API, in the order the docs page shows them.
@@ -48,6 +48,7 @@ use crate::routes::{
         accounts::get_account_without_id,
         accounts::delete_account_without_id,
         accounts::get_account,
+        accounts::get_me,
         accounts::delete_account,
         accounts::list_accounts,
         accounts::delete_all_accounts,
@@ -91,6 +92,8 @@ use crate::routes::{
         docs::openapi_json,
         docs::docs_page,
         docs::docs_file,
+        console::console_page,
+        console::console_file,
     ),
     tags(
         (name = "accounts", description = "Accounts, their endpoint and their keys"),
@@ -101,7 +104,7 @@ use crate::routes::{
         (name = "inbound hooks", description = "Triggers from senders that cannot set pubhook's headers (docs/inbound.md)"),
         (name = "admin", description = "Dead letters and live workers, for admins"),
         (name = "health", description = "Checks for load balancers and orchestrators"),
-        (name = "docs", description = "This document and the page that shows it; public"),
+        (name = "docs", description = "This document, the page that shows it and the web console's page; public"),
     ),
 )]
 pub struct ApiDoc;

@@ -43,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete_account)),
     )
     .service(resource("/v1/account/{account_id}/probes").route(web::get().to(list_probes)))
+    .service(resource("/v1/me").route(web::get().to(get_me)))
     .service(
         resource("/v1/accounts")
             .route(web::get().to(list_accounts))
@@ -259,6 +260,24 @@ async fn get_account(
         return Err(ApiError::Unauthorized("Not authorized"));
     }
     Ok(HttpResponse::Ok().json(AccountOut::new(caller, true)))
+}
+
+/// `GET /v1/me`: the caller's own account, found by the credentials alone, without its
+/// secrets (`secret_key`, `webhook_secret`). What a client that knows only a username and a key
+/// (the web console's sign-in) asks to learn its account id and whether it is an admin.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "accounts",
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "The caller's account, `api_key` as its stored hash, without `secret_key` and `webhook_secret`", body = AccountOut),
+    ),
+)]
+#[instrument(skip_all)]
+async fn get_me(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state, Need::Account).await?;
+    Ok(HttpResponse::Ok().json(AccountOut::new(caller, false)))
 }
 
 /// `GET /v1/account/{account_id}/probes?start&limit`: the account's latest probes, newest

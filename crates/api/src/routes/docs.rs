@@ -6,10 +6,11 @@
 //! Both are public: they describe the public API, hold no record and take no credentials. The
 //! page's own requests ("Try it out") are ordinary API requests with the credentials typed in.
 
-use actix_web::http::header::{self, CacheControl, CacheDirective, ContentType};
+use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
 use actix_web::{web, HttpResponse};
 use utoipa::ToSchema;
 
+use super::bundled::{self, BundledFile, CSS, JAVASCRIPT};
 use super::resource;
 use crate::error::ApiError;
 use crate::openapi::schemas::ErrorBody;
@@ -25,28 +26,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// `/docs`) finds them too.
 const PAGE: &str = include_str!("../../docs-ui/index.html");
 
-/// A file the page loads: its name under `/docs/`, its content type and its bytes.
-struct DocsFile {
-    name: &'static str,
-    content_type: &'static str,
-    bytes: &'static [u8],
-}
-
 /// Every file under `/docs/`: Swagger UI's two and the script that starts it.
-const FILES: [DocsFile; 3] = [
-    DocsFile {
+const FILES: [BundledFile; 3] = [
+    BundledFile {
         name: "swagger-ui-bundle.js",
-        content_type: "text/javascript; charset=utf-8",
+        content_type: JAVASCRIPT,
         bytes: include_bytes!("../../docs-ui/dist/swagger-ui-bundle.js"),
     },
-    DocsFile {
+    BundledFile {
         name: "swagger-ui.css",
-        content_type: "text/css; charset=utf-8",
+        content_type: CSS,
         bytes: include_bytes!("../../docs-ui/dist/swagger-ui.css"),
     },
-    DocsFile {
+    BundledFile {
         name: "docs.js",
-        content_type: "text/javascript; charset=utf-8",
+        content_type: JAVASCRIPT,
         bytes: include_bytes!("../../docs-ui/docs.js"),
     },
 ];
@@ -56,9 +50,6 @@ const FILES: [DocsFile; 3] = [
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
      font-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-/// How long browsers may keep the page's files: a day (they change only with the binary).
-const FILE_MAX_AGE_SECONDS: u32 = 86_400;
 
 /// The name of a file under `/docs/`, as the document shows it.
 #[derive(ToSchema)]
@@ -97,12 +88,7 @@ async fn openapi_json() -> HttpResponse {
     responses((status = 200, description = "The docs page (Swagger UI)", content_type = "text/html")),
 )]
 async fn docs_page() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::html())
-        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
-        .body(PAGE)
+    bundled::page(PAGE, CONTENT_SECURITY_POLICY)
 }
 
 /// `GET /docs/{file}`: one of the page's files.
@@ -117,18 +103,7 @@ async fn docs_page() -> HttpResponse {
     ),
 )]
 async fn docs_file(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let file = FILES
-        .iter()
-        .find(|candidate| candidate.name == file.as_str())
-        .ok_or(ApiError::NotFound("No such file"))?;
-    Ok(HttpResponse::Ok()
-        .content_type(file.content_type)
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header(CacheControl(vec![
-            CacheDirective::Public,
-            CacheDirective::MaxAge(FILE_MAX_AGE_SECONDS),
-        ]))
-        .body(file.bytes))
+    bundled::file(&FILES, &file)
 }
 
 #[cfg(test)]

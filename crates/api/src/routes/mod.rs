@@ -33,6 +33,7 @@ macro_rules! missing_id {
 
 pub mod accounts;
 pub mod admin;
+pub mod console;
 pub mod deliveries;
 pub mod docs;
 pub mod health;
@@ -42,6 +43,7 @@ pub mod registrations;
 pub mod subscriptions;
 pub mod triggered;
 
+mod bundled;
 mod endpoint;
 
 use actix_web::{web, HttpResponse};
@@ -60,6 +62,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     metrics::configure(cfg);
     docs::configure(cfg);
+    console::configure(cfg);
 }
 
 /// The default of every resource: 405 for a method it does not implement.

@@ -23,7 +23,10 @@ use crate::error::ApiError;
 use crate::inbound::payload::trigger_body_payload;
 use crate::inbound::{fire, idempotency_key, Fire, IdempotencyKey, TriggerRefusals};
 use crate::openapi::schemas::ErrorBody;
-use crate::paging::{budgeted_page, page_response, write_json, PageAnswers, PageParams, PageQuery};
+use crate::paging::{
+    budgeted_page, page_response, parse_digits, write_json, PageAnswers, PageParams, PageQuery,
+    MAX_LIMIT,
+};
 use crate::request_id::{request_id_of, RequestId};
 use crate::state::AppState;
 
@@ -57,6 +60,14 @@ missing_id!(
 #[derive(Serialize, ToSchema)]
 #[schema(as = Triggered)]
 pub struct TriggeredOut {
+    /// With `?attempts=N` on the single-record read: the outcomes of its first N delivery
+    /// attempts, oldest first, as `/deliveries` pages them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<Vec<OutcomeOut>>,
+    /// With `?attempts=N`, when there may be more attempts: the `start` of the next page of
+    /// `/v1/webhook/triggered/{id}/deliveries`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts_next_start: Option<u64>,
     /// Where the deliveries stand; only on the single-record read, so the trigger's own 201 and
     /// the list keep PyWebhooks' shape.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,6 +88,8 @@ pub struct TriggeredOut {
 impl From<Triggered> for TriggeredOut {
     fn from(t: Triggered) -> Self {
         Self {
+            attempts: None,
+            attempts_next_start: None,
             deliveries: None,
             epoch: epoch_seconds(t.created),
             event_data: None,
@@ -193,16 +206,19 @@ async fn trigger(
     Ok(answer(fired))
 }
 
-/// `GET /v1/webhook/triggered/{id}`: one triggered record, for the registration's owner or an
-/// admin.
+/// `GET /v1/webhook/triggered/{id}[?attempts=N]`: one triggered record, for the registration's
+/// owner or an admin. With `attempts` (1 to 100) it also carries the outcomes of its first N
+/// delivery attempts, read beside the record, so a client shows a trigger with its attempts in
+/// one round trip (the web console does).
 #[utoipa::path(
     get,
     path = "/v1/webhook/triggered/{id}",
     tag = "triggers",
-    params(("id" = String, Path, description = "The triggered record")),
+    params(("id" = String, Path, description = "The triggered record"), AttemptsParam),
     security(("api_key" = [], "username" = [])),
     responses(
-        (status = 200, description = "The record with `deliveries`, and `event_data` / `source_event` when it has them", body = TriggeredOut),
+        (status = 200, description = "The record with `deliveries`, `event_data` / `source_event` when it has them, and `attempts` (with `attempts_next_start` when there may be more) when asked for", body = TriggeredOut),
+        (status = 400, description = "`Invalid attempts parameter: expected 1 to 100`", body = ErrorBody),
         (status = 401, description = "`You don't have access to this registration record or it no longer exists`", body = ErrorBody),
         (status = 404, description = "`Triggered id not found`", body = ErrorBody),
     ),
@@ -214,7 +230,19 @@ async fn get_triggered(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state, Need::Account).await?;
-    let triggered = readable_triggered(&state, &caller, &path, Readers::OwnerOrAdmin).await?;
+    let wanted = attempts_wanted(&req)?;
+    let id = TriggeredId::parse(&path).ok_or(ApiError::NotFound(TRIGGERED_NOT_FOUND))?;
+    // The record and its attempts are read at once; the attempts are shown only once the
+    // record says the caller may read it.
+    let (triggered, attempts) = tokio::join!(state.store.triggered(id), async {
+        match wanted {
+            Some(limit) => state.store.delivery_attempts(id, 0, limit).await.map(Some),
+            None => Ok(None),
+        }
+    });
+    let triggered = triggered?.ok_or(ApiError::NotFound(TRIGGERED_NOT_FOUND))?;
+    check_readers(&state, &caller, &triggered, Readers::OwnerOrAdmin).await?;
+    let attempts = attempts?;
     let summary = triggered.summary;
     let event_data = triggered
         .event_data
@@ -225,7 +253,37 @@ async fn get_triggered(
     out.deliveries = Some(summary);
     out.event_data = event_data;
     out.source_event = source_event;
+    if let Some(page) = attempts {
+        out.attempts_next_start = page.next_start;
+        out.attempts = Some(page.items.into_iter().map(OutcomeOut::from).collect());
+    }
     Ok(HttpResponse::Ok().json(out))
+}
+
+/// The `attempts` parameter of the single-record read, as the OpenAPI document shows it;
+/// [`attempts_wanted`] reads it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttemptsParam {
+    /// Also show the outcomes of the first this many delivery attempts, oldest first.
+    #[param(minimum = 1, maximum = 100)]
+    pub attempts: Option<u64>,
+}
+
+/// `attempts` from the query string (its first value), 1 to [`MAX_LIMIT`] plain digits, or
+/// `None` when absent.
+fn attempts_wanted(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find_map(|(name, value)| (name == "attempts").then_some(value))
+    else {
+        return Ok(None);
+    };
+    match parse_digits(&raw) {
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::BadRequest(format!(
+            "Invalid attempts parameter: expected 1 to {MAX_LIMIT}"
+        ))),
+    }
 }
 
 /// `GET /v1/webhook/triggered/{id}/deliveries`: the outcome of every delivery attempt of a
@@ -290,17 +348,30 @@ async fn readable_triggered(
     readers: Readers,
 ) -> Result<Triggered, ApiError> {
     let triggered = find_triggered(state, raw_id).await?;
-    if !(caller.is_admin && readers == Readers::OwnerOrAdmin) {
-        let owner = state
-            .store
-            .registration(triggered.registration_id)
-            .await?
-            .map(|r| r.account_id);
-        if owner != Some(caller.id) {
-            return Err(ApiError::Unauthorized(NOT_YOURS));
-        }
-    }
+    check_readers(state, caller, &triggered, readers).await?;
     Ok(triggered)
+}
+
+/// 401 unless the caller may act on `triggered`: the registration's owner, or an admin when
+/// `readers` says so.
+async fn check_readers(
+    state: &AppState,
+    caller: &Account,
+    triggered: &Triggered,
+    readers: Readers,
+) -> Result<(), ApiError> {
+    if caller.is_admin && readers == Readers::OwnerOrAdmin {
+        return Ok(());
+    }
+    let owner = state
+        .store
+        .registration(triggered.registration_id)
+        .await?
+        .map(|r| r.account_id);
+    if owner != Some(caller.id) {
+        return Err(ApiError::Unauthorized(NOT_YOURS));
+    }
+    Ok(())
 }
 
 /// `GET /v1/webhook/triggered`: every triggered record, paged. Paging is checked before

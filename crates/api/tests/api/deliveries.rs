@@ -12,7 +12,11 @@ const ANSWER: &str = "the subscriber's private answer";
 /// A registration of `owner` with one subscription of `subscriber`, triggered, and one failed
 /// attempt on record as the worker writes it. The trigger's copy is written in full, as a
 /// record from before owners' views were split would be: the owner's view must still hide it.
-async fn one_attempt(app: &TestApp, owner: &Creds, subscriber: &Creds) -> (String, String) {
+pub(crate) async fn one_attempt(
+    app: &TestApp,
+    owner: &Creds,
+    subscriber: &Creds,
+) -> (String, String) {
     let reg = app.register(owner, "owner.event").await;
     let subscription = app.subscribe(subscriber, &reg).await;
     let response = app

@@ -277,3 +277,77 @@ pub async fn status_and_json(response: Response) -> (StatusCode, Value) {
 pub fn error(message: &str) -> Value {
     json!({ "Error": message })
 }
+
+/// A page bundled into the binary (`/docs`, `/console`) as a browser gets it.
+pub struct BundledPage {
+    pub headers: reqwest::header::HeaderMap,
+    pub html: String,
+}
+
+impl BundledPage {
+    /// A header's value, which must be there.
+    pub fn header(&self, name: &str) -> String {
+        self.headers[name]
+            .to_str()
+            .unwrap_or_else(|_| panic!("{name} is text"))
+            .to_owned()
+    }
+
+    /// Every `src="…"` and `href="…"` of the page but its in-page links (`#…`).
+    pub fn files(&self) -> Vec<String> {
+        let mut urls = Vec::new();
+        for attribute in ["src=\"", "href=\""] {
+            let mut rest = self.html.as_str();
+            while let Some(at) = rest.find(attribute) {
+                rest = &rest[at + attribute.len()..];
+                if let Some(end) = rest.find('"') {
+                    urls.push(rest[..end].to_owned());
+                    rest = &rest[end..];
+                }
+            }
+        }
+        urls.retain(|url| !url.starts_with('#'));
+        urls
+    }
+}
+
+impl TestApp {
+    /// GETs a bundled page, which must answer 200.
+    pub async fn bundled_page(&self, path: &str) -> BundledPage {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        let html = response.text().await.expect("text");
+        BundledPage { headers, html }
+    }
+
+    /// The text of a public GET, whatever its status.
+    pub async fn text(&self, path: &str) -> String {
+        let response = self.client.get(format!("{}{path}", self.address)).send();
+        response.await.expect("request").text().await.expect("text")
+    }
+
+    /// Each of `urls`, named by the page at `page`, is a path of this server that answers 200
+    /// with a body.
+    pub async fn assert_all_served(&self, page: &str, urls: &[String]) {
+        for url in urls {
+            assert!(
+                url.starts_with('/') && !url.starts_with("//"),
+                "{page} references {url}: only this server's paths are allowed"
+            );
+            let file = self
+                .client
+                .get(format!("{}{url}", self.address))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(file.status(), StatusCode::OK, "{url}");
+            assert!(!file.bytes().await.expect("body").is_empty(), "{url}");
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod admin;
 mod auth;
 mod budgets;
 mod cluster;
+mod console;
 mod deliveries;
 mod edge;
 mod filters;

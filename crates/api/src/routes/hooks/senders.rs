@@ -67,7 +67,7 @@ pub enum GithubOk {
     /// `X-GitHub-Event: ping`: the signature verifies, and nothing was triggered.
     Ping(MessageBody),
     /// A `X-GitHub-Delivery` seen before: the first trigger.
-    Redelivered(TriggeredOut),
+    Redelivered(Box<TriggeredOut>),
 }
 
 /// `POST /v1/hooks/{id}/github`: a GitHub webhook, signed with the registration's hook key.

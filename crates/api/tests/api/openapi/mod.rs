@@ -87,48 +87,17 @@ async fn openapi_json_serves_the_document_without_credentials() {
 async fn the_docs_page_loads_only_files_this_server_serves() {
     let app = spawn_app().await;
     for path in ["/docs", "/docs/"] {
-        let response = app
-            .client
-            .get(format!("{}{path}", app.address))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        let policy = response.headers()["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let page = app.bundled_page(path).await;
+        let policy = page.header("content-security-policy");
         assert!(policy.contains("default-src 'none'"), "{policy}");
-        let html = response.text().await.unwrap();
-        let references = referenced_urls(&html);
+        let references = page.files();
         assert!(
             references.len() >= 3,
             "the page names its files: {references:?}"
         );
-        for url in references {
-            assert!(
-                url.starts_with('/') && !url.starts_with("//"),
-                "{path} references {url}: only this server's paths are allowed"
-            );
-            let file = app
-                .client
-                .get(format!("{}{url}", app.address))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(file.status(), StatusCode::OK, "{url}");
-            assert!(!file.bytes().await.unwrap().is_empty(), "{url}");
-        }
+        app.assert_all_served(path, &references).await;
     }
-    let script = app
-        .client
-        .get(format!("{}/docs/docs.js", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let script = app.text("/docs/docs.js").await;
     assert!(script.contains("\"/openapi.json\""), "{script}");
     assert!(script.contains("validatorUrl: null"), "{script}");
 }
@@ -150,20 +119,4 @@ async fn an_unknown_docs_file_is_a_404_in_the_error_shape() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body, crate::helpers::error("No such file"));
-}
-
-/// Every `src="…"` and `href="…"` of a page.
-fn referenced_urls(html: &str) -> Vec<String> {
-    let mut urls = Vec::new();
-    for attribute in ["src=\"", "href=\""] {
-        let mut rest = html;
-        while let Some(at) = rest.find(attribute) {
-            rest = &rest[at + attribute.len()..];
-            if let Some(end) = rest.find('"') {
-                urls.push(rest[..end].to_owned());
-                rest = &rest[end..];
-            }
-        }
-    }
-    urls
 }
