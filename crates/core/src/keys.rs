@@ -46,6 +46,7 @@
 //! | `{p}{triggered}`                              | zset   | own            | trimmed by `triggered_retention` | every triggered record |
 //! | `{p}{settings}`                               | hash   | own            | —        | settings fixed for a prefix once used (`queue_shards`) |
 //! | `{p}{workers}`                                | hash   | own            | entries pruned once stale | worker id → its latest heartbeat (JSON) |
+//! | `{p}{disabled}`                               | zset   | own            | entries pruned once re-enabled | ids of subscribers at `max_failed_count`, scored by when they got there: counted for the metrics (see `store::disabled`) |
 //! | `{p}key-reset:{<username>}`                   | string | own            | `key_reset_interval` | present while an API-key reset is cooling down |
 //! | `{p}limit:{<what>:<subject>}`                 | string | own            | one window | a rate-limit counter of one fixed window (see `store::limits`) |
 //!
@@ -306,6 +307,11 @@ impl Keys {
     /// The live workers' heartbeats (see `store::workers`).
     pub fn workers(&self) -> String {
         self.join(format_args!("{{workers}}"))
+    }
+
+    /// Subscribers at `max_failed_count` (see `store::disabled`).
+    pub fn disabled(&self) -> String {
+        self.join(format_args!("{{disabled}}"))
     }
 
     /// `{p}key-reset:{<username>}`

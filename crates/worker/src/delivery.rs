@@ -685,7 +685,9 @@ pub async fn record(
         })
     });
     let counts = futures_util::future::try_join_all(written).await?;
-    schedule_probes(ctx, results, &accounts, &counts[results.len()..]).await?;
+    let counts = &counts[results.len()..];
+    note_disabled_changes(ctx, &accounts, counts).await?;
+    schedule_probes(ctx, results, &accounts, counts).await?;
 
     // The trigger's side, with the acknowledgement.
     let mut invocation = scripts::RECORD.key(keys.jobs(shard));
@@ -719,6 +721,28 @@ pub async fn record(
     })
     .await?;
     Ok(())
+}
+
+/// Keeps the set of subscribers at `max_failed_count` in step (see `pubhook_core::store`
+/// `disabled`): those a failure brought there, and those a success brought back from there
+/// (`counts` are the new `failed_count`s of `accounts`, or the old ones negated after a reset).
+/// No round trip for a job with neither, which is nearly every job.
+async fn note_disabled_changes(
+    ctx: &DeliveryContext,
+    accounts: &[(AccountId, &str)],
+    counts: &[i64],
+) -> Result<(), StoreError> {
+    let max = i64::from(ctx.max_failed_count);
+    let (mut reached, mut left) = (Vec::new(), Vec::new());
+    for ((account, op), count) in accounts.iter().zip(counts) {
+        match *op {
+            "incr" if *count >= max => reached.push(*account),
+            "reset" if -*count >= max => left.push(*account),
+            _ => {}
+        }
+    }
+    ctx.store.note_disabled(&reached).await?;
+    ctx.store.forget_disabled(&left).await
 }
 
 /// Queues the first probe of each subscriber this job found at `max_failed_count`: those a

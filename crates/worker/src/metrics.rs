@@ -22,6 +22,10 @@ use crate::delivery::{AttemptResult, DeliveryJob, DeliveryOutcome, Payload};
 /// How often the queue's figures are read.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
+/// Entries of the disabled subscribers' set checked against their accounts at each sample (see
+/// `pubhook_core::store` `disabled`): a few reads, so that a stale entry is dropped soon.
+const DISABLED_CHECKED: usize = 16;
+
 /// The worker's metric families, registered in the process's registry.
 pub struct WorkerMetrics {
     deliveries: IntCounterVec,
@@ -38,6 +42,7 @@ pub struct WorkerMetrics {
     oldest_pending_age: GaugeVec,
     delayed: IntGaugeVec,
     dead_letters: IntGaugeVec,
+    at_max_failed_count: IntGauge,
 }
 
 impl WorkerMetrics {
@@ -125,6 +130,11 @@ impl WorkerMetrics {
                 "Jobs set aside after crashing workers (sampled).",
                 shard,
             )?,
+            at_max_failed_count: gauge(
+                r,
+                "pubhook_endpoints_at_max_failed_count",
+                "Subscribers at max_failed_count, whose deliveries are skipped (sampled).",
+            )?,
         })
     }
 
@@ -192,6 +202,7 @@ impl WorkerMetrics {
 pub(crate) async fn sample_queue(
     store: Store,
     metrics: std::sync::Arc<WorkerMetrics>,
+    max_failed_count: u32,
     mut stop: watch::Receiver<bool>,
 ) {
     let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -223,6 +234,13 @@ pub(crate) async fn sample_queue(
                 }
             }
             Err(e) => tracing::debug!(error = %e, "sampling the queue for metrics failed"),
+        }
+        match store
+            .prune_disabled(max_failed_count, DISABLED_CHECKED)
+            .await
+        {
+            Ok(count) => metrics.at_max_failed_count.set(as_gauge(count)),
+            Err(e) => tracing::debug!(error = %e, "counting disabled subscribers failed"),
         }
         tokio::select! {
             () = tokio::time::sleep(SAMPLE_EVERY) => {}

@@ -167,6 +167,7 @@ pub async fn run_probe(
                 .await?;
             if delivered {
                 tracing::info!(probe, "a probe re-enabled a subscriber at max_failed_count");
+                ctx.store.forget_disabled(&[account]).await?;
             }
             (written == 1 && !delivered).then(|| now_millis() + millis(next))
         }

@@ -171,7 +171,8 @@ impl Worker {
         helpers.spawn(promote_retries(self.consumer.clone(), stop_rx.clone()));
         if let Some(metrics) = &self.metrics {
             let store = self.ctx.store.clone();
-            helpers.spawn(sample_queue(store, metrics.clone(), stop_rx.clone()));
+            let max = self.config.max_failed_count;
+            helpers.spawn(sample_queue(store, metrics.clone(), max, stop_rx.clone()));
         }
         helpers.spawn(keep_claimed(
             self.consumer.clone(),

@@ -213,7 +213,11 @@ impl Store {
         if fields.is_empty() {
             return Ok(WriteResult::unchanged(1));
         }
-        self.update_fields(self.keys.account(id), &fields).await
+        let written = self.update_fields(self.keys.account(id), &fields).await?;
+        if endpoint.is_some() {
+            self.forget_disabled(&[id]).await?;
+        }
+        Ok(written)
     }
 
     /// Sets a new endpoint (already through its echo challenge) and resets `failed_count`.
@@ -223,11 +227,14 @@ impl Store {
         id: AccountId,
         endpoint: &EndpointUrl,
     ) -> Result<WriteResult, StoreError> {
-        self.update_fields(
-            self.keys.account(id),
-            &[("endpoint", endpoint.as_str()), ("failed_count", "0")],
-        )
-        .await
+        let written = self
+            .update_fields(
+                self.keys.account(id),
+                &[("endpoint", endpoint.as_str()), ("failed_count", "0")],
+            )
+            .await?;
+        self.forget_disabled(&[id]).await?;
+        Ok(written)
     }
 
     /// Gives the account a new API-key hash at once and drops any pending one (the owner's own
@@ -382,6 +389,7 @@ impl Store {
             found => found?,
         };
         self.end_intent(steps, intent).await?;
+        self.forget_disabled(&[id]).await?;
         Ok(counted(found))
     }
 

@@ -20,6 +20,7 @@ mod claims;
 mod cluster;
 mod connection;
 mod deliveries;
+mod disabled;
 mod intents;
 mod limits;
 mod records;

@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
+use pubhook_core::domain::EndpointUrl;
 use pubhook_core::metrics::render;
 use pubhook_testkit::metrics::{series_value, sum_of};
 use pubhook_testkit::{Receiver, Reply};
+use pubhook_worker::metrics::SAMPLE_EVERY;
+use pubhook_worker::WorkerConfig;
 
 use crate::helpers::{eventually, test_config, World};
 
@@ -91,4 +94,55 @@ async fn the_queue_figures_are_sampled_per_shard() {
             .count();
         assert_eq!(series, shards, "{family}: one series per shard in\n{text}");
     }
+}
+
+#[tokio::test]
+async fn a_subscriber_at_max_failed_count_is_counted_until_it_is_not() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    receiver.set_post_default(Reply::new(500));
+    let (reg, sub) = world.one_subscriber(&receiver.url(), r#"{"x":1}"#).await;
+    let config = WorkerConfig {
+        max_failed_count: 2,
+        ..test_config()
+    };
+    let registry = prometheus::Registry::new();
+    let _worker = world.start_worker_with_metrics(config, &registry);
+    let gauge = |registry: &prometheus::Registry| {
+        series_value(&scrape(registry), "pubhook_endpoints_at_max_failed_count")
+    };
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            gauge(&registry) == Some(0.0)
+        })
+        .await
+    );
+
+    let triggered = world.trigger(reg).await;
+    world
+        .wait_for_summary(triggered, Duration::from_secs(10), |s| s.skipped == 1)
+        .await;
+    // Two failures brought it to the maximum, and its retry was skipped.
+    assert_eq!(world.failed_count(sub.id).await, 2);
+    // The sampler reads it every few seconds.
+    assert!(
+        eventually(SAMPLE_EVERY * 2, || async { gauge(&registry) == Some(1.0) }).await,
+        "{:?}",
+        gauge(&registry)
+    );
+    assert_eq!(world.store.prune_disabled(2, 16).await.unwrap(), 1);
+
+    // A new endpoint resets the count, and the subscriber is no longer counted.
+    let endpoint = EndpointUrl::parse(&receiver.url()).unwrap();
+    world
+        .store
+        .update_endpoint(sub.id, &endpoint)
+        .await
+        .unwrap();
+    assert_eq!(world.store.prune_disabled(2, 16).await.unwrap(), 0);
+
+    // An entry left behind (its account's count reset by a write that crashed before the set's
+    // was made) is dropped by the next check.
+    world.store.note_disabled(&[sub.id]).await.unwrap();
+    assert_eq!(world.store.prune_disabled(2, 16).await.unwrap(), 0);
 }
