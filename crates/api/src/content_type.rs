@@ -13,11 +13,11 @@ use crate::error::ApiError;
 /// Middleware: 415 unless the request's body, if any, is declared `application/json`.
 pub async fn require_json(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     // The inbound hooks take form bodies too, and check their type themselves.
     if crate::routes::hooks::takes_any_content_type(req.path()) {
-        return next.call(req).await;
+        return Ok(next.call(req).await?.map_into_left_body());
     }
     let headers = req.headers();
     let acceptable = match headers.get(header::CONTENT_TYPE) {
@@ -29,9 +29,12 @@ pub async fn require_json(
         None => !carries_body(headers),
     };
     if !acceptable {
-        return Err(ApiError::UnsupportedMediaType.into());
+        // An answer, not an error, so that the middlewares around this one see it as one.
+        return Ok(req
+            .error_response(ApiError::UnsupportedMediaType)
+            .map_into_right_body());
     }
-    next.call(req).await
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 fn carries_body(headers: &header::HeaderMap) -> bool {

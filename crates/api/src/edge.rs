@@ -121,13 +121,16 @@ impl ConnectionCounts {
 pub async fn enforce_edge_limits(
     body_read_time: Duration,
     mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let over_cap = req
         .conn_data::<ConnectionSlot>()
         .is_some_and(|slot| slot.is_over_cap);
     if over_cap {
-        return Err(ApiError::TooManyConnections.into());
+        // An answer, not an error, so that the middlewares around this one see it as one.
+        return Ok(req
+            .error_response(ApiError::TooManyConnections)
+            .map_into_right_body());
     }
     if !body_read_time.is_zero() {
         let payload = req.take_payload();
@@ -140,7 +143,7 @@ pub async fn enforce_edge_limits(
             Box::pin(deadline) as Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>
         ));
     }
-    next.call(req).await
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// A request body that fails with [`BodyTimedOut`] once its deadline passes. The clock starts

@@ -71,7 +71,8 @@ impl FromRequest for RequestId {
 }
 
 /// Middleware: chooses the request's id, answers the request inside a `request` span holding
-/// it, and echoes it in `X-Request-Id`.
+/// it, and echoes it in `X-Request-Id`. The middlewares inside it refuse with an answer, not an error,
+/// so that their refusals carry it too (an error passes by this one's headers).
 pub async fn assign_request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,

@@ -211,6 +211,17 @@ async fn a_well_formed_request_id_is_kept_and_another_is_replaced() {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "lost-1");
+    // So does a refusal made before routing, by a middleware.
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/account", app.address))
+        .header("x-request-id", "refused-2")
+        .header("content-type", "text/plain")
+        .body("username=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert_eq!(response.headers()["x-request-id"], "refused-2");
 }
 
 #[tokio::test]
