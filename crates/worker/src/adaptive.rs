@@ -135,6 +135,9 @@ struct OriginState {
 pub struct OriginLimits {
     config: AdaptiveConfig,
     origins: HashMap<Origin, OriginState>,
+    /// Caps an admin set on the subscribers behind these origins: the limit is not used beyond
+    /// them. Only capped origins are here.
+    caps: HashMap<Origin, usize>,
 }
 
 impl OriginLimits {
@@ -143,15 +146,32 @@ impl OriginLimits {
         Self {
             config,
             origins: HashMap::new(),
+            caps: HashMap::new(),
         }
     }
 
-    /// Whether a request to `origin` may start now: under its limit, and not paused.
+    /// Caps requests in flight to `origin` at `cap` (at least 1), or lifts its cap (`None`),
+    /// from now on. The limit goes on adapting below the cap; it does not grow while the cap,
+    /// not the limit, holds requests back.
+    pub fn set_cap(&mut self, origin: &Origin, cap: Option<usize>) {
+        match cap {
+            Some(cap) => {
+                self.caps.insert(origin.clone(), cap.max(1));
+            }
+            None => {
+                self.caps.remove(origin);
+            }
+        }
+    }
+
+    /// Whether a request to `origin` may start now: under its limit and its cap, and not paused.
     pub fn may_send(&self, origin: &Origin, now: Instant) -> bool {
+        let cap = self.caps.get(origin).copied().unwrap_or(usize::MAX);
         match self.origins.get(origin) {
-            None => self.config.initial > 0,
+            None => self.config.initial.min(cap) > 0,
             Some(state) => {
                 state.paused_until.is_none_or(|until| now >= until)
+                    && state.in_flight < cap
                     && (state.in_flight as f64) < state.limit.floor()
             }
         }
@@ -310,6 +330,37 @@ mod tests {
             seen.push(limits.limit(&o).unwrap_or(0.0));
         }
         seen
+    }
+
+    #[test]
+    fn a_cap_holds_a_fast_origin_and_does_not_let_its_limit_run_ahead() {
+        let mut limits = OriginLimits::new(AdaptiveConfig::up_to(112));
+        limits.set_cap(&origin(), Some(5));
+        let mut now = Instant::now();
+        let answer = |_| Feedback::Answered { latency: MS };
+        let mut sent_per_round = Vec::new();
+        for _ in 0..10 {
+            let mut sent = 0;
+            while limits.may_send(&origin(), now) {
+                limits.started(&origin(), now);
+                sent += 1;
+            }
+            sent_per_round.push(sent);
+            now += MS;
+            for _ in 0..sent {
+                limits.finished(&origin(), answer(sent), now);
+            }
+        }
+        assert!(
+            sent_per_round.iter().all(|&sent| sent == 5),
+            "{sent_per_round:?}"
+        );
+        // Below the cap the limit never held requests back, so it stayed where it started.
+        assert_eq!(limits.limit(&origin()), Some(8.0));
+        // Lifted, the origin gets its limit at once, and grows from there.
+        limits.set_cap(&origin(), None);
+        let seen = run(&mut limits, &mut now, 2, answer);
+        assert_eq!(seen, [16.0, 32.0]);
     }
 
     #[test]

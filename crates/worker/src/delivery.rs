@@ -180,6 +180,8 @@ pub struct Attempt {
     failed_count: i64,
     /// The extra signature headers the subscriber asked for.
     signature_styles: SignatureStyles,
+    /// The cap an admin set on requests in flight to the subscriber's endpoint.
+    max_concurrency: Option<u32>,
 }
 
 impl Attempt {
@@ -187,6 +189,11 @@ impl Attempt {
     /// not per URL, since one slow server behind many paths is still one server.
     pub fn origin(&self) -> String {
         self.url.origin().ascii_serialization()
+    }
+
+    /// The cap an admin set on requests in flight to the subscriber's endpoint, if any.
+    pub fn max_concurrency(&self) -> Option<usize> {
+        self.max_concurrency.map(|cap| cap as usize)
     }
 }
 
@@ -244,6 +251,7 @@ type AccountFields = (
     Option<String>,
     Option<String>,
     Option<u64>,
+    Option<u32>,
 );
 
 struct Subscriber {
@@ -252,6 +260,7 @@ struct Subscriber {
     previous_secret: Option<String>,
     failed_count: i64,
     signature_styles: SignatureStyles,
+    max_concurrency: Option<u32>,
 }
 
 /// Delivers one job's targets and records everything, acknowledging `entry_id` (empty: nothing
@@ -364,6 +373,7 @@ fn check_target(
             previous_secret: subscriber.previous_secret,
             failed_count: subscriber.failed_count,
             signature_styles: subscriber.signature_styles,
+            max_concurrency: subscriber.max_concurrency,
         }),
         Err(_) => {
             let endpoint = Some(subscriber.endpoint.as_str());
@@ -445,7 +455,8 @@ async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreEr
             .arg(STATE_FIELD)
             .arg("signature_styles")
             .arg("previous_secret_key")
-            .arg("previous_secret_until");
+            .arg("previous_secret_until")
+            .arg("max_concurrency");
         reads.push(read);
         if check_subscription {
             let mut exists = redis::cmd("HMGET");
@@ -483,9 +494,16 @@ async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreEr
             id.is_some() && state.is_none()
         };
         subscribers.push(match fields {
-            (Some(endpoint), Some(secret_key), failed_count, None, styles, previous, until)
-                if subscription_exists =>
-            {
+            (
+                Some(endpoint),
+                Some(secret_key),
+                failed_count,
+                None,
+                styles,
+                previous,
+                until,
+                cap,
+            ) if subscription_exists => {
                 Some(Subscriber {
                     endpoint,
                     secret_key,
@@ -496,6 +514,7 @@ async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreEr
                     signature_styles: styles
                         .map(|raw| SignatureStyles::from_stored(&raw))
                         .unwrap_or_default(),
+                    max_concurrency: cap.filter(|&cap| cap > 0),
                 })
             }
             _ => None,

@@ -483,6 +483,7 @@ impl Dispatcher {
                     results.push(None);
                     unanswered += 1;
                     let origin: Origin = attempt.origin().into();
+                    self.queues.cap_origin(&origin, attempt.max_concurrency());
                     self.queues
                         .push_delivery(running.tenant, origin, (key, index, attempt));
                 }

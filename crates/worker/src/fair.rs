@@ -175,6 +175,12 @@ where
         }
     }
 
+    /// Caps requests in flight to `origin` at `cap`, or lifts its cap (see
+    /// [`OriginLimits::set_cap`]).
+    pub fn cap_origin(&mut self, origin: &Origin, cap: Option<usize>) {
+        self.origins.set_cap(origin, cap);
+    }
+
     /// The adaptive limit of `origin` now, if it was sent to.
     pub fn origin_limit(&self, origin: &Origin) -> Option<f64> {
         self.origins.limit(origin)

@@ -86,6 +86,8 @@ use crate::routes::{
         admin::redrive_one,
         admin::redrive_many,
         admin::workers,
+        admin::delivery_limit,
+        admin::set_delivery_limit,
         health::live,
         health::ready,
         metrics::metrics,

@@ -1,7 +1,8 @@
 //! Routes pubhook adds for operators (not in PyWebhooks): the dead-letter list and its redrive,
-//! and the live workers.
+//! the live workers, and an account's delivery cap.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use pubhook_core::domain::AccountId;
 use pubhook_core::store::WorkerBeat;
 use pubhook_core::store::{DeadLetter, RedriveRefusal};
 use serde::{Deserialize, Serialize};
@@ -16,9 +17,15 @@ use crate::openapi::schemas::ErrorBody;
 use crate::paging::{page_response, PageAnswers, PageParams, PageQuery};
 use crate::state::AppState;
 
-/// Mounts `/v1/admin/dead-letters` with its redrive routes, and `/v1/admin/workers`.
+/// Mounts `/v1/admin/dead-letters` with its redrive routes, `/v1/admin/workers` and
+/// `/v1/admin/accounts/{id}/delivery-limit`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/v1/admin/workers").route(web::get().to(workers)))
+        .service(
+            resource("/v1/admin/accounts/{id}/delivery-limit")
+                .route(web::get().to(delivery_limit))
+                .route(web::put().to(set_delivery_limit)),
+        )
         .service(resource("/v1/admin/dead-letters").route(web::get().to(dead_letters)))
         .service(resource("/v1/admin/dead-letters/redrive").route(web::post().to(redrive_many)))
         .service(
@@ -194,3 +201,104 @@ async fn redrive_many(
     }
     Ok(HttpResponse::Ok().json(out))
 }
+
+/// The highest cap an admin may set: a worker's concurrency is rarely above it.
+const MAX_CAP: u32 = 10_000;
+
+/// An account's delivery cap: requests in flight at once to its endpoint, per worker.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryLimit {
+    /// 1 to 10,000; `null` lifts the cap, leaving the endpoint's adaptive limit alone.
+    #[schema(minimum = 1, maximum = 10000)]
+    max_concurrency: Option<u32>,
+}
+
+/// An account's delivery cap, as stored.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryLimitOut {
+    account_id: String,
+    /// `null`: no cap.
+    max_concurrency: Option<u32>,
+}
+
+/// `GET /v1/admin/accounts/{id}/delivery-limit`: the account's delivery cap. Admins only.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/accounts/{id}/delivery-limit",
+    tag = "admin",
+    params(("id" = String, Path, description = "The account")),
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "The cap", body = DeliveryLimitOut),
+        (status = 401, description = "`Not an Admin`", body = ErrorBody),
+        (status = 404, description = "`Account not found`", body = ErrorBody),
+    ),
+)]
+#[instrument(skip_all)]
+async fn delivery_limit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authenticate(&req, &state, Need::Admin).await?;
+    let account = match AccountId::parse(&path) {
+        Some(id) => state.store.account(id).await?,
+        None => None,
+    };
+    let account = account.ok_or(ApiError::NotFound(ACCOUNT_NOT_FOUND))?;
+    Ok(HttpResponse::Ok().json(DeliveryLimitOut {
+        account_id: account.id.to_string(),
+        max_concurrency: account.max_concurrency,
+    }))
+}
+
+/// `PUT /v1/admin/accounts/{id}/delivery-limit` with `{"max_concurrency": N}` (1 to 10,000)
+/// or `{"max_concurrency": null}`: caps (or stops capping) the requests in flight to the
+/// account's endpoint, per worker, below its adaptive limit. Workers apply it to the deliveries
+/// they read from then on. Admins only.
+#[utoipa::path(
+    put,
+    path = "/v1/admin/accounts/{id}/delivery-limit",
+    tag = "admin",
+    params(("id" = String, Path, description = "The account")),
+    request_body = DeliveryLimit,
+    security(("api_key" = [], "username" = [])),
+    responses(
+        (status = 200, description = "The cap as stored", body = DeliveryLimitOut),
+        (status = 400, description = "`Invalid body: expected {\"max_concurrency\": 1 to 10000 or null} (…)`", body = ErrorBody),
+        (status = 401, description = "`Not an Admin`", body = ErrorBody),
+        (status = 404, description = "`Account not found`", body = ErrorBody),
+    ),
+)]
+#[instrument(skip_all)]
+async fn set_delivery_limit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    authenticate(&req, &state, Need::Admin).await?;
+    let id = AccountId::parse(&path).ok_or(ApiError::NotFound(ACCOUNT_NOT_FOUND))?;
+    let (body, _room) = read_body(&req, payload, &state).await?;
+    let invalid = |why: String| {
+        ApiError::BadRequest(format!(
+            "Invalid body: expected {{\"max_concurrency\": 1 to {MAX_CAP} or null}} ({why})"
+        ))
+    };
+    let DeliveryLimit { max_concurrency } =
+        serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+    if max_concurrency.is_some_and(|cap| cap == 0 || cap > MAX_CAP) {
+        return Err(invalid("out of range".to_owned()));
+    }
+    let written = state.store.set_max_concurrency(id, max_concurrency).await?;
+    if written.skipped > 0 {
+        return Err(ApiError::NotFound(ACCOUNT_NOT_FOUND));
+    }
+    Ok(HttpResponse::Ok().json(DeliveryLimitOut {
+        account_id: id.to_string(),
+        max_concurrency,
+    }))
+}
+
+const ACCOUNT_NOT_FOUND: &str = "Account not found";

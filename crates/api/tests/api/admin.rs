@@ -1,5 +1,6 @@
 //! `GET /v1/admin/dead-letters`: admins only, paged newest first.
 
+use pubhook_core::domain::AccountId;
 use pubhook_core::keys::Shard;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -272,4 +273,106 @@ async fn admins_see_the_live_workers_and_stale_ones_are_pruned() {
     let mut kept = kept;
     kept.sort();
     assert_eq!(kept, ["fresh", "quiet"], "an hour-old heartbeat is deleted");
+}
+
+#[tokio::test]
+async fn an_admin_caps_an_accounts_deliveries_and_lifts_the_cap() {
+    let app = spawn_app().await;
+    let jane = app.create_account("jane").await;
+    let admin = app.create_admin("root").await;
+    let path = format!("/v1/admin/accounts/{}/delivery-limit", jane.id);
+    let put = |creds, body: serde_json::Value| {
+        app.as_user(Method::PUT, &path, creds)
+            .body(body.to_string())
+            .send()
+    };
+
+    let (status, body) =
+        status_and_json(put(&jane, json!({"max_concurrency": 2})).await.unwrap()).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::UNAUTHORIZED, error("Not an Admin"))
+    );
+    let (status, body) = status_and_json(
+        app.as_user(Method::GET, &path, &admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"account_id": jane.id, "max_concurrency": null})
+    );
+
+    let (status, body) =
+        status_and_json(put(&admin, json!({"max_concurrency": 2})).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["max_concurrency"], 2);
+    let stored = app
+        .store
+        .account(AccountId::parse(&jane.id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.max_concurrency, Some(2));
+
+    // Bad values are refused, and the cap stays as it was.
+    for bad in [
+        json!({"max_concurrency": 0}),
+        json!({"max_concurrency": 10_001}),
+        json!({"max_concurrency": -1}),
+        json!({"max_concurrency": "4"}),
+        json!({"max_concurrency": 2.5}),
+        json!({"cap": 4}),
+        json!([]),
+    ] {
+        let (status, body) = status_and_json(put(&admin, bad.clone()).await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(
+            body["Error"]
+                .as_str()
+                .unwrap()
+                .starts_with("Invalid body: expected"),
+            "{bad}: {body}"
+        );
+    }
+    let stored = app
+        .store
+        .account(AccountId::parse(&jane.id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.max_concurrency, Some(2));
+
+    let (status, body) =
+        status_and_json(put(&admin, json!({"max_concurrency": null})).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stored = app
+        .store
+        .account(AccountId::parse(&jane.id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.max_concurrency, None);
+
+    // An unknown account, or no account id at all.
+    for missing in [
+        "/v1/admin/accounts/nobody/delivery-limit".to_owned(),
+        format!("/v1/admin/accounts/{}/delivery-limit", uuid::Uuid::new_v4()),
+    ] {
+        let response = app
+            .as_user(Method::PUT, &missing, &admin)
+            .body(json!({"max_concurrency": 3}).to_string())
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = status_and_json(response).await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::NOT_FOUND, error("Account not found")),
+            "{missing}"
+        );
+    }
 }

@@ -66,6 +66,7 @@ impl Store {
             pending_api_key: None,
             secret_key: new.secret_key,
             signature_styles: SignatureStyles::default(),
+            max_concurrency: None,
             created: now_micros(),
         };
         let id = account.id.to_string();
@@ -218,6 +219,19 @@ impl Store {
             self.forget_disabled(&[id]).await?;
         }
         Ok(written)
+    }
+
+    /// Caps the requests in flight to the account's endpoint at `cap` per worker, or lifts the
+    /// cap (`None`). Workers apply it to deliveries they read from then on.
+    #[instrument(skip_all)]
+    pub async fn set_max_concurrency(
+        &self,
+        id: AccountId,
+        cap: Option<u32>,
+    ) -> Result<WriteResult, StoreError> {
+        let stored = cap.unwrap_or(0).to_string();
+        self.update_fields(self.keys.account(id), &[("max_concurrency", &stored)])
+            .await
     }
 
     /// Sets a new endpoint (already through its echo challenge) and resets `failed_count`.
@@ -499,6 +513,7 @@ mod tests {
             pending_api_key: pending,
             secret_key: SecretKey::generate(),
             signature_styles: crate::domain::SignatureStyles::default(),
+            max_concurrency: None,
             created: 0,
         }
     }

@@ -32,6 +32,9 @@ pub struct Account {
     pub secret_key: SecretKey,
     /// Signature headers its deliveries carry beside the default ones.
     pub signature_styles: SignatureStyles,
+    /// The most requests in flight at once to its endpoint an admin allows, per worker (`None`:
+    /// as many as the endpoint's adaptive limit gives). Stored as `0` when lifted.
+    pub max_concurrency: Option<u32>,
     /// Creation time.
     pub created: Micros,
 }
@@ -237,6 +240,10 @@ impl Account {
                 .optional("signature_styles")
                 .map(|raw| SignatureStyles::from_stored(&raw))
                 .unwrap_or_default(),
+            max_concurrency: f
+                .optional("max_concurrency")
+                .and_then(|raw| raw.parse().ok())
+                .filter(|&cap| cap > 0),
             created: f.int("created")?,
         })
     }

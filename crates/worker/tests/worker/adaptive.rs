@@ -53,3 +53,37 @@ async fn a_429_with_retry_after_holds_every_delivery_to_that_origin_until_then()
         "the refused delivery was retried {retry_waited:?} after its Retry-After: 1"
     );
 }
+
+#[tokio::test]
+async fn an_admins_cap_holds_the_requests_in_flight_to_a_subscriber() {
+    let world = World::new().await;
+    let receiver = Receiver::start_with_delay(Duration::from_millis(300)).await;
+    let (reg, sub) = world.one_subscriber(&receiver.url(), r#"{"x":1}"#).await;
+    world
+        .store
+        .set_max_concurrency(sub.id, Some(2))
+        .await
+        .unwrap();
+    let _worker = world.start_worker(test_config());
+    for _ in 0..8 {
+        world.trigger(reg).await;
+    }
+    let posts = receiver.wait_for_posts(8, Duration::from_secs(10)).await;
+    assert_eq!(posts.len(), 8);
+    // Each answer takes 300 ms: a request starts only when one of the 2 in flight has ended, so
+    // no 250 ms holds more than 2 starts (8 would start at once without the cap).
+    let most_at_once = posts
+        .iter()
+        .map(|first| {
+            posts
+                .iter()
+                .filter(|p| {
+                    p.received_at >= first.received_at
+                        && p.received_at - first.received_at < Duration::from_millis(250)
+                })
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert_eq!(most_at_once, 2);
+}
