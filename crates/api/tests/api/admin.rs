@@ -281,6 +281,15 @@ async fn an_admin_caps_an_accounts_deliveries_and_lifts_the_cap() {
     let jane = app.create_account("jane").await;
     let admin = app.create_admin("root").await;
     let path = format!("/v1/admin/accounts/{}/delivery-limit", jane.id);
+    let stored_cap = || async {
+        let id = AccountId::parse(&jane.id).unwrap();
+        app.store
+            .account(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .max_concurrency
+    };
     let put = |creds, body: serde_json::Value| {
         app.as_user(Method::PUT, &path, creds)
             .body(body.to_string())
@@ -310,13 +319,7 @@ async fn an_admin_caps_an_accounts_deliveries_and_lifts_the_cap() {
         status_and_json(put(&admin, json!({"max_concurrency": 2})).await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["max_concurrency"], 2);
-    let stored = app
-        .store
-        .account(AccountId::parse(&jane.id).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.max_concurrency, Some(2));
+    assert_eq!(stored_cap().await, Some(2));
 
     // Bad values are refused, and the cap stays as it was.
     for bad in [
@@ -338,24 +341,12 @@ async fn an_admin_caps_an_accounts_deliveries_and_lifts_the_cap() {
             "{bad}: {body}"
         );
     }
-    let stored = app
-        .store
-        .account(AccountId::parse(&jane.id).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.max_concurrency, Some(2));
+    assert_eq!(stored_cap().await, Some(2));
 
     let (status, body) =
         status_and_json(put(&admin, json!({"max_concurrency": null})).await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let stored = app
-        .store
-        .account(AccountId::parse(&jane.id).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.max_concurrency, None);
+    assert_eq!(stored_cap().await, None);
 
     // An unknown account, or no account id at all.
     for missing in [
