@@ -17,6 +17,7 @@ mod filters;
 mod helpers;
 mod inbound;
 mod observability;
+mod ordered;
 mod openapi;
 mod outage;
 mod paging;
