@@ -183,3 +183,47 @@ async fn an_unordered_subscription_beside_a_stuck_ordered_one_gets_everything_at
     assert_eq!(still_ordered(&world, unordered).await, 0, "no order kept");
     assert_eq!(still_ordered(&world, ordered).await, 3);
 }
+
+#[tokio::test]
+async fn a_turn_held_by_a_lost_job_lapses_and_the_next_delivery_goes() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let (reg, subscription) = ordered_subscriber(&world, &receiver.url()).await;
+    // An earlier delivery holds the turn, but its job is gone (its worker died after
+    // acknowledging it, before handing the turn on): nothing will ever release it.
+    let lost = TriggeredId::generate().to_string();
+    let keys = world.store.keys();
+    let mut conn = world.store.connection().await.unwrap();
+    let now = pubhook_core::domain::now_millis();
+    let lease = test_config().visibility_timeout;
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(keys.subscription_order(subscription))
+        .arg(0)
+        .arg(&lost)
+        .ignore()
+        .cmd("HSET")
+        .arg(keys.subscription_order_state(subscription))
+        .arg("holder")
+        .arg(&lost)
+        .arg("until")
+        .arg(now + u64::try_from(lease.as_millis()).unwrap())
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _worker = world.start_worker(test_config());
+    let triggered = world.trigger(reg).await;
+    // It waits while the hold lasts, then a lease more for the lost one to come for the turn
+    // it is handed, and goes.
+    let posts = receiver.wait_for_posts(1, WAIT).await;
+    assert_eq!(webhook_ids(&posts), ids(&[triggered]));
+    world
+        .wait_for_summary(triggered, WAIT, |s| s.delivered == 1 && s.pending == 0)
+        .await;
+    assert_eq!(
+        still_ordered(&world, subscription).await,
+        0,
+        "the lost one was dropped"
+    );
+}
