@@ -18,7 +18,8 @@
 //!   job is moved to now in its shard's delayed set (`ZADD XX`), so it runs within the retry
 //!   mover's 100 ms.
 //! - **Wait**: another delivery holds the turn. The job moves itself to its shard's delayed set,
-//!   due a lease later, and is acknowledged, in one step (the record script with no outcome and
+//!   due when that hold could lapse (a lease from now at the soonest), and is acknowledged, in
+//!   one step (the record script with no outcome and
 //!   one "retry", so the trigger's summary still counts it pending). Then it asks for the turn
 //!   once more: a hand-over that happened between its first question and its parking found no
 //!   parked job to wake, and this second question catches it (it wakes itself). The lease-late
@@ -36,8 +37,10 @@
 //! Nothing for an unordered subscription: the page read tells ordered rows apart with one
 //! `EXISTS` on the registration's order map, in the script it already ran. An ordered delivery
 //! costs one turn script before its attempt and one release script after its record; a waiting
-//! one costs a turn script, its parking and a second turn script each time it wakes (on a
-//! hand-over, or every lease while an earlier delivery retries). One in flight per
+//! one costs a turn script, its parking and a second turn script each time it wakes: on a
+//! hand-over, or when the hold it waits behind could have lapsed (a retrying holder's hold
+//! lasts until its retry is due and a lease more, so a waiting delivery wakes about once per
+//! retry of the delivery it waits for, not on a timer). One in flight per
 //! subscription: its throughput is one round trip to its endpoint at a time.
 
 use std::time::Duration;
@@ -82,35 +85,38 @@ pub async fn take_turn(
     entry_id: &str,
     job: &DeliveryJob,
 ) -> Result<Turn, StoreError> {
-    let (Some(order), Some(own)) = (
-        job.order,
-        job.order
-            .and_then(|order| ordered_job(job, order, job.attempt)),
-    ) else {
+    let Some(order) = job.order else {
+        return Ok(Turn::Go);
+    };
+    let Some(own) = ordered_job(job, order, job.attempt) else {
         return Ok(Turn::Go);
     };
     let own = own.to_json();
-    if ask(ctx, job, order, &own).await? {
+    let Some(held_until) = ask(ctx, job, order, &own).await? else {
         return Ok(Turn::Go);
-    }
-    park(ctx, shard, entry_id, job, &own).await?;
-    if ask(ctx, job, order, &own).await? {
+    };
+    // It asks again when the hold it waits behind could have lapsed, and a lease from now at
+    // the soonest: a hand-over wakes it before that.
+    let due = held_until.max(now_millis() + millis(ctx.order_lease));
+    park(ctx, shard, entry_id, job, &own, due).await?;
+    if ask(ctx, job, order, &own).await?.is_none() {
         // Handed the turn while it parked: it wakes itself.
         wake(ctx, job.triggered, &own).await?;
     }
     Ok(Turn::Wait)
 }
 
-/// One question for the turn: true to go. A delivery it says was handed the turn is woken.
+/// One question for the turn: `None` to go, or until when (ms) the turn is held by another at
+/// least. A delivery it says was handed the turn is woken.
 async fn ask(
     ctx: &DeliveryContext,
     job: &DeliveryJob,
     order: i64,
     own: &str,
-) -> Result<bool, StoreError> {
+) -> Result<Option<u64>, StoreError> {
     let keys = ctx.store.keys();
     let Some(target) = job.targets.first() else {
-        return Ok(true);
+        return Ok(None);
     };
     let mut conn = ctx.store.connection().await?;
     let reply: Vec<String> = scripts::ORDER_TURN
@@ -123,17 +129,17 @@ async fn ask(
         .arg(own)
         .invoke_async(&mut conn)
         .await?;
-    match reply.as_slice() {
-        [go] => Ok(go == "1"),
-        [_, id, json] => {
-            wake_named(ctx, id, json).await?;
-            Ok(false)
-        }
-        _ => Ok(false),
+    if reply.first().map(String::as_str) == Some("1") {
+        return Ok(None);
     }
+    if let [_, _, id, json] = reply.as_slice() {
+        wake_named(ctx, id, json).await?;
+    }
+    let held_until = reply.get(1).and_then(|raw| raw.parse().ok()).unwrap_or(0);
+    Ok(Some(held_until))
 }
 
-/// Moves the job to its shard's delayed set, due a lease from now, and acknowledges its entry,
+/// Moves the job to its shard's delayed set, due at `due` (ms), and acknowledges its entry,
 /// atomically (the record script with no outcome and one retry: the summary is untouched).
 async fn park(
     ctx: &DeliveryContext,
@@ -141,9 +147,9 @@ async fn park(
     entry_id: &str,
     job: &DeliveryJob,
     own: &str,
+    due: u64,
 ) -> Result<(), StoreError> {
     let keys = ctx.store.keys();
-    let due = now_millis() + millis(ctx.order_lease);
     let mut conn = ctx.store.connection().await?;
     let _: i64 = scripts::RECORD
         .key(keys.jobs(shard))

@@ -13,8 +13,8 @@
 --
 -- KEYS: the subscription's order zset, its order_state hash (one slot: the subscription's).
 -- ARGV: triggered id, its order score, now in ms, the lease in ms, this job's JSON.
--- Returns {1}: send now; {0}: wait; {0, id, job JSON}: wait, and wake that delivery, which was
--- handed the turn.
+-- Returns {'1'}: send now; {'0', until}: wait, the turn is held until then (ms) at least;
+-- {'0', until, id, job JSON}: wait, and wake that delivery, which was handed the turn.
 local id, now, lease = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZADD', KEYS[1], 'NX', ARGV[2], id)
 redis.call('HSET', KEYS[2], 'job:' .. id, ARGV[5])
@@ -28,13 +28,13 @@ local function go()
   if redis.call('HGET', KEYS[2], 'woken') == id then
     redis.call('HDEL', KEYS[2], 'woken')
   end
-  return {1}
+  return {'1'}
 end
 if holder == id then
   return go()
 end
 if holder and held_until > now then
-  return {0}
+  return {'0', tostring(held_until)}
 end
 local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
 if head ~= id and redis.call('HGET', KEYS[2], 'woken') == head then
@@ -47,4 +47,4 @@ if head == id then
 end
 take(head)
 redis.call('HSET', KEYS[2], 'woken', head)
-return {0, head, redis.call('HGET', KEYS[2], 'job:' .. head) or ''}
+return {'0', tostring(now + lease), head, redis.call('HGET', KEYS[2], 'job:' .. head) or ''}
