@@ -227,3 +227,44 @@ async fn a_turn_held_by_a_lost_job_lapses_and_the_next_delivery_goes() {
         "the lost one was dropped"
     );
 }
+
+#[tokio::test]
+async fn deleting_an_ordered_subscription_skips_what_waits_and_leaves_no_order_behind() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    receiver.set_post_default(Reply::new(500));
+    let (reg, subscription) = ordered_subscriber(&world, &receiver.url()).await;
+    let _worker = world.start_worker(test_config());
+    let triggers = trigger_behind_one_in_flight(&world, &receiver, reg, 2).await;
+    assert!(
+        crate::helpers::eventually(WAIT, || async {
+            still_ordered(&world, subscription).await == 3
+        })
+        .await,
+        "the later two wait behind the first"
+    );
+    world.store.delete_subscription(subscription).await.unwrap();
+    for triggered in &triggers {
+        world
+            .wait_for_summary(*triggered, WAIT, |s| s.pending == 0)
+            .await;
+    }
+    for triggered in &triggers[1..] {
+        let summary = world.summary(*triggered).await;
+        assert_eq!((summary.skipped, summary.delivered), (1, 0), "{summary:?}");
+    }
+    let first = triggers[0].to_string();
+    assert!(
+        webhook_ids(&receiver.posts()).iter().all(|id| *id == first),
+        "nothing after the first was sent"
+    );
+    let keys = world.store.keys();
+    let mut conn = world.store.connection().await.unwrap();
+    let left: u64 = redis::cmd("EXISTS")
+        .arg(keys.subscription_order(subscription))
+        .arg(keys.subscription_order_state(subscription))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "no order keys left");
+}
