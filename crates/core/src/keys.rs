@@ -31,8 +31,11 @@
 //! | `{p}registration:{<id>}:subscriber_accounts` | hash   | registration   | record   | subscription id → subscriber account id, beside the index: a fan-out reads both in one slot |
 //! | `{p}registration:{<id>}:delivery:<hex>`       | string | registration   | 24 h (at most `triggered_retention`) | the trigger a GitHub/GitLab delivery id made; `<hex>` is the SHA-256 of the id (see `store::claims`) |
 //! | `{p}registration:{<id>}:subscriber_filters`  | hash   | registration   | record   | subscription id → its filter's JSON text, only for filtered subscriptions: read with the fan-out's page |
+//! | `{p}registration:{<id>}:subscriber_order`    | hash   | registration   | record   | subscription id → `1`, only for ordered subscriptions: read with the fan-out's page |
 //! | `{p}subscription:{<id>}`                      | hash   | subscription   | record   | one subscription row |
 //! | `{p}subscription:{<id>}:deliveries`           | zset   | subscription   | `delivery_retention` | one subscription's attempts in full, by time |
+//! | `{p}subscription:{<id>}:order`                | zset   | subscription   | while deliveries wait | an ordered subscription's deliveries not yet done, scored by their trigger's creation time (µs), ties by triggered id (see the worker's `ordered`) |
+//! | `{p}subscription:{<id>}:order_state`          | hash   | subscription   | while deliveries wait | who holds an ordered subscription (`holder`, `until` in ms, `woken`) and each waiting delivery's job JSON (`job:<triggered id>`) |
 //! | `{p}triggered:{q<n>}:<id>`                    | hash   | queue shard    | `triggered_retention` | one triggered record |
 //! | `{p}triggered:{q<n>}:<id>:deliveries`         | zset   | queue shard    | `delivery_retention` | the delivery attempts of a trigger, by time (outcomes only) |
 //! | `{p}triggered:{q<n>}:<id>:redeliveries`       | hash   | queue shard    | `triggered_retention` | subscription id → where its manual redelivery stands (`pending`, then its outcome), only for deliveries redelivered (see `store::redeliveries`) |
@@ -223,6 +226,11 @@ impl Keys {
         self.join(format_args!("registration:{{{id}}}:subscriber_accounts"))
     }
 
+    /// `{p}registration:{<id>}:subscriber_order`
+    pub fn registration_subscriber_order(&self, id: RegistrationId) -> String {
+        self.join(format_args!("registration:{{{id}}}:subscriber_order"))
+    }
+
     /// `{p}registration:{<id>}:subscriber_filters`
     pub fn registration_subscriber_filters(&self, id: RegistrationId) -> String {
         self.join(format_args!("registration:{{{id}}}:subscriber_filters"))
@@ -236,6 +244,16 @@ impl Keys {
     /// `{p}subscription:{<id>}:deliveries`
     pub fn subscription_deliveries(&self, id: SubscriptionId) -> String {
         self.join(format_args!("subscription:{{{id}}}:deliveries"))
+    }
+
+    /// `{p}subscription:{<id>}:order`
+    pub fn subscription_order(&self, id: SubscriptionId) -> String {
+        self.join(format_args!("subscription:{{{id}}}:order"))
+    }
+
+    /// `{p}subscription:{<id>}:order_state`
+    pub fn subscription_order_state(&self, id: SubscriptionId) -> String {
+        self.join(format_args!("subscription:{{{id}}}:order_state"))
     }
 
     /// `{p}triggered:{q<n>}:<id>`
@@ -483,6 +501,7 @@ mod tests {
             keys.registration_subscriptions(registration),
             keys.registration_subscriber_accounts(registration),
             keys.registration_subscriber_filters(registration),
+            keys.registration_subscriber_order(registration),
         ] {
             assert_eq!(slot(keys.registration(registration)), slot(key));
         }
@@ -494,10 +513,13 @@ mod tests {
             slot(keys.account(account)),
             slot(keys.idempotency(account, "ab"))
         );
-        assert_eq!(
-            slot(keys.subscription(subscription)),
-            slot(keys.subscription_deliveries(subscription))
-        );
+        for key in [
+            keys.subscription_deliveries(subscription),
+            keys.subscription_order(subscription),
+            keys.subscription_order_state(subscription),
+        ] {
+            assert_eq!(slot(keys.subscription(subscription)), slot(key));
+        }
         let shard = keys.shard_of(triggered);
         for key in [
             keys.triggered(triggered),

@@ -83,6 +83,26 @@ pub enum Job {
         /// The number of this attempt (2 is the first retry).
         attempt: u32,
     },
+    /// One attempt of a delivery to an ordered subscription: its first (queued by the fan-out,
+    /// or by the delivery before it when that one ended) or a retry. It is sent only while it
+    /// holds its subscription's turn; otherwise it waits in the delayed set (see the worker's
+    /// `ordered`). Its retries are jobs of this kind too, so the turn stays with it.
+    #[serde(rename = "deliver_ordered.v1")]
+    DeliverOrderedV1 {
+        /// The triggered record.
+        triggered_id: TriggeredId,
+        /// The registration triggered.
+        registration_id: RegistrationId,
+        /// The triggering request, for logs.
+        request_id: Option<String>,
+        /// Who receives it.
+        target: Target,
+        /// The number of this attempt (1 is the first).
+        attempt: u32,
+        /// Its place in the subscription's order: the trigger's creation time in microseconds
+        /// (ties are broken by the triggered id).
+        order: i64,
+    },
     /// A manual redelivery of one delivery, asked for through the API: one attempt, the same
     /// `webhook-id` and payload, with no retry after it. Queued with the trigger's
     /// `redeliveries` entry for its subscription set to `pending`; its outcome replaces it.
@@ -212,9 +232,9 @@ impl Job {
                 targets,
                 ..
             } => Some((*triggered_id, targets.len())),
-            Self::RetryV1 { triggered_id, .. } | Self::RedeliverV1 { triggered_id, .. } => {
-                Some((*triggered_id, 1))
-            }
+            Self::RetryV1 { triggered_id, .. }
+            | Self::RedeliverV1 { triggered_id, .. }
+            | Self::DeliverOrderedV1 { triggered_id, .. } => Some((*triggered_id, 1)),
             Self::FanOutV1 { .. } | Self::IntentV1 { .. } | Self::ProbeV1 { .. } => None,
         }
     }

@@ -107,6 +107,9 @@ pub struct DeliveryContext {
     pub record_patience: Duration,
     /// When subscribers at `max_failed_count` are probed.
     pub probes: crate::probe::ProbePolicy,
+    /// How long an ordered subscription's turn is held without news of its holder (see
+    /// `crate::ordered`); the worker uses the visibility timeout.
+    pub order_lease: Duration,
 }
 
 /// The deliveries of one job.
@@ -126,6 +129,9 @@ pub struct DeliveryJob {
     /// `max_failed_count` (a success then re-enables it), never retried, and its outcome
     /// recorded in the trigger's redeliveries.
     pub manual: bool,
+    /// For a delivery to an ordered subscription (one target), its place in the order: it is
+    /// sent only in its turn (see `crate::ordered`). `None` for every other job.
+    pub order: Option<i64>,
 }
 
 /// What every attempt of one job sends: the event, the body (shared, one copy per job) and the
@@ -349,7 +355,7 @@ fn check_target(
         return PreparedAttempt::Done(skipped(job, target, None, SkipReason::RegistrationGone));
     }
     let Some(subscriber) = subscriber else {
-        let reason = if job.attempt > 1 {
+        let reason = if job.attempt > 1 || job.order.is_some() {
             SkipReason::SubscriptionGone
         } else {
             SkipReason::AccountGone
@@ -431,7 +437,9 @@ type Inputs = (
 /// or its account is gone): one round trip for the whole job.
 async fn read_inputs(store: &Store, job: &DeliveryJob) -> Result<Inputs, StoreError> {
     let keys = store.keys();
-    let check_subscription = job.attempt > 1;
+    // A first attempt has just been read from the subscriber index; an ordered one may have
+    // waited its turn for long.
+    let check_subscription = job.attempt > 1 || job.order.is_some();
     // Each read is on one record's slot; sent at once, they are one round trip.
     let mut reads = Vec::with_capacity(2 + job.targets.len() * 2);
     let mut read = redis::cmd("HMGET");
@@ -643,13 +651,18 @@ pub async fn record(
             DeliveryOutcome::Retrying { after } => {
                 accounts.push((result.target.account_id, "incr"));
                 let due = now_ms + u64::try_from(after.as_millis()).unwrap_or(u64::MAX / 2);
-                let retry = Job::RetryV1 {
+                // An ordered delivery's retry stays an ordered job, which keeps the turn.
+                let retry = match job.order {
+                    Some(order) => crate::ordered::ordered_job(job, order, job.attempt + 1),
+                    None => None,
+                }
+                .unwrap_or_else(|| Job::RetryV1 {
                     triggered_id: job.triggered,
                     registration_id: job.registration,
                     request_id: job.request_id.clone(),
                     target: result.target.clone(),
                     attempt: job.attempt + 1,
-                };
+                });
                 retries.push((due, retry.to_json()));
             }
             DeliveryOutcome::GaveUp => {
@@ -739,6 +752,12 @@ pub async fn record(
         async move { invocation.invoke_async(&mut conn).await }
     })
     .await?;
+    // After the acknowledgement: a crash before it repeats the attempt in its turn, never a
+    // later delivery's turn; a crash after it leaves the turn to lapse (see `crate::ordered`).
+    if let (Some(_), [result]) = (job.order, results) {
+        let retry = retries.first().map(|(_, json)| json.as_str());
+        crate::ordered::end_turn(ctx, job, &result.outcome, retry).await?;
+    }
     Ok(())
 }
 

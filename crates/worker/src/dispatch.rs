@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pubhook_core::domain::{now_millis, AccountId, RegistrationId};
+use pubhook_core::keys::Shard;
 use pubhook_core::queue::Job;
 use pubhook_core::store::StoreError;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -31,6 +32,7 @@ use crate::delivery::{
 use crate::fair::{FairQueues, Origin, Shares, Tenant};
 use crate::fan_out::{fan_out_page, FanOutOutcome, FanOutPage};
 use crate::metrics::WorkerMetrics;
+use crate::ordered::Turn;
 use crate::parking::Parking;
 use crate::stats::RecentStats;
 
@@ -384,6 +386,7 @@ impl Dispatcher {
                     targets,
                     attempt: 1,
                     manual: false,
+                    order: None,
                 },
             ),
             Job::RetryV1 {
@@ -401,6 +404,7 @@ impl Dispatcher {
                     targets: vec![target],
                     attempt,
                     manual: false,
+                    order: None,
                 },
             ),
             Job::RedeliverV1 {
@@ -418,6 +422,28 @@ impl Dispatcher {
                     targets: vec![target],
                     attempt,
                     manual: true,
+                    order: None,
+                },
+            ),
+            Job::DeliverOrderedV1 {
+                triggered_id,
+                registration_id,
+                request_id,
+                target,
+                attempt,
+                order,
+            } => self.spawn_ordered(
+                key,
+                shard,
+                entry_id,
+                DeliveryJob {
+                    triggered: triggered_id,
+                    registration: registration_id,
+                    request_id,
+                    targets: vec![target],
+                    attempt,
+                    manual: false,
+                    order: Some(order),
                 },
             ),
             Job::ProbeV1 { account_id } => {
@@ -457,6 +483,27 @@ impl Dispatcher {
         self.spawn_for(TaskOf::Job(key), async move {
             let prepared = prepare(&ctx, job).await;
             let _ = events.send(Event::Prepared(key, prepared));
+        });
+    }
+
+    /// An ordered delivery asks for its subscription's turn first: in it, it is prepared as any
+    /// other; out of it, it was parked to wait, and the job is done here.
+    fn spawn_ordered(&mut self, key: JobKey, shard: Shard, entry_id: String, job: DeliveryJob) {
+        let ctx = self.ctx.clone();
+        let events = self.events.clone();
+        self.spawn_for(TaskOf::Job(key), async move {
+            match crate::ordered::take_turn(&ctx, shard, &entry_id, &job).await {
+                Ok(Turn::Go) => {
+                    let prepared = prepare(&ctx, job).await;
+                    let _ = events.send(Event::Prepared(key, prepared));
+                }
+                Ok(Turn::Wait) => {
+                    let _ = events.send(Event::Recorded(key, Ok(())));
+                }
+                Err(e) => {
+                    let _ = events.send(Event::Recorded(key, Err(e)));
+                }
+            }
         });
     }
 
@@ -601,6 +648,11 @@ fn job_span(job: &Job) -> tracing::Span {
             request_id,
             ..
         } => job_of_trigger("redeliver", *triggered_id, request_id.as_deref()),
+        Job::DeliverOrderedV1 {
+            triggered_id,
+            request_id,
+            ..
+        } => job_of_trigger("deliver_ordered", *triggered_id, request_id.as_deref()),
         Job::ProbeV1 { .. } => tracing::info_span!("job", kind = "probe"),
         Job::IntentV1 { .. } => tracing::info_span!("job", kind = "intent"),
     }

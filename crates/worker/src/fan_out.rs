@@ -20,6 +20,12 @@
 //! payload is parsed once per page and each distinct filter once per page; a row whose filter
 //! does not match is left out of the batch and counted as `filtered` by the shard script that
 //! queues the batch.
+//!
+//! Ordered subscriptions (see `crate::ordered`) cost nothing here until a registration has
+//! one: the page read names the page's ordered rows from the registration's order map (one
+//! `EXISTS` when there are none), and each such row leaves the batch to become a
+//! `deliver_ordered.v1` job of its own, queued by the same shard script, with its place in the
+//! order: the trigger's creation time, read with its payload.
 
 use pubhook_core::domain::{AccountId, Filter, RegistrationId, SubscriptionId, TriggeredId};
 use pubhook_core::keys::Shard;
@@ -77,6 +83,7 @@ pub async fn fan_out_page(
         .key(keys.registration_subscriber_accounts(page.registration))
         .key(keys.registration_subscriber_filters(page.registration))
         .key(keys.registration(page.registration))
+        .key(keys.registration_subscriber_order(page.registration))
         .arg(FAN_OUT_PAGE)
         .arg(page.after.map(|c| c.score.to_string()).unwrap_or_default())
         .arg(
@@ -84,16 +91,23 @@ pub async fn fan_out_page(
                 .map(|c| c.subscription_id.to_string())
                 .unwrap_or_default(),
         );
-    // The agreed place of a trigger's own payload; absent, the registration's is sent.
-    let mut trigger_payload = redis::cmd("HGET");
+    // The agreed place of a trigger's own payload; absent, the registration's is sent. Its
+    // creation time places its ordered deliveries.
+    let mut trigger_payload = redis::cmd("HMGET");
     trigger_payload
         .arg(keys.triggered(page.triggered))
-        .arg("event_data");
-    let ((flat, filters, registration_payload), trigger_payload) = tokio::try_join!(
-        page_read.invoke_async::<(Vec<String>, Vec<String>, String)>(&mut page_conn),
-        trigger_payload.query_async::<Option<String>>(&mut payload_conn),
+        .arg("event_data")
+        .arg("created");
+    let ((flat, filters, registration_payload, ordered), (trigger_payload, created)) = tokio::try_join!(
+        page_read.invoke_async::<(Vec<String>, Vec<String>, String, Vec<usize>)>(&mut page_conn),
+        trigger_payload.query_async::<(Option<String>, Option<i64>)>(&mut payload_conn),
     )?;
-    let rows = rows_of(flat);
+    let mut rows = rows_of(flat);
+    for number in ordered {
+        if let Some(row) = number.checked_sub(1).and_then(|index| rows.get_mut(index)) {
+            row.ordered = true;
+        }
+    }
     let more = rows.len() >= FAN_OUT_PAGE;
     let next = match rows.last() {
         Some(row) if more => Some(FanOutCursor {
@@ -105,8 +119,28 @@ pub async fn fan_out_page(
     };
     let payload = trigger_payload.unwrap_or(registration_payload);
     let (rows, filtered) = apply_filters(rows, &filters, &payload);
-    let targets = targets_of(&conn, store, rows).await?;
-    let queued = targets.len() as u64;
+    let (ordered, targets): (Vec<_>, Vec<_>) = targets_of(&conn, store, rows)
+        .await?
+        .into_iter()
+        .partition(|(_, ordered)| *ordered);
+    let queued = (targets.len() + ordered.len()) as u64;
+    let targets: Vec<Target> = targets.into_iter().map(|(target, _)| target).collect();
+    // A record without its creation time (gone meanwhile) still orders its deliveries, last.
+    let order = created.unwrap_or(i64::MAX);
+    let ordered: Vec<String> = ordered
+        .into_iter()
+        .map(|(target, _)| {
+            Job::DeliverOrderedV1 {
+                triggered_id: page.triggered,
+                registration_id: page.registration,
+                request_id: page.request_id.map(str::to_owned),
+                target,
+                attempt: 1,
+                order,
+            }
+            .to_json()
+        })
+        .collect();
     let batch = (!targets.is_empty()).then(|| Job::DeliverBatchV1 {
         triggered_id: page.triggered,
         registration_id: page.registration,
@@ -119,17 +153,19 @@ pub async fn fan_out_page(
         request_id: page.request_id.map(str::to_owned),
         after: Some(after),
     });
-    let written: i64 = scripts::FAN_OUT
-        .key(keys.jobs(shard))
+    let mut invocation = scripts::FAN_OUT.key(keys.jobs(shard));
+    invocation
         .key(keys.triggered(page.triggered))
         .arg(CONSUMER_GROUP)
         .arg(entry_id)
         .arg(batch.as_ref().map(Job::to_json).unwrap_or_default())
         .arg(queued)
         .arg(next.as_ref().map(Job::to_json).unwrap_or_default())
-        .arg(filtered)
-        .invoke_async(&mut conn.clone())
-        .await?;
+        .arg(filtered);
+    for job in &ordered {
+        invocation.arg(job);
+    }
+    let written: i64 = invocation.invoke_async(&mut conn.clone()).await?;
     Ok(FanOutOutcome {
         queued,
         filtered,
@@ -146,6 +182,8 @@ struct Row {
     account: String,
     /// Its filter: a number from 1 into the page's distinct filter texts, 0 for none.
     filter: usize,
+    /// Whether its subscription is ordered.
+    ordered: bool,
 }
 
 fn rows_of(flat: Vec<String>) -> Vec<Row> {
@@ -159,6 +197,7 @@ fn rows_of(flat: Vec<String>) -> Vec<Row> {
             score,
             account,
             filter: filter.parse().unwrap_or(0),
+            ordered: false,
         });
     }
     rows
@@ -193,24 +232,24 @@ fn apply_filters(rows: Vec<Row>, filters: &[String], payload: &str) -> (Vec<Row>
     (kept, left_out.len() as u64)
 }
 
-/// The targets of a page's rows. A row without its account in the subscriber accounts index
+/// The targets of a page's rows, each with whether it is ordered. A row without its account in the subscriber accounts index
 /// (a subscription written before that index existed) has it read from the subscription row
 /// itself; a row whose subscription is gone meanwhile is left out.
 async fn targets_of(
     conn: &pubhook_core::store::Connection,
     store: &Store,
     rows: Vec<Row>,
-) -> Result<Vec<Target>, StoreError> {
+) -> Result<Vec<(Target, bool)>, StoreError> {
     let mut parsed = Vec::with_capacity(rows.len());
     for row in rows {
         let subscription =
             SubscriptionId::parse(&row.subscription).ok_or_else(|| corrupt(&row.subscription))?;
-        parsed.push((subscription, AccountId::parse(&row.account)));
+        parsed.push((subscription, AccountId::parse(&row.account), row.ordered));
     }
     let missing: Vec<SubscriptionId> = parsed
         .iter()
-        .filter(|(_, account)| account.is_none())
-        .map(|(sid, _)| *sid)
+        .filter(|(_, account, _)| account.is_none())
+        .map(|(sid, _, _)| *sid)
         .collect();
     let mut found = if missing.is_empty() {
         Vec::new()
@@ -225,7 +264,7 @@ async fn targets_of(
     .into_iter();
     Ok(parsed
         .into_iter()
-        .filter_map(|(subscription_id, account)| {
+        .filter_map(|(subscription_id, account, ordered)| {
             let account_id = match account {
                 Some(account) => account,
                 None => found
@@ -234,10 +273,13 @@ async fn targets_of(
                     .as_deref()
                     .and_then(AccountId::parse)?,
             };
-            Some(Target {
-                subscription_id,
-                account_id,
-            })
+            Some((
+                Target {
+                    subscription_id,
+                    account_id,
+                },
+                ordered,
+            ))
         })
         .collect())
 }

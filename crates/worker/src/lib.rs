@@ -10,6 +10,7 @@
 //! | `consumer` | the stream consumer: read, reclaim, heartbeat, promote retries, dead letters, hand back |
 //! | `fan_out`  | step: one page of a trigger's subscription rows into a delivery batch     |
 //! | `delivery` | step: signed POSTs for a batch or a retry, and their outcomes             |
+//! | `ordered`  | step: an ordered subscription's turn, taken before its delivery and handed on after it |
 //! | `probe`    | step: a signed ping to a subscriber at `max_failed_count`, re-enabling it on a 2xx |
 //! | `metrics`  | the worker's Prometheus families: deliveries counted as they end, the queue sampled |
 //! | `intents`  | step: a due intent (a create or delete that spans slots, left half-done) finished or undone |
@@ -28,6 +29,7 @@ pub mod fair;
 pub mod fan_out;
 pub mod intents;
 pub mod metrics;
+pub mod ordered;
 pub mod parking;
 pub mod probe;
 pub mod request;

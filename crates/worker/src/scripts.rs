@@ -27,3 +27,7 @@ pub(crate) static PROBE_OUTCOME: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/probe_outcome.lua")));
 pub(crate) static PROBE_NEXT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/probe_next.lua")));
+pub(crate) static ORDER_TURN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/order_turn.lua")));
+pub(crate) static ORDER_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/order_release.lua")));

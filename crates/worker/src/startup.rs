@@ -136,6 +136,7 @@ impl Worker {
             retention: config.delivery_retention,
             record_patience: config.visibility_timeout / 2,
             probes: config.probes,
+            order_lease: config.visibility_timeout,
         };
         Self {
             consumer,
@@ -492,6 +493,9 @@ fn registration_of(job: &Job) -> RegistrationId {
             registration_id, ..
         }
         | Job::RedeliverV1 {
+            registration_id, ..
+        }
+        | Job::DeliverOrderedV1 {
             registration_id, ..
         } => *registration_id,
         // A probe works for its subscriber's account only: a turn of its own, charged to no

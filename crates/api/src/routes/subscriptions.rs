@@ -4,7 +4,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use pubhook_core::domain::{epoch_seconds, AccountId, Filter, RegistrationId, SubscriptionId};
 use pubhook_core::store::{
-    Account, Page, PageRange, RedeliveryScope, SubscribeRefusal, Subscription, WriteResult,
+    Account, Page, PageRange, RedeliveryScope, SubscribeOptions, SubscribeRefusal, Subscription,
+    WriteResult,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -61,7 +62,8 @@ missing_id!(
     "Missing subscription_id"
 );
 
-/// A subscription as the API shows it: PyWebhooks' fields, and `filter` only when it has one.
+/// A subscription as the API shows it: PyWebhooks' fields, `filter` only when it has one and
+/// `ordered` only when it is ordered.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Subscription)]
 pub struct SubscriptionOut {
@@ -74,17 +76,26 @@ pub struct SubscriptionOut {
     #[schema(value_type = Option<Object>)]
     filter: Option<Value>,
     id: SubscriptionId,
+    /// `true` when its deliveries are made one at a time, in trigger order; absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
+    ordered: bool,
     registration_id: RegistrationId,
 }
 
 /// The optional body of `POST /v1/webhook/subscription/{id}`. PyWebhooks never read it: an
-/// empty body, one that is not JSON and one without `filter` subscribe without a filter.
+/// empty body, one that is not JSON and one without `filter` or `ordered` subscribe without a
+/// filter, unordered.
 #[derive(ToSchema)]
 pub struct SubscribeIn {
     /// A filter on each trigger's payload (`{"path", "equals"|"exists"|"in"}`, `all`, `any`,
     /// `not`; see `docs/api.md`).
     #[schema(value_type = Object, required = false)]
     pub filter: Option<Value>,
+    /// `true`: deliveries are made one at a time, in trigger order, a failing one holding the
+    /// later ones back until it ends (see `docs/delivery.md`). Default `false`.
+    #[schema(required = false)]
+    pub ordered: Option<bool>,
 }
 
 /// A page of subscriptions.
@@ -104,18 +115,26 @@ impl From<Subscription> for SubscriptionOut {
             // Stored by the API from a parsed filter, so it is always JSON.
             filter: s.filter.and_then(|text| serde_json::from_str(&text).ok()),
             id: s.id,
+            ordered: s.ordered,
             registration_id: s.registration_id,
         }
     }
 }
 
-/// The filter a subscribe body asks for. PyWebhooks never read this body, so an empty one, one
-/// that is not JSON, and one without a `filter` field subscribe as before; a `filter` field
-/// must be a valid filter (see `domain::Filter`), and a body nested past what a JSON parse
-/// takes is refused rather than ignored.
-fn requested_filter(body: &[u8]) -> Result<Option<Filter>, ApiError> {
+/// What a subscribe body asks for: a filter, and ordered delivery.
+#[derive(Default)]
+struct Requested {
+    filter: Option<Filter>,
+    ordered: bool,
+}
+
+/// What a subscribe body asks for. PyWebhooks never read this body, so an empty one, one that
+/// is not JSON, and one without a `filter` or `ordered` field subscribe as before; a `filter`
+/// field must be a valid filter (see `domain::Filter`), an `ordered` field `true` or `false`,
+/// and a body nested past what a JSON parse takes is refused rather than ignored.
+fn requested_options(body: &[u8]) -> Result<Requested, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+        return Ok(Requested::default());
     }
     let value: Value = match serde_json::from_slice(body) {
         Ok(value) => value,
@@ -124,29 +143,40 @@ fn requested_filter(body: &[u8]) -> Result<Option<Filter>, ApiError> {
                 "Invalid filter: the body is nested too deep".into(),
             ))
         }
-        Err(_) => return Ok(None),
+        Err(_) => return Ok(Requested::default()),
     };
-    match value.get("filter") {
-        Some(filter) => Filter::parse(filter)
-            .map(Some)
-            .map_err(|e| ApiError::BadRequest(e.to_string())),
-        None => Ok(None),
-    }
+    let ordered = match value.get("ordered") {
+        None => false,
+        Some(Value::Bool(ordered)) => *ordered,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "Invalid ordered: expected true or false".into(),
+            ))
+        }
+    };
+    let filter = match value.get("filter") {
+        Some(filter) => {
+            Some(Filter::parse(filter).map_err(|e| ApiError::BadRequest(e.to_string()))?)
+        }
+        None => None,
+    };
+    Ok(Requested { filter, ordered })
 }
 
 /// `POST /v1/webhook/subscription/{registration_id}`: any account subscribes to any
 /// registration. Every call adds a row, as in PyWebhooks. An optional body
-/// `{"filter": ...}` limits the triggers delivered to it.
+/// `{"filter": ..., "ordered": true}` limits the triggers delivered to it and has them
+/// delivered one at a time, in trigger order.
 #[utoipa::path(
     post,
     path = "/v1/webhook/subscription/{id}",
     tag = "subscriptions",
     params(("id" = String, Path, description = "The registration to subscribe to (the contract calls it `subscription_id`)")),
-    request_body(content = Option<SubscribeIn>, description = "Optional: a filter"),
+    request_body(content = Option<SubscribeIn>, description = "Optional: a filter, ordered delivery"),
     security(("api_key" = [], "username" = [])),
     responses(
         (status = 201, description = "The new subscription row", body = SubscriptionOut),
-        (status = 400, description = "`Invalid filter: …`", body = ErrorBody),
+        (status = 400, description = "`Invalid filter: …`; `Invalid ordered: expected true or false`", body = ErrorBody),
         (status = 404, description = "`The registration id does not exist`", body = ErrorBody),
         (status = 429, description = "`Quota reached: this account has the most subscriptions allowed`, `Quota reached: this registration has the most subscriptions allowed`", body = ErrorBody),
     ),
@@ -162,10 +192,14 @@ async fn subscribe(
     let registration = RegistrationId::parse(&path)
         .ok_or(ApiError::NotFound("The registration id does not exist"))?;
     let (body, _room) = read_body(&req, payload, &state).await?;
-    let filter = requested_filter(&body)?;
+    let requested = requested_options(&body)?;
+    let options = SubscribeOptions {
+        filter: requested.filter.as_ref(),
+        ordered: requested.ordered,
+    };
     match state
         .store
-        .subscribe_filtered(caller.id, registration, filter.as_ref())
+        .subscribe_with(caller.id, registration, options)
         .await?
     {
         Ok(subscription) => Ok(HttpResponse::Created().json(SubscriptionOut::from(subscription))),

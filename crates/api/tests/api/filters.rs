@@ -12,7 +12,7 @@ fn assert_refused(status: StatusCode, body: &Value, why: &str) {
     assert!(message.starts_with("Invalid filter"), "{why}: {body}");
 }
 
-async fn subscribe_with(
+pub(crate) async fn subscribe_with(
     app: &TestApp,
     creds: &crate::helpers::Creds,
     reg: &str,

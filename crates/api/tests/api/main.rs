@@ -18,6 +18,7 @@ mod helpers;
 mod inbound;
 mod observability;
 mod openapi;
+mod ordered;
 mod outage;
 mod paging;
 mod quotas;

@@ -53,7 +53,7 @@ pub use records::{
 pub use redeliveries::{RedeliveryRefusal, RedeliveryReport, RedeliveryScope};
 pub use redrive::RedriveRefusal;
 pub use status::ShardStatus;
-pub use subscriptions::SubscribeRefusal;
+pub use subscriptions::{SubscribeOptions, SubscribeRefusal};
 pub use triggered::{TriggerExtras, TriggerRefusal};
 pub use workers::{OriginLatency, RecentOutcomes, WorkerBeat, BEAT_INTERVAL, LIVE_FOR};
 

@@ -79,6 +79,9 @@ pub struct Subscription {
     /// Its filter on the payloads it receives, as compact JSON text (see `domain::Filter`);
     /// `None`: every trigger is delivered.
     pub filter: Option<String>,
+    /// Whether its deliveries are made one at a time, in trigger order (see the worker's
+    /// `ordered`).
+    pub ordered: bool,
 }
 
 /// The record of one trigger.
@@ -270,6 +273,7 @@ impl Subscription {
             registration_id: f.id("registration_id", RegistrationId::parse)?,
             created: f.int("created")?,
             filter: f.optional("filter"),
+            ordered: f.optional("ordered").as_deref() == Some("1"),
         })
     }
 }

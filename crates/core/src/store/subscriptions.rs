@@ -10,6 +10,15 @@ use crate::domain::{now_micros, AccountId, Filter, RegistrationId, SubscriptionI
 use crate::keys::RecordKind;
 use crate::queue::Operation;
 
+/// What a subscribe call asks for beyond the row itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubscribeOptions<'a> {
+    /// Only the triggers whose payload passes it are delivered (`None`: every one).
+    pub filter: Option<&'a Filter>,
+    /// Deliveries made one at a time, in trigger order.
+    pub ordered: bool,
+}
+
 /// Why a subscription was not created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubscribeRefusal {
@@ -49,12 +58,31 @@ impl Store {
         registration: RegistrationId,
         filter: Option<&Filter>,
     ) -> Result<Result<Subscription, SubscribeRefusal>, StoreError> {
+        let options = SubscribeOptions {
+            filter,
+            ordered: false,
+        };
+        self.subscribe_with(subscriber, registration, options).await
+    }
+
+    /// [`Self::subscribe`] with its options: a filter, and ordered delivery. Both are written
+    /// on the subscription's hash (shown with the record) and, by the step that links the
+    /// subscription to its registration, in the registration's maps beside the subscriber
+    /// index, where the fan-out reads them with the page.
+    #[instrument(skip_all)]
+    pub async fn subscribe_with(
+        &self,
+        subscriber: AccountId,
+        registration: RegistrationId,
+        options: SubscribeOptions<'_>,
+    ) -> Result<Result<Subscription, SubscribeRefusal>, StoreError> {
         let subscription = Subscription {
             id: SubscriptionId::generate(),
             account_id: subscriber,
             registration_id: registration,
             created: now_micros(),
-            filter: filter.map(|f| f.to_json().to_owned()),
+            filter: options.filter.map(|f| f.to_json().to_owned()),
+            ordered: options.ordered,
         };
         self.subscribe_in(&mut Steps::new(), subscription).await
     }
@@ -94,18 +122,11 @@ impl Store {
         if let Some(filter) = &subscription.filter {
             fields.extend([b"filter".as_slice(), filter.as_bytes()]);
         }
+        if subscription.ordered {
+            fields.extend([b"ordered".as_slice(), b"1".as_slice()]);
+        }
         self.create_record(steps, &key, &fields).await?;
-        let mut outcome = match self
-            .link_subscriber(
-                steps,
-                registration,
-                subscription.id,
-                subscriber,
-                subscription.created,
-                subscription.filter.as_deref(),
-            )
-            .await?
-        {
+        let mut outcome = match self.link_subscriber(steps, &subscription).await? {
             1 => Ok(Ok(())),
             0 => Ok(Err(SubscribeRefusal::NoSuchRegistration)),
             _ => Err(StoreError::QuotaExceeded(Quota::RegistrationSubscriptions)),

@@ -4,13 +4,15 @@
 -- page's list of distinct filter texts ('0' for none): many subscriptions share one filter, and
 -- a page then carries its text once. When a row of the page has a filter, the registration's
 -- payload comes with the page, for the filters to be evaluated against (the trigger's own
--- payload, when it has one, is read beside this script).
+-- payload, when it has one, is read beside this script). Rows of ordered subscriptions are
+-- named by their place in the page (from the order map; one EXISTS when there are none).
 --
 -- KEYS: the registration's subscriptions zset, its subscriber accounts hash, its subscriber
---       filters hash, the registration hash.
+--       filters hash, the registration hash, its subscriber order hash.
 -- ARGV: page size, after score ('' on the first page), after subscription id.
 -- Returns {a flat list of (subscription id, score, account id, filter number) quadruples, the
--- distinct filter texts, the registration's event_data or '' when no row has a filter}.
+-- distinct filter texts, the registration's event_data or '' when no row has a filter, the
+-- numbers (from 1) of the page's rows that are ordered}.
 local size = tonumber(ARGV[1])
 local after_score, after_id = ARGV[2], ARGV[3]
 
@@ -38,7 +40,7 @@ end
 
 local out = {}
 if #rows == 0 then
-  return {out, {}, ''}
+  return {out, {}, '', {}}
 end
 local ids = {}
 for i = 1, #rows, 2 do
@@ -49,6 +51,15 @@ local accounts = redis.call('HMGET', KEYS[2], unpack(ids))
 local filters = {}
 if redis.call('EXISTS', KEYS[3]) == 1 then
   filters = redis.call('HMGET', KEYS[3], unpack(ids))
+end
+local ordered = {}
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  local flags = redis.call('HMGET', KEYS[5], unpack(ids))
+  for i = 1, #ids do
+    if flags[i] then
+      ordered[#ordered + 1] = tostring(i)
+    end
+  end
 end
 local distinct, number_of = {}, {}
 for i = 1, #ids do
@@ -71,4 +82,4 @@ local payload = ''
 if #distinct > 0 then
   payload = redis.call('HGET', KEYS[4], 'event_data') or ''
 end
-return {out, distinct, payload}
+return {out, distinct, payload, ordered}

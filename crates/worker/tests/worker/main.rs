@@ -13,6 +13,7 @@ mod helpers;
 mod intents;
 mod liveness;
 mod metrics;
+mod ordered;
 mod probes;
 mod recovery;
 mod redelivery;

@@ -287,6 +287,7 @@ async fn a_job_recorded_twice_is_counted_once() {
         retention: Duration::from_secs(60),
         record_patience: Duration::from_secs(1),
         probes: pubhook_worker::ProbePolicy::default(),
+        order_lease: Duration::from_secs(3),
     };
     for _ in 0..2 {
         let job = DeliveryJob {
@@ -296,6 +297,7 @@ async fn a_job_recorded_twice_is_counted_once() {
             targets: vec![target.clone()],
             attempt: 1,
             manual: false,
+            order: None,
         };
         deliver(&ctx, &entry, job).await.unwrap();
     }

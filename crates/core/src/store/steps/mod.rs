@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{scripts, Store, StoreError, DELETE_BATCH};
-use crate::domain::{AccountId, RegistrationId, SubscriptionId};
+use super::{scripts, Store, StoreError, Subscription, DELETE_BATCH};
+use crate::domain::RegistrationId;
 
 mod removals;
 
@@ -241,17 +241,14 @@ impl Store {
             .await?)
     }
 
-    /// Links a subscription to its live registration, index, subscriber map and filter map
-    /// together: 1 linked, 0 the registration is not live, -1 its quota is full.
+    /// Links a subscription to its live registration, index, subscriber map, filter map and
+    /// order map together: 1 linked, 0 the registration is not live, -1 its quota is full.
     pub(super) async fn link_subscriber(
         &self,
         steps: &mut Steps,
-        registration: RegistrationId,
-        subscription: SubscriptionId,
-        subscriber: AccountId,
-        score: i64,
-        filter: Option<&str>,
+        subscription: &Subscription,
     ) -> Result<i64, StoreError> {
+        let registration = subscription.registration_id;
         steps.next()?;
         let mut conn = self.connection().await?;
         Ok(scripts::LINK_SUBSCRIBER
@@ -259,11 +256,13 @@ impl Store {
             .key(self.keys.registration_subscriptions(registration))
             .key(self.keys.registration_subscriber_accounts(registration))
             .key(self.keys.registration_subscriber_filters(registration))
-            .arg(subscription.to_string())
-            .arg(score)
+            .key(self.keys.registration_subscriber_order(registration))
+            .arg(subscription.id.to_string())
+            .arg(subscription.created)
             .arg(self.quotas.registration_subscriptions)
-            .arg(subscriber.to_string())
-            .arg(filter.unwrap_or_default())
+            .arg(subscription.account_id.to_string())
+            .arg(subscription.filter.as_deref().unwrap_or_default())
+            .arg(if subscription.ordered { "1" } else { "" })
             .invoke_async(&mut conn)
             .await?)
     }
@@ -280,6 +279,7 @@ impl Store {
             .key(self.keys.registration_subscriptions(registration))
             .key(self.keys.registration_subscriber_accounts(registration))
             .key(self.keys.registration_subscriber_filters(registration))
+            .key(self.keys.registration_subscriber_order(registration))
             .arg(subscription)
             .invoke_async(&mut conn)
             .await?;

@@ -60,7 +60,9 @@ impl Store {
         let mut command = redis::cmd("DEL");
         command
             .arg(&key)
-            .arg(self.keys.subscription_deliveries(sid));
+            .arg(self.keys.subscription_deliveries(sid))
+            .arg(self.keys.subscription_order(sid))
+            .arg(self.keys.subscription_order_state(sid));
         self.write_step(steps, &command).await?;
         match via {
             Via::Registration => {
@@ -159,7 +161,8 @@ impl Store {
             .arg(&key)
             .arg(&index)
             .arg(&subscriber_accounts)
-            .arg(self.keys.registration_subscriber_filters(rid));
+            .arg(self.keys.registration_subscriber_filters(rid))
+            .arg(self.keys.registration_subscriber_order(rid));
         self.write_step(steps, &command).await?;
         if via_owner {
             if let Some(command) = &from_owner {

@@ -114,6 +114,8 @@ fn subscription_of(subscriber: AccountId, registration: RegistrationId) -> Subsc
         created: crate::domain::now_micros(),
         // A filter, so that every step is seen to keep the filter map with the index.
         filter: Some(r#"{"path":"a","exists":true}"#.into()),
+        // Ordered too, for the order map beside the index.
+        ordered: true,
     }
 }
 
