@@ -10,6 +10,11 @@
 //!   `x-hub-signature-256: sha256=<hex>` and Foundries CI's `x-jobserv-sig: sha256:<hex>`, both
 //!   over the lowercase hex HMAC-SHA256 of the body alone ([`body_sha256_hex`]), keyed by the
 //!   same bytes.
+//!
+//! An HMAC starts from its key's schedule: the hash states after the key's inner and outer
+//! blocks, two compressions per hash. Every delivery to a subscriber uses the same secret, so
+//! the worker keeps those states per secret ([`with_signing_key`]) and each signature costs only
+//! the compressions of its message.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -18,6 +23,77 @@ use sha1::Sha1;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Secrets whose key schedules each thread keeps; past that the thread's cache starts again
+/// empty (a worker with more subscribers than this signs as if nothing were cached, no worse).
+const MAX_CACHED_SIGNING_KEYS: usize = 4096;
+
+/// A subscriber secret's HMAC key schedules, SHA-1 and SHA-256, ready to sign many messages.
+///
+/// Holds what is equivalent to the secret itself: it is never logged or stored.
+#[derive(Clone)]
+pub struct SigningKey {
+    sha1: Hmac<Sha1>,
+    sha256: Hmac<Sha256>,
+}
+
+impl SigningKey {
+    /// Computes both key schedules of `secret_key` (its UTF-8 bytes).
+    pub fn new(secret_key: &str) -> Self {
+        // HMAC takes keys of any length.
+        Self {
+            sha1: <Hmac<Sha1> as Mac>::new_from_slice(secret_key.as_bytes())
+                .unwrap_or_else(|_| unreachable!()),
+            sha256: sha256_key(secret_key),
+        }
+    }
+
+    /// Lowercase hex HMAC-SHA1 of `body`: the `pywebhooks-signature`.
+    pub fn pywebhooks_signature(&self, body: &[u8]) -> String {
+        let mut mac = self.sha1.clone();
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// `v1,<base64 HMAC-SHA256("{msg_id}.{timestamp}.{body}")>`.
+    pub fn standard_signature(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mac = standard_mac(self.sha256.clone(), msg_id, timestamp, body);
+        format!("v1,{}", BASE64.encode(mac))
+    }
+
+    /// Lowercase hex HMAC-SHA256 of `body` (the `github` and `jobserv` styles).
+    pub fn body_sha256_hex(&self, body: &[u8]) -> String {
+        let mut mac = self.sha256.clone();
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+thread_local! {
+    static SIGNING_KEYS: RefCell<HashMap<Box<str>, SigningKey>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `sign` with the key schedules of `secret_key`, computed on this thread's first use of
+/// that secret and kept. Kept per thread, so no lock is taken; a reset secret is a different
+/// key, so a kept schedule is never used for a secret it was not made from.
+pub fn with_signing_key<T>(secret_key: &str, sign: impl FnOnce(&SigningKey) -> T) -> T {
+    SIGNING_KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if let Some(key) = keys.get(secret_key) {
+            return sign(key);
+        }
+        if keys.len() >= MAX_CACHED_SIGNING_KEYS {
+            keys.clear();
+        }
+        let key = keys
+            .entry(secret_key.into())
+            .or_insert_with(|| SigningKey::new(secret_key));
+        sign(key)
+    })
+}
+
 /// Lowercase hex HMAC-SHA1 of `body` under `secret_key`.
 pub fn pywebhooks_signature(secret_key: &str, body: &[u8]) -> String {
     hex::encode(hmac_sha1(secret_key.as_bytes(), body))
@@ -25,17 +101,14 @@ pub fn pywebhooks_signature(secret_key: &str, body: &[u8]) -> String {
 
 /// `v1,<base64 HMAC-SHA256(secret_key, "{msg_id}.{timestamp}.{body}")>`.
 pub fn standard_signature(secret_key: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-    format!(
-        "v1,{}",
-        BASE64.encode(standard_mac(secret_key, msg_id, timestamp, body))
-    )
+    let mac = standard_mac(sha256_key(secret_key), msg_id, timestamp, body);
+    format!("v1,{}", BASE64.encode(mac))
 }
 
 /// Lowercase hex HMAC-SHA256 of `body` under `secret_key`: the value of the `github` and
 /// `jobserv` signature styles, computed once per attempt for both.
 pub fn body_sha256_hex(secret_key: &str, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret_key.as_bytes())
-        .unwrap_or_else(|_| unreachable!());
+    let mut mac = sha256_key(secret_key);
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -61,7 +134,7 @@ pub fn verify_standard_signature(
     body: &[u8],
     header: &str,
 ) -> bool {
-    let expected = standard_mac(secret_key, msg_id, timestamp, body);
+    let expected = standard_mac(sha256_key(secret_key), msg_id, timestamp, body);
     header
         .split_whitespace()
         .filter_map(|entry| entry.strip_prefix("v1,"))
@@ -76,9 +149,12 @@ fn hmac_sha1(key: &[u8], body: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-fn standard_mac(secret_key: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret_key.as_bytes())
-        .unwrap_or_else(|_| unreachable!());
+fn sha256_key(secret_key: &str) -> Hmac<Sha256> {
+    // HMAC takes keys of any length.
+    <Hmac<Sha256> as Mac>::new_from_slice(secret_key.as_bytes()).unwrap_or_else(|_| unreachable!())
+}
+
+fn standard_mac(mut mac: Hmac<Sha256>, msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
     mac.update(msg_id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());
@@ -111,6 +187,23 @@ mod tests {
             format!("v1,{PY_STD}")
         );
         assert_eq!(webhook_secret(SECRET), PY_WHSEC);
+    }
+
+    #[test]
+    fn a_kept_key_schedule_signs_as_a_fresh_one() {
+        for _ in 0..2 {
+            with_signing_key(SECRET, |key| {
+                assert_eq!(key.pywebhooks_signature(BODY), PY_SHA1);
+                assert_eq!(
+                    key.standard_signature("msg_1", 1_700_000_000, BODY),
+                    format!("v1,{PY_STD}")
+                );
+                assert_eq!(key.body_sha256_hex(BODY), body_sha256_hex(SECRET, BODY));
+            });
+        }
+        let other = with_signing_key("other", |key| key.pywebhooks_signature(BODY));
+        assert_eq!(other, pywebhooks_signature("other", BODY));
+        assert_ne!(other, PY_SHA1);
     }
 
     #[test]

@@ -27,8 +27,8 @@ use pubhook_core::keys::Shard;
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::{Job, Target, CONSUMER_GROUP};
 use pubhook_core::store::{
-    redacted_endpoint, AttemptOutcome, AttemptRecord, FailureClass, Store, StoreError,
-    MAX_ATTEMPTS_PER_SUBSCRIPTION, STATE_FIELD,
+    redacted_endpoint, redacted_url, AttemptOutcome, AttemptRecord, FailureClass, Store,
+    StoreError, MAX_ATTEMPTS_PER_SUBSCRIPTION, STATE_FIELD,
 };
 use tracing::instrument;
 
@@ -39,6 +39,10 @@ use crate::scripts;
 
 /// Bytes of a response kept in the attempt record.
 pub const MAX_RESPONSE_SNIPPET_BYTES: usize = 1024;
+/// Room reserved for one attempt record's JSON: four ids, the endpoint, a few numbers and a short
+/// answer come to a few hundred bytes; a longer answer (up to [`MAX_RESPONSE_SNIPPET_BYTES`])
+/// grows the buffer once or twice.
+const RECORD_JSON_BYTES: usize = 512;
 /// One attempt in this many also trims its subscription's records by age and count; the others
 /// only add and renew the expiry, which keeps the record script short.
 const TRIM_EVERY: u64 = 16;
@@ -399,7 +403,7 @@ fn skipped(
         job.triggered,
         job.attempt,
         &target,
-        endpoint,
+        endpoint.map(redacted_endpoint),
         &outcome,
         None,
         Some(reason.class()),
@@ -592,7 +596,7 @@ pub async fn send(ctx: &DeliveryContext, payload: &Payload, attempt: Attempt) ->
         payload.triggered,
         payload.attempt,
         &attempt.target,
-        Some(attempt.url.as_str()),
+        Some(redacted_url(&attempt.url)),
         &outcome,
         status,
         error,
@@ -680,12 +684,8 @@ pub async fn record(
     let mut outcomes = Vec::with_capacity(results.len());
     for result in results {
         let score = (result.record.epoch * 1000.0) as u64;
-        // Ids, numbers and strings always serialise.
-        outcomes.push((
-            score,
-            serde_json::to_string(&result.record.outcome_only()).unwrap_or_default(),
-        ));
-        let full = serde_json::to_string(&result.record).unwrap_or_default();
+        outcomes.push((score, record_json(&result.record.outcome_only())));
+        let full = record_json(&result.record);
         let trim_before = if rand::random::<u64>() % TRIM_EVERY != 0 {
             String::new()
         } else if retention_ms == 0 {
@@ -783,6 +783,15 @@ async fn note_disabled_changes(
     ctx.store.forget_disabled(&left).await
 }
 
+/// A record's JSON, for Redis, written into a buffer that fits a typical record (an endpoint
+/// and a short answer) at once rather than one grown by doubling from 128 bytes.
+fn record_json(record: &AttemptRecord) -> Vec<u8> {
+    let mut json = Vec::with_capacity(RECORD_JSON_BYTES);
+    // Ids, numbers and strings always serialise.
+    let _ = serde_json::to_writer(&mut json, record);
+    json
+}
+
 /// Queues the first probe of each subscriber this job found at `max_failed_count`: those a
 /// failure brought there (`counts` are the new `failed_count`s of `accounts`), and those
 /// skipped for it (one whose probe is waiting already keeps it). Nothing to send, and no round
@@ -845,13 +854,14 @@ where
     }
 }
 
-/// One attempt's full record, with the endpoint redacted and the snippet as text.
+/// One attempt's full record, with the endpoint as redacted by the caller and the snippet as
+/// text.
 #[allow(clippy::too_many_arguments)]
 fn attempt_record(
     triggered: TriggeredId,
     attempt: u32,
     target: &Target,
-    endpoint: Option<&str>,
+    endpoint: Option<String>,
     outcome: &DeliveryOutcome,
     status_code: Option<u16>,
     error: Option<FailureClass>,
@@ -870,7 +880,7 @@ fn attempt_record(
         triggered_id: triggered,
         subscription_id: target.subscription_id,
         account_id: target.account_id,
-        endpoint: endpoint.map(redacted_endpoint),
+        endpoint,
         attempt,
         outcome,
         status_code,

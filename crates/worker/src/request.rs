@@ -16,7 +16,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use pubhook_core::domain::{SignatureStyle, SignatureStyles};
 use pubhook_core::pyjson::to_python_json;
-use pubhook_core::signing::{body_sha256_hex, pywebhooks_signature, standard_signature};
+use pubhook_core::signing::with_signing_key;
 
 /// The body every subscriber of a registration receives, from the stored `event_data` JSON.
 pub fn payload_body(event_data: &str) -> Result<Vec<u8>, serde_json::Error> {
@@ -47,21 +47,26 @@ pub fn delivery_headers(
     if let Ok(value) = HeaderValue::from_bytes(event.as_bytes()) {
         headers.insert(HeaderName::from_static("event"), value);
     }
-    insert(
-        &mut headers,
-        "pywebhooks-signature",
-        pywebhooks_signature(secret_key, body),
-    );
-    insert(&mut headers, "webhook-id", webhook_id.to_owned());
-    insert(&mut headers, "webhook-timestamp", timestamp.to_string());
-    let mut signature = standard_signature(secret_key, webhook_id, timestamp, body);
+    // The secret's key schedules are kept between deliveries (`with_signing_key`); the old
+    // secret's are taken after, since the two cannot be borrowed at once.
+    let (legacy, mut signature, hex) = with_signing_key(secret_key, |key| {
+        (
+            key.pywebhooks_signature(body),
+            key.standard_signature(webhook_id, timestamp, body),
+            (!styles.is_empty()).then(|| key.body_sha256_hex(body)),
+        )
+    });
     if let Some(previous) = previous_secret {
         signature.push(' ');
-        signature.push_str(&standard_signature(previous, webhook_id, timestamp, body));
+        with_signing_key(previous, |key| {
+            signature.push_str(&key.standard_signature(webhook_id, timestamp, body));
+        });
     }
+    insert(&mut headers, "pywebhooks-signature", legacy);
+    insert(&mut headers, "webhook-id", webhook_id.to_owned());
+    insert(&mut headers, "webhook-timestamp", timestamp.to_string());
     insert(&mut headers, "webhook-signature", signature);
-    if !styles.is_empty() {
-        let hex = body_sha256_hex(secret_key, body);
+    if let Some(hex) = hex {
         if styles.contains(SignatureStyle::Github) {
             insert(&mut headers, "x-hub-signature-256", format!("sha256={hex}"));
         }
@@ -90,7 +95,9 @@ fn insert(headers: &mut HeaderMap, name: &'static str, value: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pubhook_core::signing::{verify_pywebhooks_signature, verify_standard_signature};
+    use pubhook_core::signing::{
+        body_sha256_hex, standard_signature, verify_pywebhooks_signature, verify_standard_signature,
+    };
 
     #[test]
     fn the_body_is_python_json_and_both_signatures_cover_it() {

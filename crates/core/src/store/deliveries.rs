@@ -225,22 +225,41 @@ impl DeadLetter {
 /// or `#` only, and without anything before an `@` (as is a URL without a host).
 pub fn redacted_endpoint(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.has_host() => {
-            parsed.set_query(None);
-            parsed.set_fragment(None);
-            // Only fails for URLs that cannot have credentials, which then have none to remove.
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.into()
-        }
-        _ => {
-            let end = url.find(['?', '#']).unwrap_or(url.len());
-            let kept = &url[..end];
-            kept.rsplit_once('@')
-                .map_or(kept, |(_, after)| after)
-                .to_owned()
-        }
+        Ok(parsed) if parsed.has_host() => redacted_url(&parsed),
+        _ => redacted_text(url),
     }
+}
+
+/// [`redacted_endpoint`] of a URL already parsed (the worker parses each endpoint once per
+/// attempt). An endpoint with nothing to remove, the common case, is kept as it is, without
+/// the copy and re-serialisation that removing parts costs. A URL without a host is cut as
+/// text, as [`redacted_endpoint`] cuts one.
+pub fn redacted_url(url: &url::Url) -> String {
+    if !url.has_host() {
+        return redacted_text(url.as_str());
+    }
+    if url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none()
+    {
+        return url.as_str().to_owned();
+    }
+    let mut parsed = url.clone();
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    // Only fails for URLs that cannot have credentials, which then have none to remove.
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    parsed.into()
+}
+
+fn redacted_text(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let kept = &url[..end];
+    kept.rsplit_once('@')
+        .map_or(kept, |(_, after)| after)
+        .to_owned()
 }
 
 impl Store {
@@ -403,6 +422,9 @@ mod tests {
         ];
         for (what, raw, expected) in cases {
             assert_eq!(redacted_endpoint(raw), expected, "{what}");
+            if let Ok(parsed) = url::Url::parse(raw) {
+                assert_eq!(redacted_url(&parsed), expected, "{what}, parsed");
+            }
         }
     }
 

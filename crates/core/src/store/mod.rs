@@ -42,8 +42,8 @@ pub use claims::{Claim, ClaimOutcome, HookTarget};
 pub use cluster::{ClusterCheckError, RedisTarget, SeedFailure};
 pub use connection::Connection;
 pub use deliveries::{
-    redacted_endpoint, AttemptOutcome, AttemptRecord, DeadLetter, FailureClass, ProbeRecord,
-    MAX_ATTEMPTS_PER_SUBSCRIPTION, MAX_PROBES_KEPT,
+    redacted_endpoint, redacted_url, AttemptOutcome, AttemptRecord, DeadLetter, FailureClass,
+    ProbeRecord, MAX_ATTEMPTS_PER_SUBSCRIPTION, MAX_PROBES_KEPT,
 };
 pub use intents::INTENT_DELAY;
 pub use limits::{RateLimit, Verdict};
