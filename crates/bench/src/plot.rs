@@ -1,4 +1,5 @@
-//! The SVG plots: fan-out throughput over time, many-small latency distribution.
+//! The SVG plots: fan-out throughput over time, many-small latency distribution, requests in
+//! flight at the receiver over time.
 
 use std::path::Path;
 
@@ -19,6 +20,25 @@ const MAX_POINTS: usize = 2000;
 pub fn throughput(
     path: &Path,
     title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> anyhow::Result<()> {
+    over_time(path, title, "deliveries per second", series)
+}
+
+/// POSTs in flight at the receiver over time, one line per `(label, points)`.
+pub fn in_flight(
+    path: &Path,
+    title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> anyhow::Result<()> {
+    over_time(path, title, "POSTs in flight at the receiver", series)
+}
+
+/// Lines of `y_desc` against seconds since the first trigger.
+fn over_time(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> anyhow::Result<()> {
     let x_max = series
@@ -42,7 +62,7 @@ pub fn throughput(
     chart
         .configure_mesh()
         .x_desc("seconds since the first trigger")
-        .y_desc("deliveries per second")
+        .y_desc(y_desc)
         .y_label_formatter(&|v| format!("{v:.0}"))
         .light_line_style(RGBColor(240, 240, 240))
         .draw()
@@ -181,7 +201,14 @@ mod tests {
         let lat = dir.join("l.svg");
         let samples: Vec<f64> = (1..5000).map(|i| f64::from(i) / 100.0).collect();
         latency_cdf(&lat, "l", &[("split".to_owned(), samples)]).expect("plot");
-        for file in [tp, lat] {
+        let inf = dir.join("i.svg");
+        in_flight(
+            &inf,
+            "i",
+            &[("baseline".to_owned(), vec![(0.0, 8.0), (0.05, 16.0)])],
+        )
+        .expect("plot");
+        for file in [tp, lat, inf] {
             let svg = std::fs::read_to_string(&file).expect("svg");
             assert!(svg.contains("<svg") && svg.contains("polyline"), "{svg}");
         }

@@ -5,6 +5,12 @@
 //! `200 {}`, and POSTs with `200 {}`, or `500` for the subscribers marked failing; a POST to
 //! `/slow/<ms>/...` is answered after that many milliseconds. Recording costs
 //! one short lock per POST; the counter the waits poll is an atomic.
+//!
+//! They count the POSTs in flight (arrived, not yet answered), which a sampler reads over time:
+//! the observable form of pubhook's per-origin limit. With a [`Pace`] set, every POST is served
+//! by one of a fixed number of servers with a fixed service time, in order of arrival, and waits
+//! in a queue for a free one: a receiver with a fixed service rate, whose latency grows with the
+//! number of requests a client keeps in flight.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,6 +27,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::progress::Progress;
@@ -43,11 +50,70 @@ pub struct Arrival {
     pub failed: bool,
 }
 
+/// A fixed service rate: `servers` POSTs are served at once, each for `service`; the others
+/// wait for a free server, first come first served. It serves `servers / service` requests per
+/// second at most, and a client gets the fastest answers with `servers` requests in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Requests served at once.
+    pub servers: usize,
+    /// How long serving one takes.
+    pub service: Duration,
+}
+
+impl Pace {
+    /// Requests per second it serves at most.
+    pub fn rate(self) -> f64 {
+        self.servers as f64 / self.service.as_secs_f64()
+    }
+}
+
+/// A POST answered while a [`Pace`] was set: when it arrived and how long it was held (queued
+/// and served).
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    /// When its headers had arrived.
+    pub at: Instant,
+    /// From then to its answer.
+    pub held: Duration,
+}
+
 /// What the servers and the handle share.
 struct Recorder {
     arrivals: Mutex<Vec<Arrival>>,
     posts: AtomicU64,
     failing: Box<[AtomicBool]>,
+    /// POSTs arrived and not answered yet.
+    in_flight: AtomicU64,
+    /// The pace and its servers, if one is set.
+    pace: Mutex<Option<(Pace, Arc<Semaphore>)>>,
+    /// The POSTs answered under a pace.
+    held: Mutex<Vec<Held>>,
+}
+
+/// Decrements the in-flight count when a POST is answered, or dropped by a client that left.
+struct InFlight(Arc<Recorder>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The in-flight count sampled at a fixed interval until [`InFlightSampler::stop`].
+pub struct InFlightSampler {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Vec<(Instant, u64)>>,
+}
+
+impl InFlightSampler {
+    /// Stops sampling; returns `(when, POSTs in flight)`, in order.
+    pub async fn stop(mut self) -> Vec<(Instant, u64)> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap_or_default()
+    }
 }
 
 /// The receivers, stopped when dropped.
@@ -66,6 +132,9 @@ impl Receivers {
             failing: (0..MAX_SUBSCRIBERS)
                 .map(|_| AtomicBool::new(false))
                 .collect(),
+            in_flight: AtomicU64::new(0),
+            pace: Mutex::new(None),
+            held: Mutex::new(Vec::new()),
         });
         let mut addrs = Vec::with_capacity(ports);
         let mut servers = Vec::with_capacity(ports);
@@ -98,6 +167,12 @@ impl Receivers {
         format!("http://{}/s/{n}", self.addr_for(n))
     }
 
+    /// The endpoint URL of subscriber `n` on the first port, whatever `n`: every such endpoint
+    /// is one origin.
+    pub fn endpoint_on_first_port(&self, n: usize) -> String {
+        format!("http://{}/s/{n}", self.addr_for(0))
+    }
+
     /// An endpoint for an account that never receives deliveries (an owner).
     pub fn owner_endpoint(&self, n: usize) -> String {
         format!("http://{}/owner/{n}", self.addr_for(n))
@@ -125,12 +200,48 @@ impl Receivers {
         }
     }
 
-    /// Forgets every arrival and count, and makes every subscriber answer 200.
+    /// Forgets every arrival and count, makes every subscriber answer 200 and removes the pace.
     pub fn reset(&self) {
         self.recorder.lock().clear();
         self.recorder.posts.store(0, Ordering::Relaxed);
         for flag in &*self.recorder.failing {
             flag.store(false, Ordering::Relaxed);
+        }
+        self.set_pace(None);
+        lock(&self.recorder.held).clear();
+    }
+
+    /// Serves every POST at `pace` from now on (`None`: at once, as by default).
+    pub fn set_pace(&self, pace: Option<Pace>) {
+        *lock(&self.recorder.pace) = pace.map(|p| (p, Arc::new(Semaphore::new(p.servers.max(1)))));
+    }
+
+    /// Takes the POSTs answered under a pace so far, in order of answer.
+    pub fn take_held(&self) -> Vec<Held> {
+        std::mem::take(&mut *lock(&self.recorder.held))
+    }
+
+    /// Samples the POSTs arrived and not answered yet every `every` until stopped, at most `most` times.
+    pub fn sample_in_flight(&self, every: Duration, most: usize) -> InFlightSampler {
+        let (stop, mut stopped) = oneshot::channel();
+        let recorder = Arc::clone(&self.recorder);
+        let task = tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(most.min(1 << 16));
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            while samples.len() < most {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        samples.push((Instant::now(), recorder.in_flight.load(Ordering::Relaxed)));
+                    }
+                    _ = &mut stopped => break,
+                }
+            }
+            samples
+        });
+        InFlightSampler {
+            stop: Some(stop),
+            task,
         }
     }
 
@@ -185,9 +296,14 @@ impl Drop for Receivers {
     }
 }
 
+/// Locks `mutex`, poisoned or not (what it guards stays consistent between statements).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Recorder {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arrival>> {
-        self.arrivals.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.arrivals)
     }
 
     fn is_failing(&self, subscriber: u32) -> bool {
@@ -230,6 +346,10 @@ async fn answer(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let at = Instant::now();
+    let _in_flight = (request.method() == Method::POST).then(|| {
+        recorder.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(&recorder))
+    });
     let (parts, body) = request.into_parts();
     // The body is read (as a real endpoint would) but not kept.
     let _ = body.collect().await;
@@ -255,6 +375,17 @@ async fn answer(
         };
         if let Some(delay) = slow_delay(parts.uri.path()) {
             tokio::time::sleep(delay).await;
+        }
+        let pace = lock(&recorder.pace).clone();
+        if let Some((pace, servers)) = pace {
+            // The semaphore is fair: waiting requests get a server in order of arrival.
+            if let Ok(_server) = servers.acquire().await {
+                tokio::time::sleep(pace.service).await;
+            }
+            lock(&recorder.held).push(Held {
+                at,
+                held: at.elapsed(),
+            });
         }
         return Ok(json_response(status, Bytes::from_static(b"{}")));
     }
@@ -304,6 +435,48 @@ mod tests {
         assert_eq!(subscriber_of("/s/7/"), 7);
         assert_eq!(subscriber_of("/owner/3"), NO_SUBSCRIBER);
         assert_eq!(subscriber_of("/s/x"), NO_SUBSCRIBER);
+    }
+
+    /// Six POSTs at once to a receiver with 2 servers of 250 ms: all six are in flight at first,
+    /// they are answered two by two, so the last pair is held for at least three service times.
+    #[tokio::test]
+    async fn a_paced_receiver_queues_and_the_sampler_sees_the_queue() {
+        use crate::http::{Body, Conn};
+        let receivers = Receivers::start(1).await.expect("receivers");
+        let pace = Pace {
+            servers: 2,
+            service: Duration::from_millis(250),
+        };
+        assert!((pace.rate() - 8.0).abs() < 1e-9);
+        receivers.set_pace(Some(pace));
+        let sampler = receivers.sample_in_flight(Duration::from_millis(5), 10_000);
+        let addr = receivers.addr_for(0);
+        let mut posts = JoinSet::new();
+        for n in 0..6 {
+            posts.spawn(async move {
+                let mut conn = Conn::connect(addr).await.expect("connect");
+                let request = Request::post(format!("/s/{n}"))
+                    .header("host", addr.to_string())
+                    .body(Body::new(Bytes::from_static(b"{}")))
+                    .expect("request");
+                conn.send(request).await.expect("answer").0
+            });
+        }
+        while let Some(status) = posts.join_next().await {
+            assert_eq!(status.expect("task"), StatusCode::OK);
+        }
+        // A few more samples, taken after the last answer.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let samples = sampler.stop().await;
+        let most = samples.iter().map(|(_, n)| *n).max();
+        assert_eq!(most, Some(6), "{samples:?}");
+        assert_eq!(samples.last().map(|(_, n)| *n), Some(0), "{samples:?}");
+        let mut held: Vec<Duration> = receivers.take_held().iter().map(|h| h.held).collect();
+        held.sort();
+        assert_eq!(held.len(), 6);
+        assert!(held[5] >= pace.service * 3, "{held:?}");
+        receivers.reset();
+        assert!(receivers.take_held().is_empty());
     }
 
     #[test]

@@ -9,7 +9,9 @@ pub mod many_small;
 pub mod memory;
 pub mod metrics_cost;
 pub mod noisy_neighbour;
+pub mod one_origin;
 pub mod retries;
+pub mod slow_receiver;
 pub mod trigger_payload;
 
 use std::collections::HashMap;
@@ -54,6 +56,8 @@ pub struct Env<'a> {
     pub ceiling: Option<f64>,
     /// The run number, from 1.
     pub run: usize,
+    /// Which binary `pubhook_bin` is: empty for `--pubhook`, else the `--baseline-label`.
+    pub label: &'a str,
 }
 
 /// One figure of one run.
@@ -87,6 +91,8 @@ pub enum PlotData {
     Throughput(Vec<(f64, f64)>),
     /// Trigger→receipt latencies in milliseconds.
     Latency(Vec<f64>),
+    /// POSTs in flight at the receiver over time: `(seconds since the first trigger, count)`.
+    InFlight(Vec<(f64, f64)>),
 }
 
 /// What one run of a scenario yields.
@@ -152,6 +158,8 @@ pub async fn run(env: &Env<'_>, scenario: ScenarioKind, mode: Mode) -> anyhow::R
         ScenarioKind::FanOutFiltered => {
             fan_out::run(env, mode, Some(fan_out::matching_filter())).await
         }
+        ScenarioKind::OneOrigin => one_origin::run(env, mode).await,
+        ScenarioKind::SlowReceiver => slow_receiver::run(env, mode).await,
         ScenarioKind::ManySmall => many_small::run(env, mode).await,
         ScenarioKind::Retries => retries::run(env, mode).await,
         ScenarioKind::Api => api::run(env, mode).await,
@@ -181,7 +189,13 @@ pub async fn fresh_pubhook_with_env(
 ) -> anyhow::Result<(Pubhook, Api)> {
     env.redis.flush_all().await?;
     env.receivers.reset();
-    let log_name = format!("run{}-{}-{}", env.run, phase, mode.name());
+    let mut log_name = format!("run{}-{}-{}", env.run, phase, mode.name());
+    if !env.label.is_empty() {
+        log_name = format!(
+            "{log_name}-{}",
+            env.label.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+    }
     let pubhook = Pubhook::start_with_env(
         env.pubhook_bin,
         mode,
@@ -201,9 +215,19 @@ pub async fn create_subscribers(
     api: &Api,
     count: usize,
 ) -> anyhow::Result<Vec<Account>> {
+    create_subscribers_at(env, api, count, |n| env.receivers.endpoint(n)).await
+}
+
+/// [`create_subscribers`] with subscriber `n`'s endpoint at `endpoint(n)`.
+pub async fn create_subscribers_at(
+    env: &Env<'_>,
+    api: &Api,
+    count: usize,
+    endpoint: impl Fn(usize) -> String,
+) -> anyhow::Result<Vec<Account>> {
     let started = Instant::now();
     let accounts = (0..count)
-        .map(|n| (format!("sub-{n}"), env.receivers.endpoint(n)))
+        .map(|n| (format!("sub-{n}"), endpoint(n)))
         .collect();
     let created = api
         .create_accounts(accounts, env.plan.setup_concurrency)
@@ -487,6 +511,28 @@ pub fn pair_counts(
         *counts.entry((arrival.subscriber, id)).or_insert(0) += 1;
     }
     counts
+}
+
+/// In-flight samples as `(seconds since started, count)`, for [`PlotData::InFlight`].
+pub fn in_flight_series(started: Instant, samples: &[(Instant, u64)]) -> Vec<(f64, f64)> {
+    samples
+        .iter()
+        .map(|(at, n)| {
+            (
+                at.saturating_duration_since(started).as_secs_f64(),
+                *n as f64,
+            )
+        })
+        .collect()
+}
+
+/// The in-flight counts sampled from `from` to `to`.
+pub fn in_flight_between(samples: &[(Instant, u64)], from: Instant, to: Instant) -> Vec<f64> {
+    samples
+        .iter()
+        .filter(|(at, _)| *at >= from && *at <= to)
+        .map(|(_, n)| *n as f64)
+        .collect()
 }
 
 /// Sleeps `duration`, for a short settle after a phase; bounded by construction.
