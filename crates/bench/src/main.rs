@@ -43,6 +43,7 @@ const HEADLINES: &[&str] = &[
     "deliveries_per_s",
     "deliveries_per_s_of_ceiling",
     "in_flight_median",
+    "connections_max",
     "timeouts_converged",
     "latency_p50_ms",
     "latency_p99_ms",
@@ -406,7 +407,13 @@ fn write_outputs(
             match plots.get(&(*kind, column.clone())) {
                 Some(PlotData::Throughput(points)) => throughput.push((column, points.clone())),
                 Some(PlotData::Latency(samples)) => latency.push((column, samples.clone())),
-                Some(PlotData::InFlight(points)) => in_flight.push((column, points.clone())),
+                Some(PlotData::InFlight {
+                    in_flight: requests,
+                    connections,
+                }) => {
+                    in_flight.push((format!("{column}: POSTs in flight"), requests.clone()));
+                    in_flight.push((format!("{column}: connections"), connections.clone()));
+                }
                 None => {}
             }
         }

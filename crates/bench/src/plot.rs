@@ -25,13 +25,14 @@ pub fn throughput(
     over_time(path, title, "deliveries per second", series)
 }
 
-/// POSTs in flight at the receiver over time, one line per `(label, points)`.
+/// POSTs in flight at the receiver (or connections open to it) over time, one line per
+/// `(label, points)`.
 pub fn in_flight(
     path: &Path,
     title: &str,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> anyhow::Result<()> {
-    over_time(path, title, "POSTs in flight at the receiver", series)
+    over_time(path, title, "POSTs in flight / connections open", series)
 }
 
 /// Lines of `y_desc` against seconds since the first trigger.

@@ -6,8 +6,11 @@
 //! `/slow/<ms>/...` is answered after that many milliseconds. Recording costs
 //! one short lock per POST; the counter the waits poll is an atomic.
 //!
-//! They count the POSTs in flight (arrived, not yet answered), which a sampler reads over time:
-//! the observable form of pubhook's per-origin limit. With a [`Pace`] set, every POST is served
+//! They count the POSTs in flight (arrived, not yet answered) and the open connections, which a
+//! sampler reads over time: the observable form of pubhook's per-origin limit. A fast receiver
+//! answers before the next request is read, so its in-flight count stays low whatever the limit;
+//! pubhook's client sends one request at a time per connection, so the connections it keeps
+//! open show how many requests it had in flight at most. With a [`Pace`] set, every POST is served
 //! by one of a fixed number of servers with a fixed service time, in order of arrival, and waits
 //! in a queue for a free one: a receiver with a fixed service rate, whose latency grows with the
 //! number of requests a client keeps in flight.
@@ -85,30 +88,52 @@ struct Recorder {
     failing: Box<[AtomicBool]>,
     /// POSTs arrived and not answered yet.
     in_flight: AtomicU64,
+    /// Connections accepted and not closed yet.
+    connections: AtomicU64,
     /// The pace and its servers, if one is set.
     pace: Mutex<Option<(Pace, Arc<Semaphore>)>>,
     /// The POSTs answered under a pace.
     held: Mutex<Vec<Held>>,
 }
 
-/// Decrements the in-flight count when a POST is answered, or dropped by a client that left.
-struct InFlight(Arc<Recorder>);
+/// Counts one up while it lives: a POST until it is answered (or dropped by a client that
+/// left), a connection until it closes.
+struct Gauge<'a>(&'a AtomicU64);
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+impl<'a> Gauge<'a> {
+    fn up(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
     }
 }
 
-/// The in-flight count sampled at a fixed interval until [`InFlightSampler::stop`].
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One reading of the sampler.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// When it was read.
+    pub at: Instant,
+    /// POSTs arrived and not answered yet.
+    pub in_flight: u64,
+    /// Connections open.
+    pub connections: u64,
+}
+
+/// The in-flight and connection counts sampled at a fixed interval until
+/// [`InFlightSampler::stop`].
 pub struct InFlightSampler {
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Vec<(Instant, u64)>>,
+    task: JoinHandle<Vec<Sample>>,
 }
 
 impl InFlightSampler {
-    /// Stops sampling; returns `(when, POSTs in flight)`, in order.
-    pub async fn stop(mut self) -> Vec<(Instant, u64)> {
+    /// Stops sampling; returns the samples, in order.
+    pub async fn stop(mut self) -> Vec<Sample> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -133,6 +158,7 @@ impl Receivers {
                 .map(|_| AtomicBool::new(false))
                 .collect(),
             in_flight: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             pace: Mutex::new(None),
             held: Mutex::new(Vec::new()),
         });
@@ -221,7 +247,7 @@ impl Receivers {
         std::mem::take(&mut *lock(&self.recorder.held))
     }
 
-    /// Samples the POSTs arrived and not answered yet every `every` until stopped, at most `most` times.
+    /// Samples the POSTs arrived and not answered yet, and the open connections, every `every` until stopped, at most `most` times.
     pub fn sample_in_flight(&self, every: Duration, most: usize) -> InFlightSampler {
         let (stop, mut stopped) = oneshot::channel();
         let recorder = Arc::clone(&self.recorder);
@@ -232,7 +258,11 @@ impl Receivers {
             while samples.len() < most {
                 tokio::select! {
                     _ = tick.tick() => {
-                        samples.push((Instant::now(), recorder.in_flight.load(Ordering::Relaxed)));
+                        samples.push(Sample {
+                            at: Instant::now(),
+                            in_flight: recorder.in_flight.load(Ordering::Relaxed),
+                            connections: recorder.connections.load(Ordering::Relaxed),
+                        });
                     }
                     _ = &mut stopped => break,
                 }
@@ -332,6 +362,8 @@ async fn accept(listener: TcpListener, recorder: Arc<Recorder>) {
 }
 
 async fn serve(stream: TcpStream, recorder: Arc<Recorder>) {
+    let counted = Arc::clone(&recorder);
+    let _open = Gauge::up(&counted.connections);
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |request| answer(Arc::clone(&recorder), request));
     // A client that goes away is not the receiver's problem.
@@ -346,10 +378,7 @@ async fn answer(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let at = Instant::now();
-    let _in_flight = (request.method() == Method::POST).then(|| {
-        recorder.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(&recorder))
-    });
+    let _in_flight = (request.method() == Method::POST).then(|| Gauge::up(&recorder.in_flight));
     let (parts, body) = request.into_parts();
     // The body is read (as a real endpoint would) but not kept.
     let _ = body.collect().await;
@@ -468,9 +497,11 @@ mod tests {
         // A few more samples, taken after the last answer.
         tokio::time::sleep(Duration::from_millis(30)).await;
         let samples = sampler.stop().await;
-        let most = samples.iter().map(|(_, n)| *n).max();
+        let most = samples.iter().map(|s| s.in_flight).max();
         assert_eq!(most, Some(6), "{samples:?}");
-        assert_eq!(samples.last().map(|(_, n)| *n), Some(0), "{samples:?}");
+        assert_eq!(samples.last().map(|s| s.in_flight), Some(0), "{samples:?}");
+        let connections = samples.iter().map(|s| s.connections).max();
+        assert_eq!(connections, Some(6), "{samples:?}");
         let mut held: Vec<Duration> = receivers.take_held().iter().map(|h| h.held).collect();
         held.sort();
         assert_eq!(held.len(), 6);

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use crate::cli::{Mode, ScenarioKind};
 use crate::receiver::InFlightSampler;
 use crate::scenarios::{
-    create_owners, create_subscribers_at, event_data, fresh_pubhook_with_env, in_flight_between,
-    in_flight_series, pair_counts, report_delivery_memory, sample_client_commands, settle,
+    create_owners, create_subscribers_at, event_data, fresh_pubhook_with_env, in_flight_plot,
+    pair_counts, report_delivery_memory, report_in_flight, sample_client_commands, settle,
     subscribe_all_filtered, CostMeter, Env, Outcome, PlotData,
 };
-use crate::stats::{rate_between, time_series, Spread};
+use crate::stats::{rate_between, time_series};
 use serde_json::{json, Value};
 
 /// Bins of the throughput-over-time plot.
@@ -184,23 +184,9 @@ pub async fn run_with(
     }
     if let Some(samples) = samples {
         if let (Some(first), Some(last)) = (arrivals.first(), arrivals.last()) {
-            let delivering = Spread::of(&in_flight_between(&samples, first.at, last.at));
-            if let Some(spread) = delivering {
-                out.metric(
-                    "in_flight_median",
-                    "POSTs in flight at the receiver while delivering, median of samples",
-                    "",
-                    spread.median,
-                );
-                out.metric(
-                    "in_flight_max",
-                    "POSTs in flight at the receiver, largest sample",
-                    "",
-                    spread.max,
-                );
-            }
+            report_in_flight(&mut out, &samples, first.at, last.at, "while delivering");
         }
-        out.plot = Some(PlotData::InFlight(in_flight_series(started, &samples)));
+        out.plot = Some(in_flight_plot(started, &samples));
         return Ok(out);
     }
     let instants: Vec<Instant> = arrivals.iter().map(|a| a.at).collect();

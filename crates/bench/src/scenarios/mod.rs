@@ -26,8 +26,9 @@ use crate::api::{concurrently, Account, Api};
 use crate::cli::{Mode, Plan, ScenarioKind};
 use crate::progress::Progress;
 use crate::pubhook::Pubhook;
-use crate::receiver::{Arrival, Receivers};
+use crate::receiver::{Arrival, Receivers, Sample};
 use crate::redis::{busiest_over_mean, CommandCount, Storage};
+use crate::stats::Spread;
 
 /// The payload of every registration, written as Python's `json.dumps` writes it, so that the
 /// ceiling loop can send the very bytes pubhook's deliveries carry.
@@ -91,8 +92,14 @@ pub enum PlotData {
     Throughput(Vec<(f64, f64)>),
     /// Trigger→receipt latencies in milliseconds.
     Latency(Vec<f64>),
-    /// POSTs in flight at the receiver over time: `(seconds since the first trigger, count)`.
-    InFlight(Vec<(f64, f64)>),
+    /// POSTs in flight at the receiver, and connections open to it, over time: each
+    /// `(seconds since the first trigger, count)`.
+    InFlight {
+        /// POSTs arrived and not answered.
+        in_flight: Vec<(f64, f64)>,
+        /// Connections open.
+        connections: Vec<(f64, f64)>,
+    },
 }
 
 /// What one run of a scenario yields.
@@ -513,26 +520,73 @@ pub fn pair_counts(
     counts
 }
 
-/// In-flight samples as `(seconds since started, count)`, for [`PlotData::InFlight`].
-pub fn in_flight_series(started: Instant, samples: &[(Instant, u64)]) -> Vec<(f64, f64)> {
-    samples
-        .iter()
-        .map(|(at, n)| {
-            (
-                at.saturating_duration_since(started).as_secs_f64(),
-                *n as f64,
-            )
-        })
-        .collect()
+/// The samples as a [`PlotData::InFlight`], in seconds since `started`.
+pub fn in_flight_plot(started: Instant, samples: &[Sample]) -> PlotData {
+    let series = |count: fn(&Sample) -> u64| {
+        samples
+            .iter()
+            .map(|s| {
+                let t = s.at.saturating_duration_since(started).as_secs_f64();
+                (t, count(s) as f64)
+            })
+            .collect()
+    };
+    PlotData::InFlight {
+        in_flight: series(|s| s.in_flight),
+        connections: series(|s| s.connections),
+    }
 }
 
-/// The in-flight counts sampled from `from` to `to`.
-pub fn in_flight_between(samples: &[(Instant, u64)], from: Instant, to: Instant) -> Vec<f64> {
-    samples
+/// `count` of the samples taken from `from` to `to`: their median and largest, if any.
+pub fn sampled_between(
+    samples: &[Sample],
+    from: Instant,
+    to: Instant,
+    count: fn(&Sample) -> u64,
+) -> Option<Spread> {
+    let values: Vec<f64> = samples
         .iter()
-        .filter(|(at, _)| *at >= from && *at <= to)
-        .map(|(_, n)| *n as f64)
-        .collect()
+        .filter(|s| s.at >= from && s.at <= to)
+        .map(|s| count(s) as f64)
+        .collect();
+    Spread::of(&values)
+}
+
+/// Adds the median and largest in-flight and connection counts sampled from `from` to `to`
+/// (`when` says which span that is); returns the in-flight median.
+pub fn report_in_flight(
+    out: &mut Outcome,
+    samples: &[Sample],
+    from: Instant,
+    to: Instant,
+    when: &str,
+) -> Option<f64> {
+    let in_flight = sampled_between(samples, from, to, |s| s.in_flight);
+    let connections = sampled_between(samples, from, to, |s| s.connections);
+    for (key, what, spread) in [
+        ("in_flight", "POSTs in flight at the receiver", &in_flight),
+        (
+            "connections",
+            "connections open to the receiver",
+            &connections,
+        ),
+    ] {
+        if let Some(spread) = spread {
+            out.metric(
+                &format!("{key}_median"),
+                &format!("{what} {when}, median of samples"),
+                "",
+                spread.median,
+            );
+            out.metric(
+                &format!("{key}_max"),
+                &format!("{what} {when}, largest sample"),
+                "",
+                spread.max,
+            );
+        }
+    }
+    in_flight.map(|s| s.median)
 }
 
 /// Sleeps `duration`, for a short settle after a phase; bounded by construction.

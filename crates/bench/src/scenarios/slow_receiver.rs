@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use crate::cli::{Mode, ScenarioKind};
 use crate::receiver::Pace;
 use crate::scenarios::{
-    create_owners, create_subscribers_at, event_data, fresh_pubhook_with_env, in_flight_between,
-    in_flight_series, pair_counts, settle, subscribe_all, Env, Outcome, PlotData,
+    create_owners, create_subscribers_at, event_data, fresh_pubhook_with_env, in_flight_plot,
+    pair_counts, report_in_flight, settle, subscribe_all, Env, Outcome,
 };
-use crate::stats::{rate_between, Latencies, Spread};
+use crate::stats::{rate_between, Latencies};
 
 /// Runs the scenario once.
 pub async fn run(env: &Env<'_>, mode: Mode) -> anyhow::Result<Outcome> {
@@ -111,25 +111,19 @@ pub async fn run(env: &Env<'_>, mode: Mode) -> anyhow::Result<Outcome> {
         "",
         pace.servers as f64,
     );
-    let converged = Spread::of(&in_flight_between(&samples, converged_from, converged_to));
-    if let Some(spread) = &converged {
-        out.metric(
-            "in_flight_median",
-            "POSTs in flight at the receiver once converged, median of samples",
-            "",
-            spread.median,
-        );
+    let converged = report_in_flight(
+        &mut out,
+        &samples,
+        converged_from,
+        converged_to,
+        "once converged",
+    );
+    if let Some(median) = converged {
         out.metric(
             "in_flight_over_sustained",
-            "that median ÷ what the receiver sustains",
+            "in flight once converged ÷ what the receiver sustains",
             "",
-            spread.median / pace.servers as f64,
-        );
-        out.metric(
-            "in_flight_max",
-            "POSTs in flight at the receiver once converged, largest sample",
-            "",
-            spread.max,
+            median / pace.servers as f64,
         );
     } else {
         out.notes.push(format!(
@@ -192,6 +186,6 @@ pub async fn run(env: &Env<'_>, mode: Mode) -> anyhow::Result<Outcome> {
             pairs.len()
         ),
     );
-    out.plot = Some(PlotData::InFlight(in_flight_series(started, &samples)));
+    out.plot = Some(in_flight_plot(started, &samples));
     Ok(out)
 }
