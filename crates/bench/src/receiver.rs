@@ -1,10 +1,11 @@
 //! The webhook endpoints: lean HTTP/1.1 servers on several loopback ports that record when each
 //! delivery arrived, for which subscriber (the path `/s/<n>`) and which trigger (`webhook-id`).
 //!
-//! They answer the echo challenge (`GET ?echo=X` → `200 {"echo": "X"}`), any other GET with
-//! `200 {}`, and POSTs with `200 {}`, or `500` for the subscribers marked failing; a POST to
-//! `/slow/<ms>/...` is answered after that many milliseconds. Recording costs
-//! one short lock per POST; the counter the waits poll is an atomic.
+//! They answer the echo challenge (`GET ?echo=X` → `200 {"echo": "X"}`) and any other GET with
+//! `200 {}`, closing the connection after a GET, and POSTs with `200 {}`, or `500` for the
+//! subscribers marked failing; a POST to `/slow/<ms>/...` is answered after that many
+//! milliseconds. Recording costs one short lock per POST; the counter the waits poll is an
+//! atomic.
 //!
 //! They count the POSTs in flight (arrived, not yet answered) and the open connections, which a
 //! sampler reads over time: the observable form of pubhook's per-origin limit. A fast receiver
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -427,7 +428,13 @@ async fn answer(
         Some(value) => Bytes::from(serde_json::json!({ "echo": value }).to_string()),
         None => Bytes::from_static(b"{}"),
     };
-    Ok(json_response(StatusCode::OK, body))
+    let mut response = json_response(StatusCode::OK, body);
+    // The echo challenges and key resets of a set-up leave no connection open behind them, so
+    // the connections counted afterwards are those of the deliveries.
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    Ok(response)
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {

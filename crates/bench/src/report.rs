@@ -287,7 +287,7 @@ fn description(scenario: &str, results: &Results) -> String {
             plan.subscribers, plan.fan_out_triggers
         ),
         "one-origin" => format!(
-            "Like fan-out ({} subscribers, {} triggers), but every subscriber's endpoint is on one receiver port (`http://127.0.0.1:<port>/s/<n>`: one origin, many paths), so only the per-origin limit decides how many deliveries are in flight. The receiver's in-flight POSTs are sampled every {:.0} ms. The goal (issue 11): at least 50% of the ceiling.",
+            "Like fan-out ({} subscribers, {} triggers), but every subscriber's endpoint is on one receiver port (`http://127.0.0.1:<port>/s/<n>`: one origin, many paths), so only the per-origin limit decides how many deliveries are in flight. The receiver's POSTs in flight and its open connections are sampled every {:.0} ms: this receiver answers at once, so few POSTs are in flight at it at any instant, but pubhook's client sends one request at a time per connection, so the connections it keeps open show how many it had in flight at most (the receiver closes the connection after each GET of the set-up). The goal (issue 11): at least 50% of the ceiling.",
             plan.subscribers,
             plan.fan_out_triggers,
             plan.in_flight_every.as_secs_f64() * 1000.0
@@ -362,12 +362,12 @@ pub const PLOTS: &[(&str, &str, &str)] = &[
     (
         "one-origin",
         "one-origin-in-flight.svg",
-        "One origin: POSTs in flight at the receiver over time (last run)",
+        "One origin: connections open to the receiver, and POSTs in flight at it (last run)",
     ),
     (
         "slow-receiver",
         "slow-receiver-in-flight.svg",
-        "Slow receiver (fixed rate): POSTs in flight at the receiver over time (last run)",
+        "Slow receiver (fixed rate): POSTs in flight at it, and connections open (last run)",
     ),
     (
         "many-small",
