@@ -72,14 +72,40 @@ impl Pace {
     }
 }
 
-/// A POST answered while a [`Pace`] was set: when it arrived and how long it was held (queued
-/// and served).
+/// A POST received while a [`Pace`] was set: when it arrived, how long it was held (queued and
+/// served), and whether the client left before its answer (as a client that timed out does).
 #[derive(Debug, Clone, Copy)]
 pub struct Held {
     /// When its headers had arrived.
     pub at: Instant,
-    /// From then to its answer.
+    /// From then to its answer, or to the client leaving.
     pub held: Duration,
+    /// The client closed the connection before the answer.
+    pub abandoned: bool,
+}
+
+/// Records a paced POST when dropped: answered once [`Holding::answered`] is called, abandoned
+/// if the connection went away first (hyper drops the request's future then).
+struct Holding<'a> {
+    recorder: &'a Recorder,
+    at: Instant,
+    answered: bool,
+}
+
+impl Holding<'_> {
+    fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        lock(&self.recorder.held).push(Held {
+            at: self.at,
+            held: self.at.elapsed(),
+            abandoned: !self.answered,
+        });
+    }
 }
 
 /// What the servers and the handle share.
@@ -408,14 +434,16 @@ async fn answer(
         }
         let pace = lock(&recorder.pace).clone();
         if let Some((pace, servers)) = pace {
+            let holding = Holding {
+                recorder: &recorder,
+                at,
+                answered: false,
+            };
             // The semaphore is fair: waiting requests get a server in order of arrival.
             if let Ok(_server) = servers.acquire().await {
                 tokio::time::sleep(pace.service).await;
             }
-            lock(&recorder.held).push(Held {
-                at,
-                held: at.elapsed(),
-            });
+            holding.answered();
         }
         return Ok(json_response(status, Bytes::from_static(b"{}")));
     }
@@ -509,10 +537,37 @@ mod tests {
         assert_eq!(samples.last().map(|s| s.in_flight), Some(0), "{samples:?}");
         let connections = samples.iter().map(|s| s.connections).max();
         assert_eq!(connections, Some(6), "{samples:?}");
-        let mut held: Vec<Duration> = receivers.take_held().iter().map(|h| h.held).collect();
+        let held = receivers.take_held();
+        assert!(held.iter().all(|h| !h.abandoned), "{held:?}");
+        let mut held: Vec<Duration> = held.iter().map(|h| h.held).collect();
         held.sort();
         assert_eq!(held.len(), 6);
+        assert!(receivers.take_held().is_empty());
         assert!(held[5] >= pace.service * 3, "{held:?}");
+
+        // A client that leaves while its POST waits for a server: recorded as abandoned.
+        let mut waiting = JoinSet::new();
+        for n in 0..3 {
+            waiting.spawn(async move {
+                let mut conn = Conn::connect(addr).await.expect("connect");
+                let request = Request::post(format!("/s/{n}"))
+                    .header("host", addr.to_string())
+                    .body(Body::new(Bytes::from_static(b"{}")))
+                    .expect("request");
+                let _ = tokio::time::timeout(Duration::from_millis(100), conn.send(request)).await;
+            });
+        }
+        while waiting.join_next().await.is_some() {}
+        // The connections are gone; the receiver notices and drops the waiting request.
+        let mut abandoned = 0;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            abandoned += receivers.take_held().iter().filter(|h| h.abandoned).count();
+            if abandoned > 0 {
+                break;
+            }
+        }
+        assert!(abandoned > 0, "no POST was recorded as abandoned");
         receivers.reset();
         assert!(receivers.take_held().is_empty());
     }

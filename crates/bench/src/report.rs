@@ -293,7 +293,7 @@ fn description(scenario: &str, results: &Results) -> String {
             plan.in_flight_every.as_secs_f64() * 1000.0
         ),
         "slow-receiver" => format!(
-            "{} subscribers on one origin that serves {} requests at once, each for {:.0} ms ({:.0} per second at most; the others wait in its queue, first come first served), triggered {} times; pubhook with `PUBHOOK_WORKER_CONCURRENCY={}` and `PUBHOOK_REQUEST_TIMEOUT={:.1}s`. What the receiver sustains is its rate × service time = {} in flight. In-flight POSTs are sampled every {:.0} ms; *once converged* is from {:.0} s after the first arrival to 1 s before the last. A delivery timed out when the receiver held it for at least the request timeout. The goals (issue 11): in flight near what the receiver sustains, no timeouts once converged.",
+            "{} subscribers on one origin that serves {} requests at once, each for {:.0} ms ({:.0} per second at most; the others wait in its queue, first come first served), triggered {} times; pubhook with `PUBHOOK_WORKER_CONCURRENCY={}` and `PUBHOOK_REQUEST_TIMEOUT={:.1}s`. What the receiver sustains is its rate × service time = {} in flight. In-flight POSTs are sampled every {:.0} ms; *once converged* is from {:.0} s after the first arrival to 1 s before the last. A delivery timed out when pubhook closed the connection before the answer (as it does when its request timeout passes) or the receiver held it for at least the request timeout. The goals (issue 11): in flight near what the receiver sustains, no timeouts once converged.",
             plan.subscribers,
             plan.slow_servers,
             plan.slow_service.as_secs_f64() * 1000.0,
