@@ -22,7 +22,13 @@ pub fn throughput(
     title: &str,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> anyhow::Result<()> {
-    over_time(path, title, "deliveries per second", series)
+    over_time(
+        path,
+        title,
+        "deliveries per second",
+        SeriesLabelPosition::LowerRight,
+        series,
+    )
 }
 
 /// POSTs in flight at the receiver (or connections open to it) over time, one line per
@@ -32,7 +38,14 @@ pub fn in_flight(
     title: &str,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> anyhow::Result<()> {
-    over_time(path, title, "POSTs in flight / connections open", series)
+    // Upper right: the lines of a limit that works run along the bottom.
+    over_time(
+        path,
+        title,
+        "POSTs in flight / connections open",
+        SeriesLabelPosition::UpperRight,
+        series,
+    )
 }
 
 /// Lines of `y_desc` against seconds since the first trigger.
@@ -40,6 +53,7 @@ fn over_time(
     path: &Path,
     title: &str,
     y_desc: &str,
+    legend_at: SeriesLabelPosition,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> anyhow::Result<()> {
     let x_max = series
@@ -71,7 +85,7 @@ fn over_time(
     for (i, (label, points)) in series.iter().enumerate() {
         draw_line(&mut chart, i, label, points)?;
     }
-    legend(&mut chart)?;
+    legend(&mut chart, legend_at)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
@@ -111,7 +125,7 @@ pub fn latency_cdf(path: &Path, title: &str, series: &[(String, Vec<f64>)]) -> a
     for (i, (label, samples)) in series.iter().enumerate() {
         draw_line(&mut chart, i, label, &cdf(samples))?;
     }
-    legend(&mut chart)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
@@ -140,13 +154,14 @@ where
 
 fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(at)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()

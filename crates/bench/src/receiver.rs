@@ -74,7 +74,7 @@ impl Pace {
 
 /// A POST received while a [`Pace`] was set: when it arrived, how long it was held (queued and
 /// served), and whether the client left before its answer (as a client that timed out does).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Held {
     /// When its headers had arrived.
     pub at: Instant,
@@ -82,6 +82,10 @@ pub struct Held {
     pub held: Duration,
     /// The client closed the connection before the answer.
     pub abandoned: bool,
+    /// The `n` of its path `/s/<n>`.
+    pub subscriber: u32,
+    /// Its `webhook-id` header.
+    pub webhook_id: Option<Box<str>>,
 }
 
 /// Records a paced POST when dropped: answered once [`Holding::answered`] is called, abandoned
@@ -90,6 +94,8 @@ struct Holding<'a> {
     recorder: &'a Recorder,
     at: Instant,
     answered: bool,
+    subscriber: u32,
+    webhook_id: Option<Box<str>>,
 }
 
 impl Holding<'_> {
@@ -104,6 +110,8 @@ impl Drop for Holding<'_> {
             at: self.at,
             held: self.at.elapsed(),
             abandoned: !self.answered,
+            subscriber: self.subscriber,
+            webhook_id: self.webhook_id.take(),
         });
     }
 }
@@ -274,6 +282,17 @@ impl Receivers {
         std::mem::take(&mut *lock(&self.recorder.held))
     }
 
+    /// The (subscriber, webhook-id) pairs answered under a pace so far (abandoned ones left
+    /// out).
+    pub fn answered_pairs(&self) -> usize {
+        let held = lock(&self.recorder.held);
+        held.iter()
+            .filter(|h| !h.abandoned)
+            .map(|h| (h.subscriber, h.webhook_id.as_deref()))
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    }
+
     /// Samples the POSTs arrived and not answered yet, and the open connections, every `every` until stopped, at most `most` times.
     pub fn sample_in_flight(&self, every: Duration, most: usize) -> InFlightSampler {
         let (stop, mut stopped) = oneshot::channel();
@@ -417,6 +436,7 @@ async fn answer(
             .get("webhook-id")
             .and_then(|v| v.to_str().ok())
             .map(Box::from);
+        let held_id = webhook_id.clone();
         recorder.lock().push(Arrival {
             at,
             subscriber,
@@ -438,6 +458,8 @@ async fn answer(
                 recorder: &recorder,
                 at,
                 answered: false,
+                subscriber,
+                webhook_id: held_id,
             };
             // The semaphore is fair: waiting requests get a server in order of arrival.
             if let Ok(_server) = servers.acquire().await {
@@ -537,8 +559,9 @@ mod tests {
         assert_eq!(samples.last().map(|s| s.in_flight), Some(0), "{samples:?}");
         let connections = samples.iter().map(|s| s.connections).max();
         assert_eq!(connections, Some(6), "{samples:?}");
+        assert_eq!(receivers.answered_pairs(), 6);
         let held = receivers.take_held();
-        assert!(held.iter().all(|h| !h.abandoned), "{held:?}");
+        assert!(held.iter().all(|h| !h.abandoned && h.subscriber < 6), "{held:?}");
         let mut held: Vec<Duration> = held.iter().map(|h| h.held).collect();
         held.sort();
         assert_eq!(held.len(), 6);
