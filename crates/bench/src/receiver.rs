@@ -561,7 +561,10 @@ mod tests {
         assert_eq!(connections, Some(6), "{samples:?}");
         assert_eq!(receivers.answered_pairs(), 6);
         let held = receivers.take_held();
-        assert!(held.iter().all(|h| !h.abandoned && h.subscriber < 6), "{held:?}");
+        assert!(
+            held.iter().all(|h| !h.abandoned && h.subscriber < 6),
+            "{held:?}"
+        );
         let mut held: Vec<Duration> = held.iter().map(|h| h.held).collect();
         held.sort();
         assert_eq!(held.len(), 6);
