@@ -14,6 +14,13 @@ pub struct Cli {
     /// The pubhook binary to run (build it with `cargo build --release -p pubhook-cli`).
     #[arg(long, default_value = "target/release/pubhook", value_name = "PATH")]
     pub pubhook: PathBuf,
+    /// A second pubhook binary (an older commit, say): each scenario then runs on both, back to
+    /// back, the order alternating from run to run; its columns are labelled `--baseline-label`.
+    #[arg(long, value_name = "PATH")]
+    pub baseline: Option<PathBuf>,
+    /// How the report names the `--baseline` binary's columns: `<mode> <label>`.
+    #[arg(long, default_value = "baseline", value_name = "TEXT")]
+    pub baseline_label: String,
     /// The redis-server binary (a private one is started on a free loopback port).
     #[arg(long, default_value = "redis-server", value_name = "PATH")]
     pub redis_server: PathBuf,
@@ -44,7 +51,7 @@ pub struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fan-out,fan-out-filtered,many-small,retries,api,trigger-payload,memory,auth-flood,noisy-neighbour,metrics-cost"
+        default_value = "fan-out,fan-out-filtered,one-origin,slow-receiver,many-small,retries,api,trigger-payload,memory,auth-flood,noisy-neighbour,metrics-cost"
     )]
     pub scenarios: Vec<ScenarioKind>,
 }
@@ -90,6 +97,11 @@ pub enum ScenarioKind {
     FanOut,
     /// Fan-out with a 3-condition filter, which matches, on every subscription.
     FanOutFiltered,
+    /// Fan-out to subscribers that all share one origin (one host and port).
+    OneOrigin,
+    /// Fan-out to one origin that serves a fixed number of requests per second and queues the
+    /// rest.
+    SlowReceiver,
     /// Many registrations with 1 subscriber each, triggered at a fixed rate.
     ManySmall,
     /// Like fan-out, with a tenth of the receivers answering 500.
@@ -115,6 +127,8 @@ impl ScenarioKind {
         match self {
             Self::FanOut => "fan-out",
             Self::FanOutFiltered => "fan-out-filtered",
+            Self::OneOrigin => "one-origin",
+            Self::SlowReceiver => "slow-receiver",
             Self::ManySmall => "many-small",
             Self::Retries => "retries",
             Self::Api => "api",
@@ -188,6 +202,25 @@ pub struct Plan {
     /// How long the quiet account triggers in each phase.
     #[serde(with = "secs")]
     pub noisy_duration: Duration,
+    /// How often the receivers' in-flight count is sampled.
+    #[serde(with = "secs")]
+    pub in_flight_every: Duration,
+    /// Triggers of the slow-receiver registration (each to every subscriber).
+    pub slow_triggers: usize,
+    /// Servers of the slow receiver.
+    pub slow_servers: usize,
+    /// Service time of one request at the slow receiver.
+    #[serde(with = "secs")]
+    pub slow_service: Duration,
+    /// `PUBHOOK_WORKER_CONCURRENCY` of the slow-receiver scenario.
+    pub slow_worker_concurrency: usize,
+    /// `PUBHOOK_REQUEST_TIMEOUT` of the slow-receiver scenario.
+    #[serde(with = "secs")]
+    pub slow_request_timeout: Duration,
+    /// From the first arrival, how long the limit has to converge before the slow-receiver
+    /// figures count.
+    #[serde(with = "secs")]
+    pub slow_warmup: Duration,
 }
 
 /// The retry schedule given to pubhook, as `PUBHOOK_RETRY_SCHEDULE`.
@@ -229,6 +262,13 @@ impl Plan {
             noisy_rows: vec![1000, 10_000],
             noisy_delay: Duration::from_secs(2),
             noisy_duration: pick(10_000, 3_000),
+            in_flight_every: Duration::from_millis(50),
+            slow_triggers: if quick { 2 } else { 4 },
+            slow_servers: 10,
+            slow_service: Duration::from_millis(50),
+            slow_worker_concurrency: 1024,
+            slow_request_timeout: Duration::from_secs(1),
+            slow_warmup: pick(5_000, 3_000),
         }
     }
 }

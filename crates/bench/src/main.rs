@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
-use clap::Parser as _;
+use clap::{Parser as _, ValueEnum as _};
 
 use crate::cli::{Cli, Mode, Plan, ScenarioKind};
 use crate::machine::Machine;
@@ -42,6 +42,9 @@ const HEADLINES: &[&str] = &[
     "pooled_client_round_trips_per_s",
     "deliveries_per_s",
     "deliveries_per_s_of_ceiling",
+    "in_flight_median",
+    "connections_max",
+    "timeouts_converged",
     "latency_p50_ms",
     "latency_p99_ms",
     "latency_p99_ms_1000",
@@ -87,12 +90,16 @@ pub fn free_port() -> anyhow::Result<u16> {
 /// A run's outcome, or why it failed.
 type RunResult = Result<Outcome, String>;
 
+/// A scenario in a mode on one binary: the mode's name, followed by the `--baseline-label` on
+/// the baseline binary.
+type Column = (ScenarioKind, String);
+
 /// The runs of every scenario, as they come in.
 #[derive(Default)]
 struct Collected {
     ceiling: Vec<RunResult>,
-    scenarios: Vec<((ScenarioKind, Mode), Vec<RunResult>)>,
-    plots: HashMap<(ScenarioKind, Mode), PlotData>,
+    scenarios: Vec<(Column, Vec<RunResult>)>,
+    plots: HashMap<Column, PlotData>,
 }
 
 async fn run(cli: &Cli, progress: &Progress) -> anyhow::Result<()> {
@@ -100,11 +107,13 @@ async fn run(cli: &Cli, progress: &Progress) -> anyhow::Result<()> {
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    if !cli.pubhook.is_file() {
-        bail!(
-            "no pubhook binary at {} (build it with `cargo build --release -p pubhook-cli`, or run `make bench`)",
-            cli.pubhook.display()
-        );
+    for binary in std::iter::once(&cli.pubhook).chain(&cli.baseline) {
+        if !binary.is_file() {
+            bail!(
+                "no pubhook binary at {} (build it with `cargo build --release -p pubhook-cli`, or run `make bench`)",
+                binary.display()
+            );
+        }
     }
     let log_dir = cli.out.join("logs");
     if log_dir.exists() {
@@ -168,8 +177,8 @@ async fn run(cli: &Cli, progress: &Progress) -> anyhow::Result<()> {
         scenarios: collected
             .scenarios
             .iter()
-            .map(|((scenario, mode), runs)| {
-                ScenarioReport::summarise(scenario.name(), Some(mode.name()), runs)
+            .map(|((scenario, column), runs)| {
+                ScenarioReport::summarise(scenario.name(), Some(column), runs)
             })
             .collect(),
     };
@@ -204,6 +213,7 @@ async fn run_once(
         progress,
         ceiling: None,
         run,
+        label: "",
     };
     progress.line(format!("run {run}/{} · ceiling", plan.runs));
     let ceiling = bounded(
@@ -230,31 +240,63 @@ async fn run_once(
                 (Mode::Cluster, Some(cluster)) => cluster,
                 _ => stores.single,
             };
-            let env = Env {
-                redis: storage,
-                ..env
-            };
-            progress.line(format!(
-                "run {run}/{} · {} · {}",
-                plan.runs,
-                scenario.name(),
-                mode.name()
-            ));
-            let mut result =
-                bounded(budget(plan, scenario), scenarios::run(&env, scenario, mode)).await;
-            headline(progress, scenario.name(), &result);
-            if let Ok(outcome) = &mut result {
-                if let Some(plot) = outcome.plot.take() {
-                    collected.plots.insert((scenario, mode), plot);
+            for (binary, label) in binaries(cli, run) {
+                let env = Env {
+                    redis: storage,
+                    pubhook_bin: binary,
+                    label,
+                    ..env
+                };
+                let column = match label {
+                    "" => mode.name().to_owned(),
+                    label => format!("{} {label}", mode.name()),
+                };
+                progress.line(format!(
+                    "run {run}/{} · {} · {column} · load {}",
+                    plan.runs,
+                    scenario.name(),
+                    machine::load_average()
+                ));
+                let load = machine::load_1m();
+                let mut result =
+                    bounded(budget(plan, scenario), scenarios::run(&env, scenario, mode)).await;
+                if let Ok(outcome) = &mut result {
+                    outcome.metric_opt(
+                        "load_1m",
+                        "machine load, 1-minute average, at the start",
+                        "",
+                        load,
+                    );
+                }
+                headline(progress, scenario.name(), &result);
+                let key = (scenario, column);
+                if let Ok(outcome) = &mut result {
+                    if let Some(plot) = outcome.plot.take() {
+                        collected.plots.insert(key.clone(), plot);
+                    }
+                }
+                match collected.scenarios.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, runs)) => runs.push(result),
+                    None => collected.scenarios.push((key, vec![result])),
                 }
             }
-            match collected
-                .scenarios
-                .iter_mut()
-                .find(|(key, _)| *key == (scenario, mode))
-            {
-                Some((_, runs)) => runs.push(result),
-                None => collected.scenarios.push(((scenario, mode), vec![result])),
+        }
+    }
+}
+
+/// The binaries of run `run` with their labels: `--pubhook` (label empty) alone, or with
+/// `--baseline`, first on odd runs and second on even ones, so that a machine that speeds up or
+/// slows down over the benchmark favours neither.
+fn binaries(cli: &Cli, run: usize) -> Vec<(&Path, &str)> {
+    let main = (cli.pubhook.as_path(), "");
+    match &cli.baseline {
+        None => vec![main],
+        Some(baseline) => {
+            let other = (baseline.as_path(), cli.baseline_label.as_str());
+            if run % 2 == 1 {
+                vec![main, other]
+            } else {
+                vec![other, main]
             }
         }
     }
@@ -265,7 +307,17 @@ fn budget(plan: &Plan, scenario: ScenarioKind) -> Duration {
     let setup = Duration::from_secs(40);
     setup
         + match scenario {
-            ScenarioKind::FanOut | ScenarioKind::FanOutFiltered => plan.fan_out_timeout,
+            ScenarioKind::FanOut | ScenarioKind::FanOutFiltered | ScenarioKind::OneOrigin => {
+                plan.fan_out_timeout
+            }
+            ScenarioKind::SlowReceiver => {
+                Duration::from_secs_f64(
+                    2.5 * (plan.slow_triggers * plan.subscribers) as f64
+                        * plan.slow_service.as_secs_f64()
+                        / plan.slow_servers.max(1) as f64,
+                ) + plan.slow_warmup
+                    + Duration::from_secs(10)
+            }
             ScenarioKind::ManySmall => plan.many_small_duration * 2 + plan.drain_timeout,
             ScenarioKind::Retries => plan.retry_timeout + Duration::from_secs(2),
             ScenarioKind::Api | ScenarioKind::TriggerPayload | ScenarioKind::AuthFlood => {
@@ -323,7 +375,7 @@ fn headline(progress: &Progress, name: &str, result: &Result<Outcome, String>) {
 fn write_outputs(
     cli: &Cli,
     results: &Results,
-    plots: &HashMap<(ScenarioKind, Mode), PlotData>,
+    plots: &HashMap<Column, PlotData>,
     progress: &Progress,
 ) -> anyhow::Result<()> {
     let out = &cli.out;
@@ -338,17 +390,29 @@ fn write_outputs(
         let path = out.join(file);
         let mut throughput = Vec::new();
         let mut latency = Vec::new();
-        for mode in &results.plan.modes {
-            let key = match *scenario {
-                "fan-out" => ScenarioKind::FanOut,
-                _ => ScenarioKind::ManySmall,
+        let mut in_flight = Vec::new();
+        // Columns in the order they ran in.
+        let columns = results
+            .scenarios
+            .iter()
+            .filter(|r| r.scenario == *scenario)
+            .filter_map(|r| r.mode.clone());
+        for column in columns {
+            let Some(kind) = ScenarioKind::value_variants()
+                .iter()
+                .find(|k| k.name() == *scenario)
+            else {
+                continue;
             };
-            match plots.get(&(key, *mode)) {
-                Some(PlotData::Throughput(points)) => {
-                    throughput.push((mode.name().to_owned(), points.clone()));
-                }
-                Some(PlotData::Latency(samples)) => {
-                    latency.push((mode.name().to_owned(), samples.clone()));
+            match plots.get(&(*kind, column.clone())) {
+                Some(PlotData::Throughput(points)) => throughput.push((column, points.clone())),
+                Some(PlotData::Latency(samples)) => latency.push((column, samples.clone())),
+                Some(PlotData::InFlight {
+                    in_flight: requests,
+                    connections,
+                }) => {
+                    in_flight.push((format!("{column}: POSTs in flight"), requests.clone()));
+                    in_flight.push((format!("{column}: connections"), connections.clone()));
                 }
                 None => {}
             }
@@ -357,6 +421,8 @@ fn write_outputs(
             plot::throughput(&path, title, &throughput).map(|()| true)
         } else if !latency.is_empty() {
             plot::latency_cdf(&path, title, &latency).map(|()| true)
+        } else if !in_flight.is_empty() {
+            plot::in_flight(&path, title, &in_flight).map(|()| true)
         } else {
             Ok(false)
         };

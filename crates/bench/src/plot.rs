@@ -1,4 +1,5 @@
-//! The SVG plots: fan-out throughput over time, many-small latency distribution.
+//! The SVG plots: fan-out throughput over time, many-small latency distribution, requests in
+//! flight at the receiver over time.
 
 use std::path::Path;
 
@@ -19,6 +20,40 @@ const MAX_POINTS: usize = 2000;
 pub fn throughput(
     path: &Path,
     title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> anyhow::Result<()> {
+    over_time(
+        path,
+        title,
+        "deliveries per second",
+        SeriesLabelPosition::LowerRight,
+        series,
+    )
+}
+
+/// POSTs in flight at the receiver (or connections open to it) over time, one line per
+/// `(label, points)`.
+pub fn in_flight(
+    path: &Path,
+    title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> anyhow::Result<()> {
+    // Upper right: the lines of a limit that works run along the bottom.
+    over_time(
+        path,
+        title,
+        "POSTs in flight / connections open",
+        SeriesLabelPosition::UpperRight,
+        series,
+    )
+}
+
+/// Lines of `y_desc` against seconds since the first trigger.
+fn over_time(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    legend_at: SeriesLabelPosition,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> anyhow::Result<()> {
     let x_max = series
@@ -42,7 +77,7 @@ pub fn throughput(
     chart
         .configure_mesh()
         .x_desc("seconds since the first trigger")
-        .y_desc("deliveries per second")
+        .y_desc(y_desc)
         .y_label_formatter(&|v| format!("{v:.0}"))
         .light_line_style(RGBColor(240, 240, 240))
         .draw()
@@ -50,7 +85,7 @@ pub fn throughput(
     for (i, (label, points)) in series.iter().enumerate() {
         draw_line(&mut chart, i, label, points)?;
     }
-    legend(&mut chart)?;
+    legend(&mut chart, legend_at)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
@@ -90,7 +125,7 @@ pub fn latency_cdf(path: &Path, title: &str, series: &[(String, Vec<f64>)]) -> a
     for (i, (label, samples)) in series.iter().enumerate() {
         draw_line(&mut chart, i, label, &cdf(samples))?;
     }
-    legend(&mut chart)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
@@ -119,13 +154,14 @@ where
 
 fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(at)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
@@ -181,7 +217,14 @@ mod tests {
         let lat = dir.join("l.svg");
         let samples: Vec<f64> = (1..5000).map(|i| f64::from(i) / 100.0).collect();
         latency_cdf(&lat, "l", &[("split".to_owned(), samples)]).expect("plot");
-        for file in [tp, lat] {
+        let inf = dir.join("i.svg");
+        in_flight(
+            &inf,
+            "i",
+            &[("baseline".to_owned(), vec![(0.0, 8.0), (0.05, 16.0)])],
+        )
+        .expect("plot");
+        for file in [tp, lat, inf] {
             let svg = std::fs::read_to_string(&file).expect("svg");
             assert!(svg.contains("<svg") && svg.contains("polyline"), "{svg}");
         }

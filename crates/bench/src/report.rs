@@ -169,6 +169,27 @@ const TARGETS: &[Target] = &[
         bound: 60.0,
     },
     Target {
+        scenario: "one-origin",
+        key: "deliveries_per_s_of_ceiling",
+        text: "one origin (issue 11): at least 50% of the ceiling",
+        at_least: true,
+        bound: 50.0,
+    },
+    Target {
+        scenario: "slow-receiver",
+        key: "timeouts_converged",
+        text: "slow receiver (issue 11): no delivery timeouts once converged",
+        at_least: false,
+        bound: 0.0,
+    },
+    Target {
+        scenario: "slow-receiver",
+        key: "in_flight_over_sustained",
+        text: "slow receiver (issue 11): in flight once converged at most 2x what it sustains",
+        at_least: false,
+        bound: 2.0,
+    },
+    Target {
         scenario: "many-small",
         key: "latency_p50_ms",
         text: "many-small at 1,000 triggers/s: p50 under 5 ms",
@@ -265,6 +286,25 @@ fn description(scenario: &str, results: &Results) -> String {
             "Like fan-out ({} subscribers, {} triggers), with a 3-condition filter (`equals`, `in`, `exists`) on every subscription that matches the payload: the same deliveries, plus the cost of reading and evaluating the filters in the fan-out. The target is a throughput within 10% of fan-out's.",
             plan.subscribers, plan.fan_out_triggers
         ),
+        "one-origin" => format!(
+            "Like fan-out ({} subscribers, {} triggers), but every subscriber's endpoint is on one receiver port (`http://127.0.0.1:<port>/s/<n>`: one origin, many paths), so only the per-origin limit decides how many deliveries are in flight. The receiver's POSTs in flight and its open connections are sampled every {:.0} ms: this receiver answers at once, so few POSTs are in flight at it at any instant, but pubhook's client sends one request at a time per connection, so the connections it keeps open show how many it had in flight at most (the receiver closes the connection after each GET of the set-up). The goal (issue 11): at least 50% of the ceiling.",
+            plan.subscribers,
+            plan.fan_out_triggers,
+            plan.in_flight_every.as_secs_f64() * 1000.0
+        ),
+        "slow-receiver" => format!(
+            "{} subscribers on one origin that serves {} requests at once, each for {:.0} ms ({:.0} per second at most; the others wait in its queue, first come first served), triggered {} times; pubhook with `PUBHOOK_WORKER_CONCURRENCY={}` and `PUBHOOK_REQUEST_TIMEOUT={:.1}s`. What the receiver sustains is its rate × service time = {} in flight. In-flight POSTs are sampled every {:.0} ms; *once converged* is from {:.0} s after the first arrival to 1 s before the last. A delivery timed out when pubhook closed the connection before the answer (as it does when its request timeout passes) or the receiver held it for at least the request timeout. The goals (issue 11): in flight near what the receiver sustains, no timeouts once converged.",
+            plan.subscribers,
+            plan.slow_servers,
+            plan.slow_service.as_secs_f64() * 1000.0,
+            plan.slow_servers as f64 / plan.slow_service.as_secs_f64(),
+            plan.slow_triggers,
+            plan.slow_worker_concurrency,
+            plan.slow_request_timeout.as_secs_f64(),
+            plan.slow_servers,
+            plan.in_flight_every.as_secs_f64() * 1000.0,
+            plan.slow_warmup.as_secs_f64()
+        ),
         "many-small" => format!(
             "{} registrations with 1 subscriber each, triggered open-loop at {} per second for {:.0} s (paced by a timer; a trigger's time is the instant its request was sent). Latency runs from there to the arrival of the delivery whose `webhook-id` is the triggered id.",
             plan.subscribers,
@@ -318,6 +358,16 @@ pub const PLOTS: &[(&str, &str, &str)] = &[
         "fan-out",
         "fan-out-throughput.svg",
         "Fan-out: deliveries per second over time (last run)",
+    ),
+    (
+        "one-origin",
+        "one-origin-in-flight.svg",
+        "One origin: connections open to the receiver, and POSTs in flight at it (last run)",
+    ),
+    (
+        "slow-receiver",
+        "slow-receiver-in-flight.svg",
+        "Slow receiver (fixed rate): POSTs in flight at it, and connections open (last run)",
     ),
     (
         "many-small",

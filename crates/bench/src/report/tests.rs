@@ -48,6 +48,13 @@ fn plan() -> Plan {
         noisy_rows: vec![1000, 10_000],
         noisy_delay: Duration::from_secs(2),
         noisy_duration: Duration::from_secs(10),
+        in_flight_every: Duration::from_millis(50),
+        slow_triggers: 4,
+        slow_servers: 10,
+        slow_service: Duration::from_millis(50),
+        slow_worker_concurrency: 1024,
+        slow_request_timeout: Duration::from_secs(1),
+        slow_warmup: Duration::from_secs(5),
     }
 }
 

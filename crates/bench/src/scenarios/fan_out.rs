@@ -2,14 +2,16 @@
 //! sustained delivery rate is measured at the receivers from the first arrival to the last.
 //! *fan-out-filtered* is the same with a 3-condition filter on every subscription, one that
 //! matches the payload, so that both deliver the same and differ only by the filters' cost.
+//! *one-origin* (`one_origin.rs`) is the same with every subscriber on one receiver port.
 
 use std::time::{Duration, Instant};
 
 use crate::cli::{Mode, ScenarioKind};
+use crate::receiver::InFlightSampler;
 use crate::scenarios::{
-    create_owners, create_subscribers, event_data, fresh_pubhook_with_env, pair_counts,
-    report_delivery_memory, sample_client_commands, settle, subscribe_all_filtered, CostMeter, Env,
-    Outcome, PlotData,
+    create_owners, create_subscribers_at, event_data, fresh_pubhook_with_env, in_flight_plot,
+    pair_counts, report_delivery_memory, report_in_flight, sample_client_commands, settle,
+    subscribe_all_filtered, CostMeter, Env, Outcome, PlotData,
 };
 use crate::stats::{rate_between, time_series};
 use serde_json::{json, Value};
@@ -26,6 +28,16 @@ pub fn matching_filter() -> Value {
     ]})
 }
 
+/// What a fan-out looks like.
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    /// A filter on every subscription.
+    pub filter: Option<Value>,
+    /// Every subscriber on the first receiver port (one origin), instead of spread over all;
+    /// then the receiver's in-flight count is sampled and plotted.
+    pub one_origin: bool,
+}
+
 /// Runs the scenario once, every subscription with `filter` if there is one.
 pub async fn run(env: &Env<'_>, mode: Mode, filter: Option<Value>) -> anyhow::Result<Outcome> {
     let kind = if filter.is_some() {
@@ -33,14 +45,18 @@ pub async fn run(env: &Env<'_>, mode: Mode, filter: Option<Value>) -> anyhow::Re
     } else {
         ScenarioKind::FanOut
     };
-    run_with(env, mode, filter, kind.name(), &[]).await
+    let shape = Shape {
+        filter,
+        one_origin: false,
+    };
+    run_with(env, mode, shape, kind.name(), &[]).await
 }
 
 /// [`run`] on a pubhook with `extra` settings, its logs named after `phase`.
 pub async fn run_with(
     env: &Env<'_>,
     mode: Mode,
-    filter: Option<Value>,
+    shape: Shape,
     phase: &str,
     extra: &[(&'static str, String)],
 ) -> anyhow::Result<Outcome> {
@@ -49,17 +65,28 @@ pub async fn run_with(
     let owners = create_owners(env, &api, 1).await?;
     let owner = owners.first().ok_or_else(|| anyhow::anyhow!("no owner"))?;
     let registration = api.register(owner, "bench.fan-out", &event_data()?).await?;
-    let subscribers = create_subscribers(env, &api, plan.subscribers).await?;
+    let subscribers = if shape.one_origin {
+        create_subscribers_at(env, &api, plan.subscribers, |n| {
+            env.receivers.endpoint_on_first_port(n)
+        })
+        .await?
+    } else {
+        create_subscribers_at(env, &api, plan.subscribers, |n| env.receivers.endpoint(n)).await?
+    };
     let bytes_per_subscription = subscribe_all_filtered(
         env,
         &api,
         &subscribers,
         |_| registration.as_str(),
-        filter.as_ref(),
+        shape.filter.as_ref(),
     )
     .await?;
 
     let meter = CostMeter::start(&pubhook, env.redis).await?;
+    let sampler = shape.one_origin.then(|| {
+        env.receivers
+            .sample_in_flight(plan.in_flight_every, 100_000)
+    });
     let started = Instant::now();
     let mut triggered = Vec::with_capacity(plan.fan_out_triggers);
     for _ in 0..plan.fan_out_triggers {
@@ -77,6 +104,10 @@ pub async fn run_with(
         .await;
     // Let the worker write the records of the last deliveries before the counters are read.
     settle(Duration::from_millis(250)).await;
+    let samples = match sampler {
+        Some(sampler) => Some(InFlightSampler::stop(sampler).await),
+        None => None,
+    };
     let cost = meter.stop(&pubhook, env.redis).await?;
     pubhook.check_running()?;
     let arrivals = env.receivers.take();
@@ -150,6 +181,13 @@ pub async fn run_with(
             "timed out after {:.0} s: {delivered} of {expected} deliveries arrived",
             plan.fan_out_timeout.as_secs_f64()
         ));
+    }
+    if let Some(samples) = samples {
+        if let (Some(first), Some(last)) = (arrivals.first(), arrivals.last()) {
+            report_in_flight(&mut out, &samples, first.at, last.at, "while delivering");
+        }
+        out.plot = Some(in_flight_plot(started, &samples));
+        return Ok(out);
     }
     let instants: Vec<Instant> = arrivals.iter().map(|a| a.at).collect();
     out.plot = Some(PlotData::Throughput(time_series(

@@ -25,7 +25,14 @@ pub async fn run(env: &Env<'_>, mode: Mode) -> anyhow::Result<Outcome> {
         env.progress.line(format!("  metrics {label}"));
         let extra = [("PUBHOOK_METRICS", metrics_on.to_string())];
         let phase = format!("metrics-cost-{label}");
-        let fanned = fan_out::run_with(env, mode, None, &format!("{phase}-fan-out"), &extra).await;
+        let fanned = fan_out::run_with(
+            env,
+            mode,
+            fan_out::Shape::default(),
+            &format!("{phase}-fan-out"),
+            &extra,
+        )
+        .await;
         let got = api::run_with(env, mode, &format!("{phase}-api"), &extra).await;
         let (fanned, got) = (fanned?, got?);
         let slot = usize::from(!metrics_on);

@@ -9,7 +9,9 @@ pub mod many_small;
 pub mod memory;
 pub mod metrics_cost;
 pub mod noisy_neighbour;
+pub mod one_origin;
 pub mod retries;
+pub mod slow_receiver;
 pub mod trigger_payload;
 
 use std::collections::HashMap;
@@ -24,8 +26,9 @@ use crate::api::{concurrently, Account, Api};
 use crate::cli::{Mode, Plan, ScenarioKind};
 use crate::progress::Progress;
 use crate::pubhook::Pubhook;
-use crate::receiver::{Arrival, Receivers};
+use crate::receiver::{Arrival, Receivers, Sample};
 use crate::redis::{busiest_over_mean, CommandCount, Storage};
+use crate::stats::Spread;
 
 /// The payload of every registration, written as Python's `json.dumps` writes it, so that the
 /// ceiling loop can send the very bytes pubhook's deliveries carry.
@@ -54,6 +57,8 @@ pub struct Env<'a> {
     pub ceiling: Option<f64>,
     /// The run number, from 1.
     pub run: usize,
+    /// Which binary `pubhook_bin` is: empty for `--pubhook`, else the `--baseline-label`.
+    pub label: &'a str,
 }
 
 /// One figure of one run.
@@ -87,6 +92,14 @@ pub enum PlotData {
     Throughput(Vec<(f64, f64)>),
     /// Trigger→receipt latencies in milliseconds.
     Latency(Vec<f64>),
+    /// POSTs in flight at the receiver, and connections open to it, over time: each
+    /// `(seconds since the first trigger, count)`.
+    InFlight {
+        /// POSTs arrived and not answered.
+        in_flight: Vec<(f64, f64)>,
+        /// Connections open.
+        connections: Vec<(f64, f64)>,
+    },
 }
 
 /// What one run of a scenario yields.
@@ -152,6 +165,8 @@ pub async fn run(env: &Env<'_>, scenario: ScenarioKind, mode: Mode) -> anyhow::R
         ScenarioKind::FanOutFiltered => {
             fan_out::run(env, mode, Some(fan_out::matching_filter())).await
         }
+        ScenarioKind::OneOrigin => one_origin::run(env, mode).await,
+        ScenarioKind::SlowReceiver => slow_receiver::run(env, mode).await,
         ScenarioKind::ManySmall => many_small::run(env, mode).await,
         ScenarioKind::Retries => retries::run(env, mode).await,
         ScenarioKind::Api => api::run(env, mode).await,
@@ -181,7 +196,13 @@ pub async fn fresh_pubhook_with_env(
 ) -> anyhow::Result<(Pubhook, Api)> {
     env.redis.flush_all().await?;
     env.receivers.reset();
-    let log_name = format!("run{}-{}-{}", env.run, phase, mode.name());
+    let mut log_name = format!("run{}-{}-{}", env.run, phase, mode.name());
+    if !env.label.is_empty() {
+        log_name = format!(
+            "{log_name}-{}",
+            env.label.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+    }
     let pubhook = Pubhook::start_with_env(
         env.pubhook_bin,
         mode,
@@ -201,9 +222,19 @@ pub async fn create_subscribers(
     api: &Api,
     count: usize,
 ) -> anyhow::Result<Vec<Account>> {
+    create_subscribers_at(env, api, count, |n| env.receivers.endpoint(n)).await
+}
+
+/// [`create_subscribers`] with subscriber `n`'s endpoint at `endpoint(n)`.
+pub async fn create_subscribers_at(
+    env: &Env<'_>,
+    api: &Api,
+    count: usize,
+    endpoint: impl Fn(usize) -> String,
+) -> anyhow::Result<Vec<Account>> {
     let started = Instant::now();
     let accounts = (0..count)
-        .map(|n| (format!("sub-{n}"), env.receivers.endpoint(n)))
+        .map(|n| (format!("sub-{n}"), endpoint(n)))
         .collect();
     let created = api
         .create_accounts(accounts, env.plan.setup_concurrency)
@@ -487,6 +518,75 @@ pub fn pair_counts(
         *counts.entry((arrival.subscriber, id)).or_insert(0) += 1;
     }
     counts
+}
+
+/// The samples as a [`PlotData::InFlight`], in seconds since `started`.
+pub fn in_flight_plot(started: Instant, samples: &[Sample]) -> PlotData {
+    let series = |count: fn(&Sample) -> u64| {
+        samples
+            .iter()
+            .map(|s| {
+                let t = s.at.saturating_duration_since(started).as_secs_f64();
+                (t, count(s) as f64)
+            })
+            .collect()
+    };
+    PlotData::InFlight {
+        in_flight: series(|s| s.in_flight),
+        connections: series(|s| s.connections),
+    }
+}
+
+/// `count` of the samples taken from `from` to `to`: their median and largest, if any.
+pub fn sampled_between(
+    samples: &[Sample],
+    from: Instant,
+    to: Instant,
+    count: fn(&Sample) -> u64,
+) -> Option<Spread> {
+    let values: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.at >= from && s.at <= to)
+        .map(|s| count(s) as f64)
+        .collect();
+    Spread::of(&values)
+}
+
+/// Adds the median and largest in-flight and connection counts sampled from `from` to `to`
+/// (`when` says which span that is); returns the in-flight median.
+pub fn report_in_flight(
+    out: &mut Outcome,
+    samples: &[Sample],
+    from: Instant,
+    to: Instant,
+    when: &str,
+) -> Option<f64> {
+    let in_flight = sampled_between(samples, from, to, |s| s.in_flight);
+    let connections = sampled_between(samples, from, to, |s| s.connections);
+    for (key, what, spread) in [
+        ("in_flight", "POSTs in flight at the receiver", &in_flight),
+        (
+            "connections",
+            "connections open to the receiver",
+            &connections,
+        ),
+    ] {
+        if let Some(spread) = spread {
+            out.metric(
+                &format!("{key}_median"),
+                &format!("{what} {when}, median of samples"),
+                "",
+                spread.median,
+            );
+            out.metric(
+                &format!("{key}_max"),
+                &format!("{what} {when}, largest sample"),
+                "",
+                spread.max,
+            );
+        }
+    }
+    in_flight.map(|s| s.median)
 }
 
 /// Sleeps `duration`, for a short settle after a phase; bounded by construction.
