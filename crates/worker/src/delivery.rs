@@ -722,15 +722,8 @@ pub async fn record(
     schedule_probes(ctx, results, &accounts, counts).await?;
 
     // The trigger's side, with the acknowledgement.
-    let mut invocation = scripts::RECORD.key(keys.jobs(shard));
+    let mut invocation = record_invocation(ctx, shard, job.triggered, entry_id);
     invocation
-        .key(keys.delayed(shard))
-        .key(keys.triggered(job.triggered))
-        .key(keys.deliveries(job.triggered))
-        .key(keys.redeliveries(job.triggered))
-        .arg(CONSUMER_GROUP)
-        .arg(entry_id)
-        .arg(ctx.retention.as_secs())
         .arg(delivered)
         .arg(failed)
         .arg(skipped)
@@ -781,6 +774,27 @@ async fn note_disabled_changes(
     }
     ctx.store.note_disabled(&reached).await?;
     ctx.store.forget_disabled(&left).await
+}
+
+/// The record script on `triggered`'s side, in its queue shard, acknowledging `entry_id`: its
+/// keys and first arguments, for the caller to add the counts, outcomes and retries.
+pub(crate) fn record_invocation(
+    ctx: &DeliveryContext,
+    shard: Shard,
+    triggered: TriggeredId,
+    entry_id: &str,
+) -> redis::ScriptInvocation<'static> {
+    let keys = ctx.store.keys();
+    let mut invocation = scripts::RECORD.key(keys.jobs(shard));
+    invocation
+        .key(keys.delayed(shard))
+        .key(keys.triggered(triggered))
+        .key(keys.deliveries(triggered))
+        .key(keys.redeliveries(triggered))
+        .arg(CONSUMER_GROUP)
+        .arg(entry_id)
+        .arg(ctx.retention.as_secs());
+    invocation
 }
 
 /// A record's JSON, for Redis, written into a buffer that fits a typical record (an endpoint

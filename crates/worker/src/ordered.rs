@@ -47,10 +47,10 @@ use std::time::Duration;
 
 use pubhook_core::domain::{now_millis, TriggeredId};
 use pubhook_core::keys::Shard;
-use pubhook_core::queue::{Job, CONSUMER_GROUP};
+use pubhook_core::queue::Job;
 use pubhook_core::store::StoreError;
 
-use crate::delivery::{DeliveryContext, DeliveryJob, DeliveryOutcome};
+use crate::delivery::{record_invocation, DeliveryContext, DeliveryJob, DeliveryOutcome};
 use crate::scripts;
 
 /// Whether an ordered delivery may be sent now.
@@ -149,17 +149,8 @@ async fn park(
     own: &str,
     due: u64,
 ) -> Result<(), StoreError> {
-    let keys = ctx.store.keys();
     let mut conn = ctx.store.connection().await?;
-    let _: i64 = scripts::RECORD
-        .key(keys.jobs(shard))
-        .key(keys.delayed(shard))
-        .key(keys.triggered(job.triggered))
-        .key(keys.deliveries(job.triggered))
-        .key(keys.redeliveries(job.triggered))
-        .arg(CONSUMER_GROUP)
-        .arg(entry_id)
-        .arg(ctx.retention.as_secs())
+    let _: i64 = record_invocation(ctx, shard, job.triggered, entry_id)
         .arg(0)
         .arg(0)
         .arg(0)
