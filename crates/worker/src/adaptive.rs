@@ -24,7 +24,7 @@
 //! Everything here is plain state, changed by the dispatcher on each send and answer: no I/O,
 //! no lock, no clock of its own (the caller passes `now`), so tests drive it directly.
 
-use std::collections::HashMap;
+use crate::Map;
 use std::time::{Duration, Instant};
 
 use crate::fair::Origin;
@@ -134,10 +134,10 @@ struct OriginState {
 #[derive(Debug)]
 pub struct OriginLimits {
     config: AdaptiveConfig,
-    origins: HashMap<Origin, OriginState>,
+    origins: Map<Origin, OriginState>,
     /// Caps an admin set on the subscribers behind these origins: the limit is not used beyond
     /// them. Only capped origins are here.
-    caps: HashMap<Origin, usize>,
+    caps: Map<Origin, usize>,
 }
 
 impl OriginLimits {
@@ -145,8 +145,8 @@ impl OriginLimits {
     pub fn new(config: AdaptiveConfig) -> Self {
         Self {
             config,
-            origins: HashMap::new(),
-            caps: HashMap::new(),
+            origins: Map::default(),
+            caps: Map::default(),
         }
     }
 

@@ -21,7 +21,7 @@
 //! `crate::parking`); a parked job leaves the worker, and its place in the read-ahead, as soon
 //! as the script has moved it.
 
-use std::collections::HashMap;
+use crate::Map;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -124,7 +124,7 @@ pub(crate) struct Dispatcher {
     parking: Parking<Owner>,
     /// Jobs being parked: still held until their script has run.
     parking_now: usize,
-    running: HashMap<JobKey, Running>,
+    running: Map<JobKey, Running>,
     next_key: JobKey,
     /// Entries held by this worker, which the heartbeat keeps claimed.
     held: Held,
@@ -156,7 +156,7 @@ impl Dispatcher {
             queues: FairQueues::new(shares),
             parking: Parking::new(shares.waiting_per_account),
             parking_now: 0,
-            running: HashMap::new(),
+            running: Map::default(),
             next_key: 0,
             held,
             tasks: Tasks::default(),
@@ -721,14 +721,14 @@ fn log_recorded(job: &crate::delivery::DeliveryJob, results: &[AttemptResult]) {
 /// let go of: a panic sends no event.
 struct Tasks<T> {
     set: JoinSet<()>,
-    of: HashMap<tokio::task::Id, T>,
+    of: Map<tokio::task::Id, T>,
 }
 
 impl<T> Default for Tasks<T> {
     fn default() -> Self {
         Self {
             set: JoinSet::new(),
-            of: HashMap::new(),
+            of: Map::default(),
         }
     }
 }

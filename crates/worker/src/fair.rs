@@ -28,7 +28,9 @@
 //! each event (a job read, a job prepared, a request answered), so nothing here waits.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::Map;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,7 +82,7 @@ impl Shares {
 /// a waiting job and `D` a ready delivery.
 pub struct FairQueues<A, R, J, D> {
     shares: Shares,
-    accounts: HashMap<A, AccountQueue<R, J, D>>,
+    accounts: Map<A, AccountQueue<R, J, D>>,
     /// Accounts with waiting jobs or ready deliveries, in turn order.
     turns: VecDeque<A>,
     in_flight: usize,
@@ -88,7 +90,7 @@ pub struct FairQueues<A, R, J, D> {
 }
 
 struct AccountQueue<R, J, D> {
-    registrations: HashMap<R, RegistrationQueue<J, D>>,
+    registrations: Map<R, RegistrationQueue<J, D>>,
     turns: VecDeque<R>,
     running_jobs: usize,
     /// Jobs waiting to start, over all its registrations.
@@ -99,7 +101,7 @@ struct AccountQueue<R, J, D> {
 
 struct RegistrationQueue<J, D> {
     waiting: VecDeque<J>,
-    by_origin: HashMap<Origin, VecDeque<D>>,
+    by_origin: Map<Origin, VecDeque<D>>,
     origin_turns: VecDeque<Origin>,
     ready: usize,
 }
@@ -108,7 +110,7 @@ impl<J, D> Default for RegistrationQueue<J, D> {
     fn default() -> Self {
         Self {
             waiting: VecDeque::new(),
-            by_origin: HashMap::new(),
+            by_origin: Map::default(),
             origin_turns: VecDeque::new(),
             ready: 0,
         }
@@ -118,7 +120,7 @@ impl<J, D> Default for RegistrationQueue<J, D> {
 impl<R, J, D> Default for AccountQueue<R, J, D> {
     fn default() -> Self {
         Self {
-            registrations: HashMap::new(),
+            registrations: Map::default(),
             turns: VecDeque::new(),
             running_jobs: 0,
             waiting: 0,
@@ -165,7 +167,7 @@ where
                 waiting_per_account: shares.waiting_per_account.max(1),
                 max_pause: shares.max_pause,
             },
-            accounts: HashMap::new(),
+            accounts: Map::default(),
             turns: VecDeque::new(),
             in_flight: 0,
             origins: OriginLimits::new(AdaptiveConfig {

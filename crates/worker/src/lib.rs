@@ -39,4 +39,9 @@ pub mod startup;
 pub mod stats;
 
 pub use probe::ProbePolicy;
+
+/// The hash maps of the dispatcher's per-delivery bookkeeping (jobs, accounts, origins): looked
+/// up several times per delivery, so with foldhash's quicker hash instead of SipHash. Seeded per
+/// process, so that endpoint URLs cannot be chosen to collide.
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub use startup::{Health, Worker, WorkerConfig};

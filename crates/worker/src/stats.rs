@@ -2,7 +2,7 @@
 //! (`store::workers`): outcome counts, and the origins whose answers were slowest. Counting
 //! costs no Redis command; `pubhook status` adds up the live workers' figures.
 
-use std::collections::HashMap;
+use crate::Map;
 use std::time::{Duration, Instant};
 
 use pubhook_core::store::{OriginLatency, RecentOutcomes};
@@ -24,7 +24,7 @@ struct Bucket {
     index: u64,
     outcomes: RecentOutcomes,
     /// Per origin: answers and the sum of their latencies in ms.
-    origins: HashMap<Origin, (u64, f64)>,
+    origins: Map<Origin, (u64, f64)>,
 }
 
 /// The last minute of one worker, in [`BUCKET`]-long buckets.
@@ -78,7 +78,7 @@ impl RecentStats {
     pub fn last_minute(&self) -> (RecentOutcomes, Vec<OriginLatency>) {
         let now = self.now_index();
         let mut outcomes = RecentOutcomes::default();
-        let mut origins: HashMap<&Origin, (u64, f64)> = HashMap::new();
+        let mut origins: Map<&Origin, (u64, f64)> = Map::default();
         for bucket in &self.buckets {
             if now.saturating_sub(bucket.index) >= BUCKETS as u64 || bucket.index > now {
                 continue;
