@@ -233,16 +233,14 @@ impl Consumer {
                         () = self.hints.added.notified() => {}
                     }
                 } else {
-                    let share = count.div_ceil(hinted.len());
-                    let wanted: Vec<(Shard, usize)> =
-                        hinted.iter().map(|&shard| (shard, share)).collect();
-                    let mut entries: Vec<Entry> = self
+                    // Shares that add up to `count`: every entry read is one returned.
+                    let wanted = shares(&hinted, count);
+                    let entries: Vec<Entry> = self
                         .read_shards(&wanted)
                         .await?
                         .into_iter()
                         .flatten()
                         .collect();
-                    entries.truncate(count);
                     if !entries.is_empty() {
                         return Ok(entries);
                     }
@@ -309,14 +307,7 @@ impl Consumer {
             .chain(&shards[..start])
             .copied()
             .collect();
-        // The share of `i` of `n` shards in `total`: equal, the first ones getting the odd ones.
-        let share = |total: usize, n: usize, i: usize| total / n + usize::from(i < total % n);
-        let mut wanted: Vec<(Shard, usize)> = order
-            .iter()
-            .enumerate()
-            .map(|(i, &shard)| (shard, share(count, order.len(), i)))
-            .filter(|&(_, wanted)| wanted > 0)
-            .collect();
+        let mut wanted = shares(&order, count);
         let mut entries = Vec::new();
         // What the shards that had less than their share left goes to those that filled
         // theirs, in a few more passes at most.
@@ -332,12 +323,7 @@ impl Consumer {
             if left == 0 || full.is_empty() {
                 break;
             }
-            wanted = full
-                .iter()
-                .enumerate()
-                .map(|(i, &shard)| (shard, share(left, full.len(), i)))
-                .filter(|&(_, wanted)| wanted > 0)
-                .collect();
+            wanted = shares(&full, left);
         }
         Ok(entries)
     }
@@ -699,6 +685,18 @@ fn answered<T>(
         Some(e) if !any_answered => Err(e),
         _ => Ok(out),
     }
+}
+
+/// `total` shared between `shards`: equally, the first ones getting the odd ones; shards whose
+/// share is nothing are left out.
+fn shares(shards: &[Shard], total: usize) -> Vec<(Shard, usize)> {
+    let n = shards.len();
+    shards
+        .iter()
+        .enumerate()
+        .map(|(i, &shard)| (shard, total / n + usize::from(i < total % n)))
+        .filter(|&(_, share)| share > 0)
+        .collect()
 }
 
 /// Items grouped by shard, in shard order, each group in its first order.

@@ -116,6 +116,43 @@ pub async fn paced_reads_serve_every_shard(store: Store) {
     assert_eq!(count_in(&read, quiet), 1);
 }
 
+/// Between two paced rounds only hinted shards are read, and never more than the read asked
+/// for: every entry read (pending for this consumer) is one the read returned.
+#[tokio::test]
+async fn a_read_between_paced_rounds_takes_no_more_than_it_returns() {
+    let store = sixteen_shards().await;
+    let consumer = Consumer::new(store.clone(), "reader".into(), Duration::from_secs(30));
+    consumer.ensure_group().await.unwrap();
+    let shards: Vec<Shard> = store.keys().shards().collect();
+    let mut returned = 0;
+    // One job for sixteen shards asked: a sparse round, so the next full round is paced.
+    fill(&store, shards[0], 1).await;
+    returned += consumer
+        .read(50, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .len();
+    for &shard in &shards[3..6] {
+        fill(&store, shard, 5).await;
+        consumer.hint(shard);
+    }
+    let read = consumer.read(2, Duration::from_millis(300)).await.unwrap();
+    assert!(!read.is_empty() && read.len() <= 2, "{}", read.len());
+    returned += read.len();
+    let mut pending = 0;
+    let mut conn = store.connection().await.unwrap();
+    for &shard in &shards {
+        let summary: (usize, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
+            .arg(store.keys().jobs(shard))
+            .arg(pubhook_core::queue::CONSUMER_GROUP)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        pending += summary.0;
+    }
+    assert_eq!(pending, returned, "nothing was read and left unreturned");
+}
+
 /// A store on the shared Redis with 16 queue shards, under a fresh prefix.
 async fn sixteen_shards() -> Store {
     let store = Store::connect(shared_redis().await.url(), &random_prefix(), 4)
