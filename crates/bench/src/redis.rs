@@ -127,6 +127,17 @@ impl RedisServer {
             .context("no used_memory in INFO memory")
     }
 
+    /// CPU seconds the server has used (`used_cpu_user` + `used_cpu_sys` of `INFO cpu`).
+    pub async fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let info = self.info("cpu").await?;
+        let field = |name: &str| -> anyhow::Result<f64> {
+            info_field(&info, name)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no {name} in INFO cpu"))
+        };
+        Ok(field("used_cpu_user")? + field("used_cpu_sys")?)
+    }
+
     /// Starts a `MONITOR` that counts commands sent by clients apart from those run inside Lua
     /// scripts. MONITOR slows Redis down: use it only for short samples outside timed phases.
     async fn monitor(&self, counts: &Arc<MonitorCounts>) -> anyhow::Result<JoinHandle<()>> {
@@ -374,6 +385,15 @@ impl Storage {
         let mut sum = 0;
         for node in &self.nodes {
             sum += node.used_memory().await?;
+        }
+        Ok(sum)
+    }
+
+    /// CPU seconds used by all nodes.
+    pub async fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let mut sum = 0.0;
+        for node in &self.nodes {
+            sum += node.cpu_seconds().await?;
         }
         Ok(sum)
     }

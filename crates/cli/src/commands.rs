@@ -20,13 +20,22 @@ use serde_json::json;
 use crate::cli::{Cli, Command};
 use crate::redis_child::{resolve_redis, RedisChild};
 
-/// Runs the command the command line names.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// The settings of the command the command line names: `None` for `receive`, which has none.
+pub fn settings_for(cli: &Cli) -> anyhow::Result<Option<Settings>> {
+    if let Command::Receive { .. } = cli.command {
+        return Ok(None);
+    }
+    Settings::from_process_env(cli.config.as_deref(), cli.overrides.pairs())
+        .context("invalid settings")
+        .map(Some)
+}
+
+/// Runs the command the command line names, with its `settings` (see [`settings_for`]).
+pub async fn run(cli: Cli, settings: Option<Settings>) -> anyhow::Result<()> {
     if let Command::Receive { bind, secret } = cli.command {
         return crate::receive::run(bind, secret, shutdown_signal()).await;
     }
-    let settings = Settings::from_process_env(cli.config.as_deref(), cli.overrides.pairs())
-        .context("invalid settings")?;
+    let settings = settings.context("no settings were loaded")?;
     let (target, redis_child) = redis_target(&settings).await?;
     let outcome = async {
         let store = open_store(&target, &settings)?;

@@ -18,11 +18,22 @@ use clap::Parser as _;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     pubhook_core::telemetry::init_telemetry("info,actix_server=warn");
-    match commands::run(cli).await {
+    let outcome = commands::settings_for(&cli).and_then(|settings| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let threads = settings
+            .as_ref()
+            .map_or(1, |settings| settings.runtime_threads_for(cores));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .map_err(|e| anyhow::Error::new(e).context("could not start the async runtime"))?;
+        runtime.block_on(commands::run(cli, settings))
+    });
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("pubhook: {err:#}");

@@ -27,7 +27,7 @@ use pubhook_core::keys::Shard;
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::{Job, Target, CONSUMER_GROUP};
 use pubhook_core::store::{
-    redacted_endpoint, redacted_url, AttemptOutcome, AttemptRecord, FailureClass, Store,
+    redacted_endpoint, redacted_url, AttemptOutcome, AttemptRecord, Batch, FailureClass, Store,
     StoreError, MAX_ATTEMPTS_PER_SUBSCRIPTION, STATE_FIELD,
 };
 use tracing::instrument;
@@ -679,45 +679,62 @@ pub async fn record(
     let retention_ms = ctx.retention.as_millis();
     let conn = ctx.store.connection().await?;
 
-    // The subscriber's side.
-    let mut own = Vec::with_capacity(results.len() + accounts.len());
+    // The subscriber's side: plain commands rather than a script, in one pipeline on one
+    // Redis. Each subscription's record goes in with `ZADD` and its expiry is renewed with
+    // `EXPIRE` after it (they run in this order on one Redis; on a cluster they are sent
+    // together, and an `EXPIRE` that overtook the first `ZADD` of a set leaves that set
+    // without an expiry until the subscription's next attempt: it is still trimmed by count,
+    // and deleted with its subscription). One attempt in `TRIM_EVERY` also trims by age and
+    // count.
+    let retention_s = ctx.retention.as_secs();
+    let mut own = Batch::new();
     let mut outcomes = Vec::with_capacity(results.len());
     for result in results {
         let score = (result.record.epoch * 1000.0) as u64;
         outcomes.push((score, record_json(&result.record.outcome_only())));
-        let full = record_json(&result.record);
-        let trim_before = if rand::random::<u64>() % TRIM_EVERY != 0 {
-            String::new()
-        } else if retention_ms == 0 {
-            // Kept for ever: trimmed by count only.
-            "0".to_owned()
-        } else {
-            u128::from(score).saturating_sub(retention_ms).to_string()
-        };
-        let mut invocation =
-            scripts::OWN_ATTEMPT.key(keys.subscription_deliveries(result.target.subscription_id));
-        invocation
-            .arg(score)
-            .arg(full)
-            .arg(ctx.retention.as_secs())
-            .arg(trim_before)
-            .arg(MAX_ATTEMPTS_PER_SUBSCRIPTION);
-        own.push(invocation);
+        let key = keys.subscription_deliveries(result.target.subscription_id);
+        let mut add = redis::cmd("ZADD");
+        add.arg(&key).arg(score).arg(record_json(&result.record));
+        own.add(add);
+        if retention_s > 0 {
+            let mut expire = redis::cmd("EXPIRE");
+            expire.arg(&key).arg(retention_s);
+            own.add(expire);
+        }
+        if rand::random::<u64>() % TRIM_EVERY == 0 {
+            if retention_ms > 0 {
+                let before = u128::from(score).saturating_sub(retention_ms);
+                let mut by_age = redis::cmd("ZREMRANGEBYSCORE");
+                by_age.arg(&key).arg("-inf").arg(format!("({before}"));
+                own.add(by_age);
+            }
+            let mut by_count = redis::cmd("ZREMRANGEBYRANK");
+            by_count
+                .arg(&key)
+                .arg(0)
+                .arg(-i64::try_from(MAX_ATTEMPTS_PER_SUBSCRIPTION).unwrap_or(i64::MAX) - 1);
+            own.add(by_count);
+        }
     }
-    for (account, op) in &accounts {
-        let mut invocation = scripts::FAILED_COUNT.key(keys.account(*account));
-        invocation.arg(*op);
-        own.push(invocation);
-    }
-    let written = own.iter().map(|invocation| {
+    let failed_counts: Vec<_> = accounts
+        .iter()
+        .map(|(account, op)| {
+            let mut invocation = scripts::FAILED_COUNT.key(keys.account(*account));
+            invocation.arg(*op);
+            invocation
+        })
+        .collect();
+    let counts = failed_counts.iter().map(|invocation| {
         let conn = conn.clone();
         until_available(patience, move || {
             let mut conn = conn.clone();
             async move { invocation.invoke_async::<i64>(&mut conn).await }
         })
     });
-    let counts = futures_util::future::try_join_all(written).await?;
-    let counts = &counts[results.len()..];
+    let written = until_available(patience, || conn.send_batch::<redis::Value>(&own));
+    let (_, counts) =
+        futures_util::future::try_join(written, futures_util::future::try_join_all(counts)).await?;
+    let counts = &counts[..];
     note_disabled_changes(ctx, &accounts, counts).await?;
     schedule_probes(ctx, results, &accounts, counts).await?;
 
@@ -850,15 +867,16 @@ async fn schedule_probes(
 /// the visibility timeout and done again). Safe for these writes: the shard script counts only
 /// if its acknowledgement was the first, an attempt record is the same member again, and a
 /// `failed_count` step that ran but whose answer was lost counts once more at worst.
-async fn until_available<T, F, Fut>(patience: Duration, mut write: F) -> Result<T, StoreError>
+async fn until_available<T, E, F, Fut>(patience: Duration, mut write: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Into<StoreError>,
 {
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(25);
     loop {
-        match write().await.map_err(StoreError::from) {
+        match write().await.map_err(Into::into) {
             Err(StoreError::Unavailable(_)) if started.elapsed() + pause < patience => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(500));

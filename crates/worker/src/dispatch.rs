@@ -5,8 +5,16 @@
 //! its script; a batch or retry is [`prepare`]d), queues each prepared delivery under its
 //! origin, and sends deliveries in the fair order while requests in flight stay under the
 //! worker's bound. A job's outcomes are [`record`]ed, and the job acknowledged, once the last of
-//! its deliveries has an answer. Every step runs in a task of its own and reports back through
-//! one channel, so the dispatcher never waits on Redis or on an endpoint, and holds no lock.
+//! its deliveries has an answer. Every step of a job runs in a task of its own and reports back
+//! through one channel, so the dispatcher never waits on Redis or on an endpoint, and holds no
+//! lock.
+//!
+//! Sends are the exception: they are many, each short of work of its own (the connection's I/O
+//! runs in the HTTP client's connection tasks), so rather than a task each they are futures
+//! that the dispatcher's own task drives, all in one set ([`Dispatcher::next_event`]). An
+//! answer then costs no task to spawn, no event through the channel and no wake-up of another
+//! task: the dispatcher wakes once for all the answers that came meanwhile. A send that panics
+//! is caught as that send's failure alone, as a task's panic would be.
 //!
 //! After each read it takes out what an account holds beyond its share of waiting jobs and
 //! parks it in the delayed set, paced by [`Parking`] (the reasons and bounds are in
@@ -14,7 +22,13 @@
 //! as the script has moved it.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt as _, StreamExt as _};
 
 use pubhook_core::domain::{now_millis, AccountId, RegistrationId};
 use pubhook_core::keys::Shard;
@@ -70,6 +84,8 @@ pub(crate) enum Event {
     Prepared(JobKey, Result<PreparedJob, StoreError>),
     /// An attempt ended (the account and origin it counted against).
     Sent(JobKey, usize, Owner, Origin, AttemptResult),
+    /// An attempt's send panicked: it has no result, and its job is let go of.
+    SendPanicked(JobKey, Owner, Origin),
     /// A job's outcomes were recorded (or not).
     Recorded(JobKey, Result<(), StoreError>),
     /// This many jobs over their account's share were let go, and so many of them parked.
@@ -78,14 +94,8 @@ pub(crate) enum Event {
     PauseEnded,
 }
 
-/// What a dispatcher task works for.
-#[derive(Debug, Clone)]
-enum TaskOf {
-    /// A step of a job: its fan-out page, its preparation or its record.
-    Job(JobKey),
-    /// One delivery of a job, counted against an account and an origin.
-    Delivery(JobKey, Owner, Origin),
-}
+/// A send in flight, driven by the dispatcher's task (see the module's doc).
+type Sending = Pin<Box<dyn Future<Output = Event> + Send>>;
 
 /// A started job.
 struct Running {
@@ -118,7 +128,10 @@ pub(crate) struct Dispatcher {
     next_key: JobKey,
     /// Entries held by this worker, which the heartbeat keeps claimed.
     held: Held,
-    tasks: Tasks<TaskOf>,
+    /// The tasks of jobs' steps, each with its job.
+    tasks: Tasks<JobKey>,
+    /// The sends in flight.
+    sends: FuturesUnordered<Sending>,
     events: mpsc::UnboundedSender<Event>,
     /// Whether new jobs may start (false once shutting down).
     starting: bool,
@@ -147,6 +160,7 @@ impl Dispatcher {
             next_key: 0,
             held,
             tasks: Tasks::default(),
+            sends: FuturesUnordered::new(),
             events,
             starting: true,
             stats: RecentStats::default(),
@@ -172,6 +186,18 @@ impl Dispatcher {
     /// Jobs started and not finished, or being parked: what shutdown waits for.
     pub(crate) fn unfinished(&self) -> usize {
         self.running.len() + self.parking_now
+    }
+
+    /// The next event: a send's end, or what came through `events` (`None` once it is closed).
+    /// Cancel-safe: an event not returned stays for the next call.
+    pub(crate) async fn next_event(
+        &mut self,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+    ) -> Option<Event> {
+        tokio::select! {
+            Some(sent) = self.sends.next(), if !self.sends.is_empty() => Some(sent),
+            event = events.recv() => event,
+        }
     }
 
     /// Applies one event, then starts whatever the queues allow.
@@ -213,6 +239,10 @@ impl Dispatcher {
                 self.finish(key);
             }
             Event::PauseEnded => {}
+            Event::SendPanicked(key, account, origin) => {
+                self.queues.delivery_finished(account, &origin);
+                self.let_go_after_panic(key);
+            }
             Event::Sent(key, index, account, origin, result) => {
                 // Counted against the account and origin even when its job is gone (let go of
                 // after another of its tasks panicked).
@@ -268,9 +298,10 @@ impl Dispatcher {
         waiting
     }
 
-    /// Stops every task; started jobs stay pending in the stream, for another worker.
+    /// Stops every task and send; started jobs stay pending in the stream, for another worker.
     pub(crate) fn abort(&mut self) {
         self.tasks.abort_all();
+        self.sends.clear();
     }
 
     fn pump(&mut self) {
@@ -291,13 +322,18 @@ impl Dispatcher {
                 continue;
             };
             let ctx = self.ctx.clone();
-            let events = self.events.clone();
-            let task = TaskOf::Delivery(key, tenant.account, origin.clone());
+            let account = tenant.account;
+            let counted = origin.clone();
             let sending = async move {
                 let result = send(&ctx, &payload, attempt).await;
-                let _ = events.send(Event::Sent(key, index, tenant.account, origin, result));
+                Event::Sent(key, index, account, origin, result)
             };
-            self.spawn_for(task, sending.instrument(span));
+            let sending = AssertUnwindSafe(sending.instrument(span))
+                .catch_unwind()
+                .map(move |ended| {
+                    ended.unwrap_or_else(|_| Event::SendPanicked(key, account, counted))
+                });
+            self.sends.push(Box::pin(sending));
         }
     }
 
@@ -362,7 +398,7 @@ impl Dispatcher {
                 after,
             } => {
                 let consumer = self.consumer.clone();
-                self.spawn_for(TaskOf::Job(key), async move {
+                self.spawn_for(key, async move {
                     let page = FanOutPage {
                         triggered: triggered_id,
                         registration: registration_id,
@@ -451,7 +487,7 @@ impl Dispatcher {
                 },
             ),
             Job::ProbeV1 { account_id } => {
-                self.spawn_for(TaskOf::Job(key), async move {
+                self.spawn_for(key, async move {
                     let outcome = crate::probe::run_probe(&ctx, &entry_id, account_id).await;
                     let _ = events.send(Event::Recorded(key, outcome));
                 });
@@ -460,7 +496,7 @@ impl Dispatcher {
                 intent_id,
                 operation,
             } => {
-                self.spawn_for(TaskOf::Job(key), async move {
+                self.spawn_for(key, async move {
                     let outcome =
                         crate::intents::run_intent(&ctx.store, &entry_id, intent_id, &operation)
                             .await;
@@ -484,7 +520,7 @@ impl Dispatcher {
     fn spawn_prepare(&mut self, key: JobKey, job: DeliveryJob) {
         let ctx = self.ctx.clone();
         let events = self.events.clone();
-        self.spawn_for(TaskOf::Job(key), async move {
+        self.spawn_for(key, async move {
             let prepared = prepare(&ctx, job).await;
             let _ = events.send(Event::Prepared(key, prepared));
         });
@@ -495,7 +531,7 @@ impl Dispatcher {
     fn spawn_ordered(&mut self, key: JobKey, shard: Shard, entry_id: String, job: DeliveryJob) {
         let ctx = self.ctx.clone();
         let events = self.events.clone();
-        self.spawn_for(TaskOf::Job(key), async move {
+        self.spawn_for(key, async move {
             match crate::ordered::take_turn(&ctx, shard, &entry_id, &job).await {
                 Ok(Turn::Go) => {
                     let prepared = prepare(&ctx, job).await;
@@ -571,16 +607,12 @@ impl Dispatcher {
             }
             let _ = events.send(Event::Recorded(key, recorded));
         };
-        self.spawn_for(TaskOf::Job(key), recording.instrument(span));
+        self.spawn_for(key, recording.instrument(span));
     }
 
     /// Runs `task` as one of the dispatcher's tasks, remembering what it works for. A task
     /// runs in the span current here (the job's, when a job is being started).
-    fn spawn_for(
-        &mut self,
-        of: TaskOf,
-        task: impl std::future::Future<Output = ()> + Send + 'static,
-    ) {
+    fn spawn_for(&mut self, of: JobKey, task: impl Future<Output = ()> + Send + 'static) {
         self.tasks.spawn_for(of, task.in_current_span());
     }
 
@@ -589,21 +621,19 @@ impl Dispatcher {
     /// stream to be reclaimed after the visibility timeout and, if it keeps failing, set aside
     /// as a dead letter like a job that crashes its worker.
     fn reap(&mut self) {
-        for of in self.tasks.reap_panicked() {
-            let key = match of {
-                TaskOf::Job(key) => key,
-                TaskOf::Delivery(key, account, origin) => {
-                    self.queues.delivery_finished(account, &origin);
-                    key
-                }
-            };
-            let stream_id = self.running.get(&key).map(|r| r.entry.id.clone());
-            tracing::error!(
-                ?stream_id,
-                "a job's task panicked; the job is let go of, to be reclaimed"
-            );
-            self.finish(key);
+        for key in self.tasks.reap_panicked() {
+            self.let_go_after_panic(key);
         }
+    }
+
+    /// Lets go of the job `key` after one of its tasks or sends panicked.
+    fn let_go_after_panic(&mut self, key: JobKey) {
+        let stream_id = self.running.get(&key).map(|r| r.entry.id.clone());
+        tracing::error!(
+            ?stream_id,
+            "a job's task panicked; the job is let go of, to be reclaimed"
+        );
+        self.finish(key);
     }
 
     /// The job is done with here: recorded, or failed and left pending to be reclaimed.

@@ -217,7 +217,7 @@ impl Worker {
         beat_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                Some(event) = events.recv() => dispatcher.handle(event),
+                Some(event) = dispatcher.next_event(&mut events) => dispatcher.handle(event),
                 _ = beat_every.tick() => beats.beat(&dispatcher),
                 () = &mut shutdown => break,
             }
@@ -239,7 +239,7 @@ impl Worker {
         hand_back(&mut dispatcher).await;
         let finished = tokio::time::timeout_at(deadline, async {
             while dispatcher.unfinished() > 0 {
-                match events.recv().await {
+                match dispatcher.next_event(&mut events).await {
                     Some(event) => dispatcher.handle(event),
                     None => break,
                 }

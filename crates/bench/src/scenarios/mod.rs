@@ -321,6 +321,7 @@ pub fn per_item(before: u64, after: u64, items: usize) -> Option<f64> {
 /// What pubhook and Redis spent between [`CostMeter::start`] and [`CostMeter::stop`].
 pub struct CostMeter {
     cpu_s: f64,
+    redis_cpu_s: f64,
     commands: CommandCount,
     per_node: Vec<CommandCount>,
     memory: u64,
@@ -331,6 +332,8 @@ pub struct CostMeter {
 pub struct Cost {
     /// CPU seconds of every pubhook process.
     pub cpu_s: f64,
+    /// CPU seconds of every Redis node.
+    pub redis_cpu_s: f64,
     /// Redis commands executed.
     pub commands: CommandCount,
     /// Redis commands executed, node by node (one entry on a single Redis).
@@ -348,6 +351,7 @@ impl CostMeter {
     pub async fn start(pubhook: &Pubhook, redis: &Storage) -> anyhow::Result<Self> {
         Ok(Self {
             cpu_s: pubhook.cpu_seconds()?,
+            redis_cpu_s: redis.cpu_seconds().await?,
             commands: redis.command_count().await?,
             per_node: redis.command_counts().await?,
             memory: redis.used_memory().await?,
@@ -359,6 +363,7 @@ impl CostMeter {
     pub async fn stop(self, pubhook: &Pubhook, redis: &Storage) -> anyhow::Result<Cost> {
         let wall_s = self.started.elapsed().as_secs_f64();
         let cpu_s = pubhook.cpu_seconds()? - self.cpu_s;
+        let redis_cpu_s = redis.cpu_seconds().await? - self.redis_cpu_s;
         let commands = redis.command_count().await?.since(self.commands);
         let commands_per_node = redis
             .command_counts()
@@ -371,6 +376,7 @@ impl CostMeter {
         let memory = redis.used_memory().await?;
         Ok(Cost {
             cpu_s,
+            redis_cpu_s,
             commands,
             commands_per_node,
             keys_per_node,
@@ -404,6 +410,12 @@ impl Cost {
             } else {
                 0.0
             },
+        );
+        out.metric(
+            &format!("redis_cpu_s_per_1000_{many}"),
+            &format!("Redis CPU per 1,000 {plural} (all nodes)"),
+            "s",
+            self.redis_cpu_s / n * 1000.0,
         );
         out.metric(
             &format!("redis_commands_per_{one}"),

@@ -264,6 +264,27 @@ static KEYS: &[KeyDoc] = &[
         },
     },
     KeyDoc {
+        name: "runtime_threads",
+        env: "PUBHOOK_RUNTIME_THREADS",
+        default: "auto",
+        description: "threads of the process's async runtime (the worker's deliveries, the store's connections), `auto` for one fewer than the CPU cores, at least 1",
+        apply: |s, raw| {
+            s.runtime_threads = if raw.trim().eq_ignore_ascii_case("auto") {
+                None
+            } else {
+                let threads: usize = at_least(parse_whole_number(raw)?, 1)?;
+                if threads > super::MAX_RUNTIME_THREADS {
+                    return Err(ValueError::new(format!(
+                        "must be auto or at most {}, not {threads}",
+                        super::MAX_RUNTIME_THREADS
+                    )));
+                }
+                Some(threads)
+            };
+            Ok(())
+        },
+    },
+    KeyDoc {
         name: "delivery_retention",
         env: "PUBHOOK_DELIVERY_RETENTION",
         default: "7d",

@@ -93,6 +93,9 @@ pub struct Settings {
     pub visibility_timeout: Duration,
     /// Delivery requests in flight per worker process.
     pub worker_concurrency: usize,
+    /// Threads of the process's async runtime; `None` for the default (see
+    /// [`Settings::runtime_threads_for`]).
+    pub runtime_threads: Option<usize>,
     /// How long delivery attempt records are kept.
     pub delivery_retention: Duration,
     /// How long triggered records (and their entries in the global triggered list) are kept.
@@ -143,6 +146,7 @@ impl Default for Settings {
             retry_jitter: 0.1,
             visibility_timeout: Duration::from_secs(30),
             worker_concurrency: 128,
+            runtime_threads: None,
             delivery_retention: Duration::from_secs(7 * 24 * 3600),
             triggered_retention: Duration::from_secs(30 * 24 * 3600),
             queue_shards: None,
@@ -182,6 +186,7 @@ impl fmt::Debug for Settings {
             retry_jitter,
             visibility_timeout,
             worker_concurrency,
+            runtime_threads,
             delivery_retention,
             triggered_retention,
             queue_shards,
@@ -221,6 +226,7 @@ impl fmt::Debug for Settings {
             .field("retry_jitter", retry_jitter)
             .field("visibility_timeout", visibility_timeout)
             .field("worker_concurrency", worker_concurrency)
+            .field("runtime_threads", runtime_threads)
             .field("delivery_retention", delivery_retention)
             .field("triggered_retention", triggered_retention)
             .field("queue_shards", queue_shards)
@@ -251,8 +257,21 @@ pub const DEFAULT_QUEUE_SHARDS_SINGLE: u16 = 1;
 pub const DEFAULT_QUEUE_SHARDS_CLUSTER: u16 = 16;
 /// Most queue shards.
 pub const MAX_QUEUE_SHARDS: u16 = 1024;
+/// Most threads `runtime_threads` may ask for.
+pub const MAX_RUNTIME_THREADS: usize = 1024;
 
 impl Settings {
+    /// The threads of the async runtime: `runtime_threads`, or by default one fewer than the
+    /// machine's `cores`, at least one. A worker shares its machine with more than its own
+    /// threads (the API's, in `standalone`; often Redis; the kernel's network work), and one
+    /// runtime thread fewer than the cores keeps its tasks from being moved and woken across
+    /// threads that compete for the same cores (docs/performance.md).
+    pub fn runtime_threads_for(&self, cores: usize) -> usize {
+        self.runtime_threads
+            .unwrap_or_else(|| cores.saturating_sub(1))
+            .max(1)
+    }
+
     /// The number of queue shards to run with: `queue_shards`, or by default 1 on one Redis and
     /// 16 on a Redis Cluster.
     pub fn queue_shards_for(&self, cluster: bool) -> u16 {

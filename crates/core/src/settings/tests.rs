@@ -449,3 +449,22 @@ fn queue_shards_default_to_the_deployment_and_take_a_number_or_auto() {
         Duration::from_secs(30 * 24 * 3600)
     );
 }
+
+#[test]
+fn runtime_threads_default_to_one_fewer_than_the_cores_and_take_a_number_or_auto() {
+    let settings = load(None, &[], &[]);
+    assert_eq!(settings.runtime_threads, None);
+    assert_eq!(settings.runtime_threads_for(1), 1);
+    assert_eq!(settings.runtime_threads_for(2), 1);
+    assert_eq!(settings.runtime_threads_for(8), 7);
+    let settings = load(None, &[("PUBHOOK_RUNTIME_THREADS", "3")], &[]);
+    assert_eq!(settings.runtime_threads_for(2), 3);
+    assert_eq!(
+        load(None, &[], &[("runtime_threads", "AUTO")]).runtime_threads,
+        None
+    );
+    for bad in ["0", "-2", "two", "5000", ""] {
+        let refused = try_load(None, &[("PUBHOOK_RUNTIME_THREADS", bad)], &[]);
+        assert!(refused.is_err(), "{bad:?}");
+    }
+}

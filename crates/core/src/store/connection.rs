@@ -314,15 +314,70 @@ impl Connection {
     }
 }
 
+/// Commands, each on the keys of one hash slot, built once for [`Connection::send_batch`],
+/// which may send them again (after Redis was unavailable) without building them again.
+#[derive(Clone, Default)]
+pub struct Batch(Pipeline);
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `command`; its reply comes in this place.
+    pub fn add(&mut self, command: Cmd) -> &mut Self {
+        self.0.add_command(command);
+        self
+    }
+
+    /// Whether it holds no command.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<Cmd> for Batch {
+    fn from_iter<I: IntoIterator<Item = Cmd>>(commands: I) -> Self {
+        let mut batch = Self::new();
+        for command in commands {
+            batch.add(command);
+        }
+        batch
+    }
+}
+
 impl Connection {
     /// Runs `commands`, each on keys of one hash slot, all at once, and gives their replies in
-    /// order. Commands on keys of different slots cannot share a pipeline on a cluster; sent
-    /// concurrently on a multiplexed connection they still go out together.
+    /// order (see [`Connection::send_batch`]).
     pub async fn each<T: redis::FromRedisValue>(
         &self,
         commands: impl IntoIterator<Item = Cmd>,
     ) -> Result<Vec<T>, super::StoreError> {
-        let replies = commands.into_iter().map(|command| {
+        self.send_batch(&commands.into_iter().collect()).await
+    }
+
+    /// Runs the commands of `batch` all at once, and gives their replies in order.
+    ///
+    /// On one Redis they are one pipeline: one message to the connection's driver and one write,
+    /// run by Redis in this order. Commands on keys of different slots cannot share a pipeline
+    /// on a cluster; there they are sent concurrently, each routed on its own, and go out
+    /// together on each node's multiplexed connection, in no promised order.
+    ///
+    /// An error reply to any command fails the whole call, as on the cluster: the commands
+    /// before it (and, on one Redis, after it) have run.
+    pub async fn send_batch<T: redis::FromRedisValue>(
+        &self,
+        batch: &Batch,
+    ) -> Result<Vec<T>, super::StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Kind::Single(_) = &self.0 {
+            let mut conn = self.clone();
+            return Ok(batch.0.query_async::<Vec<T>>(&mut conn).await?);
+        }
+        let replies = batch.0.cmd_iter().map(|command| {
             let mut conn = self.clone();
             async move { command.query_async::<T>(&mut conn).await }
         });

@@ -40,7 +40,7 @@ use std::sync::Arc;
 pub use accounts::{KeySlot, NewAccount};
 pub use claims::{Claim, ClaimOutcome, HookTarget};
 pub use cluster::{ClusterCheckError, RedisTarget, SeedFailure};
-pub use connection::Connection;
+pub use connection::{Batch, Connection};
 pub use deliveries::{
     redacted_endpoint, redacted_url, AttemptOutcome, AttemptRecord, DeadLetter, FailureClass,
     ProbeRecord, MAX_ATTEMPTS_PER_SUBSCRIPTION, MAX_PROBES_KEPT,

@@ -29,9 +29,13 @@ end
 
 local i = 10
 local live = redis.call('EXISTS', KEYS[3]) == 1
-for _ = 1, n_attempts do
-  redis.call('ZADD', KEYS[4], ARGV[i], ARGV[i + 1])
-  i = i + 2
+-- One ZADD per chunk of outcomes rather than one per outcome: each redis.call has its cost.
+local chunk = 200
+local last = i + 2 * n_attempts - 1
+while i <= last do
+  local to = math.min(i + 2 * chunk - 1, last)
+  redis.call('ZADD', KEYS[4], unpack(ARGV, i, to))
+  i = to + 1
 end
 if n_attempts > 0 and retention > 0 then
   redis.call('EXPIRE', KEYS[4], retention)

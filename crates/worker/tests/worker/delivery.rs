@@ -30,8 +30,8 @@ async fn two_subscribers_each_get_one_post_with_both_signatures_valid() {
             r#"{"message":"John Doe","b":[1,2],"a":"é"}"#,
         )
         .await;
-    world.subscribe(a.id, reg).await;
-    world.subscribe(b.id, reg).await;
+    let sub_a = world.subscribe(a.id, reg).await;
+    let sub_b = world.subscribe(b.id, reg).await;
     let _worker = world.start_worker(test_config());
     let triggered = world.trigger(reg).await;
 
@@ -96,6 +96,23 @@ async fn two_subscribers_each_get_one_post_with_both_signatures_valid() {
         .await
         .unwrap();
     assert!((3500..=3600).contains(&ttl), "TTL {ttl}");
+    // Each subscriber's own record of its attempt, kept for the same period.
+    for subscription in [sub_a, sub_b] {
+        let own = world
+            .store
+            .subscription_attempts(subscription, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(own.items.len(), 1);
+        assert_eq!(own.items[0].outcome, AttemptOutcome::Delivered);
+        assert_eq!(own.items[0].triggered_id, triggered);
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(world.store.keys().subscription_deliveries(subscription))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((3500..=3600).contains(&ttl), "TTL {ttl}");
+    }
 }
 
 #[tokio::test]
