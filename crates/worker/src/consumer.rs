@@ -42,13 +42,17 @@ pub const MAX_DELIVERIES: usize = 5;
 const DEAD_LETTER_CAP: usize = 10_000;
 /// Retries moved to the stream per script call.
 const PROMOTE_BATCH: usize = 500;
-/// The first pause of a many-shard read after a round that found every shard empty; each
+/// The first wait of a many-shard read after a round that found every shard empty; each
 /// empty round doubles it, up to [`POLL_BACKOFF_MOST`].
 const POLL_BACKOFF_FIRST: Duration = Duration::from_millis(1);
 /// Most passes of one round of a many-shard read (see [`Consumer::read`]).
 const READ_PASSES: usize = 4;
-/// The longest pause between two rounds of a many-shard read while every shard is empty.
+/// The longest wait between two rounds of a many-shard read while every shard is empty.
 const POLL_BACKOFF_MOST: Duration = Duration::from_millis(50);
+/// The least time between the starts of two rounds of a many-shard read after a round that
+/// found entries, but fewer than one per shard asked: the round cost more reads than it brought
+/// jobs. Shards with a hint (see [`Consumer::hint`]) are read in between.
+const POLL_SPARSE_WAIT: Duration = Duration::from_millis(4);
 
 /// One job read from a shard's stream, not yet parsed.
 #[derive(Debug, Clone)]
@@ -80,10 +84,44 @@ pub struct Consumer {
     store: Store,
     name: String,
     visibility_timeout: Duration,
-    /// The connection of the blocking reads (one shard), so they hold up no other command.
+    /// The connection of the blocking reads (of the one shard, or of the shard a many-shard
+    /// read waits on), so they hold up no other command: one per worker.
     reads: Arc<OnceCell<Connection>>,
     /// The shard a many-shard read starts its round at, moved on by one every round.
     turn: Arc<AtomicUsize>,
+    /// The shard the next idle wait of a many-shard read blocks on, moved on by one every wait.
+    watch: Arc<AtomicUsize>,
+    /// When the next many-shard round may start, and how long it waits first (see
+    /// [`Consumer::read`]).
+    pace: Arc<Mutex<Pace>>,
+    /// Shards this worker has just queued jobs in, read before the next round is due.
+    hints: Arc<Hints>,
+}
+
+/// The pacing of many-shard rounds.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// The earliest start of the next round: later than now after a sparse round.
+    next_round: tokio::time::Instant,
+    /// How long the next round first waits on one shard, with a blocking read: not zero only
+    /// after rounds that found every shard empty.
+    idle_wait: Duration,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            next_round: tokio::time::Instant::now(),
+            idle_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// Shards known to have new entries, and a wake-up for a read waiting for its next round.
+#[derive(Default)]
+struct Hints {
+    shards: Mutex<Vec<Shard>>,
+    added: tokio::sync::Notify,
 }
 
 impl Consumer {
@@ -95,6 +133,9 @@ impl Consumer {
             visibility_timeout,
             reads: Arc::default(),
             turn: Arc::default(),
+            watch: Arc::default(),
+            pace: Arc::default(),
+            hints: Arc::default(),
         }
     }
 
@@ -134,6 +175,20 @@ impl Consumer {
         Ok(())
     }
 
+    /// Notes that this worker has just queued a job in `shard` (a fan-out page its batch), so a
+    /// many-shard read waiting for its next round reads that shard at once.
+    pub fn hint(&self, shard: Shard) {
+        if self.store.keys().shards().nth(1).is_none() {
+            return;
+        }
+        let mut shards = self.hints.shards.lock().unwrap_or_else(|p| p.into_inner());
+        if !shards.contains(&shard) {
+            shards.push(shard);
+        }
+        drop(shards);
+        self.hints.added.notify_one();
+    }
+
     /// Up to `count` new entries, waiting at most about `block` for the first.
     ///
     /// With one shard this is one blocking `XREADGROUP`. With many, a blocking read per shard
@@ -142,29 +197,101 @@ impl Consumer {
     /// `count` equally between the shards, the shard that gets the odd ones moving on each
     /// round, and giving what the shards with fewer entries left unused to those that filled
     /// their share, in a few more passes: no shard starves another, and a read still fills up
-    /// from a busy shard. While every shard is empty, rounds are spaced 1 ms, then twice as
-    /// long each time, up to 50 ms.
+    /// from a busy shard.
+    ///
+    /// A round costs a read per shard asked, found something or not, so rounds are paced by
+    /// what the last one found. After a round that found at least one entry per shard asked,
+    /// the next starts at once. After one that found fewer, the next starts
+    /// [`POLL_SPARSE_WAIT`] after it; meanwhile only the shards this worker was given a
+    /// [`hint`](Self::hint) for are read (a fan-out's batch is read as soon as it is queued).
+    /// After rounds that found every shard empty, the next round first waits on one shard, the
+    /// shards taking that turn one after another, with a blocking read on this worker's one
+    /// blocking connection: it ends as soon as that shard has an entry, or after 1 ms, then
+    /// twice as long each time, up to 50 ms. Every round reads every shard, so pacing delays a
+    /// shard's jobs by at most the wait, and starves none.
     pub async fn read(&self, count: usize, block: Duration) -> Result<Vec<Entry>, StoreError> {
         let shards = self.shards();
         if let [shard] = shards[..] {
             return self.read_blocking(shard, count, block).await;
         }
+        let count = count.max(1);
         let deadline = tokio::time::Instant::now() + block;
-        let mut pause = POLL_BACKOFF_FIRST;
-        // Shards asked since the last pause: a read of fewer entries than there are shards asks
-        // only some shards per round, and pauses only once every shard was found empty.
+        // Shards asked since the last wait: a read of fewer entries than there are shards asks
+        // only some shards per round, and waits only once every shard was found empty.
         let mut asked = 0;
         loop {
-            let count = count.max(1);
-            let entries = self.read_round(&shards, count).await?;
-            if !entries.is_empty() || tokio::time::Instant::now() >= deadline {
-                return Ok(entries);
+            let pace = *self.pace.lock().unwrap_or_else(|p| p.into_inner());
+            let now = tokio::time::Instant::now();
+            if now < pace.next_round {
+                let hinted: Vec<Shard> = std::mem::take(
+                    &mut *self.hints.shards.lock().unwrap_or_else(|p| p.into_inner()),
+                );
+                if hinted.is_empty() {
+                    // A sleep, unlike a blocking read, may be cut short.
+                    tokio::select! {
+                        () = tokio::time::sleep_until(pace.next_round.min(deadline)) => {}
+                        () = self.hints.added.notified() => {}
+                    }
+                } else {
+                    // Shares that add up to `count`: every entry read is one returned.
+                    let wanted = shares(&hinted, count);
+                    let entries: Vec<Entry> = self
+                        .read_shards(&wanted)
+                        .await?
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    if !entries.is_empty() {
+                        return Ok(entries);
+                    }
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(Vec::new());
+                }
+                continue;
             }
-            asked += count.min(shards.len());
-            if asked >= shards.len() {
-                asked = 0;
-                tokio::time::sleep_until((tokio::time::Instant::now() + pause).min(deadline)).await;
-                pause = (pause * 2).min(POLL_BACKOFF_MOST);
+            let mut entries = Vec::new();
+            let wait = pace.idle_wait.min(deadline.saturating_duration_since(now));
+            // A blocking read of 0 ms would block for ever.
+            if wait >= Duration::from_millis(1) {
+                let shard = shards[self.watch.fetch_add(1, Ordering::Relaxed) % shards.len()];
+                // Its share only, so the round after it still reads from every shard.
+                let share = count.div_ceil(shards.len());
+                entries = self.read_blocking(shard, share, wait).await?;
+            }
+            let wanted = count - entries.len();
+            if wanted > 0 {
+                entries.extend(self.read_round(&shards, wanted).await?);
+            }
+            let asked_now = wanted.min(shards.len());
+            let now = tokio::time::Instant::now();
+            let next = if entries.len() >= asked_now.max(1) {
+                Pace::default()
+            } else if !entries.is_empty() {
+                Pace {
+                    next_round: now + POLL_SPARSE_WAIT,
+                    idle_wait: Duration::ZERO,
+                }
+            } else {
+                asked += asked_now;
+                if asked >= shards.len() {
+                    asked = 0;
+                    Pace {
+                        next_round: now,
+                        idle_wait: (pace.idle_wait * 2)
+                            .clamp(POLL_BACKOFF_FIRST, POLL_BACKOFF_MOST),
+                    }
+                } else {
+                    // Not every shard was asked yet: the next ones at once.
+                    Pace {
+                        next_round: now,
+                        idle_wait: Duration::ZERO,
+                    }
+                }
+            };
+            *self.pace.lock().unwrap_or_else(|p| p.into_inner()) = next;
+            if !entries.is_empty() || now >= deadline {
+                return Ok(entries);
             }
         }
     }
@@ -180,14 +307,7 @@ impl Consumer {
             .chain(&shards[..start])
             .copied()
             .collect();
-        // The share of `i` of `n` shards in `total`: equal, the first ones getting the odd ones.
-        let share = |total: usize, n: usize, i: usize| total / n + usize::from(i < total % n);
-        let mut wanted: Vec<(Shard, usize)> = order
-            .iter()
-            .enumerate()
-            .map(|(i, &shard)| (shard, share(count, order.len(), i)))
-            .filter(|&(_, wanted)| wanted > 0)
-            .collect();
+        let mut wanted = shares(&order, count);
         let mut entries = Vec::new();
         // What the shards that had less than their share left goes to those that filled
         // theirs, in a few more passes at most.
@@ -203,12 +323,7 @@ impl Consumer {
             if left == 0 || full.is_empty() {
                 break;
             }
-            wanted = full
-                .iter()
-                .enumerate()
-                .map(|(i, &shard)| (shard, share(left, full.len(), i)))
-                .filter(|&(_, wanted)| wanted > 0)
-                .collect();
+            wanted = shares(&full, left);
         }
         Ok(entries)
     }
@@ -570,6 +685,18 @@ fn answered<T>(
         Some(e) if !any_answered => Err(e),
         _ => Ok(out),
     }
+}
+
+/// `total` shared between `shards`: equally, the first ones getting the odd ones; shards whose
+/// share is nothing are left out.
+fn shares(shards: &[Shard], total: usize) -> Vec<(Shard, usize)> {
+    let n = shards.len();
+    shards
+        .iter()
+        .enumerate()
+        .map(|(i, &shard)| (shard, total / n + usize::from(i < total % n)))
+        .filter(|&(_, share)| share > 0)
+        .collect()
 }
 
 /// Items grouped by shard, in shard order, each group in its first order.

@@ -397,6 +397,7 @@ impl Dispatcher {
                 request_id,
                 after,
             } => {
+                let consumer = self.consumer.clone();
                 self.spawn_for(key, async move {
                     let page = FanOutPage {
                         triggered: triggered_id,
@@ -405,6 +406,9 @@ impl Dispatcher {
                         after: after.as_ref(),
                     };
                     let outcome = fan_out_page(&ctx.store, shard, &entry_id, page).await;
+                    if matches!(&outcome, Ok(done) if done.written && (done.queued > 0 || done.more)) {
+                        consumer.hint(shard);
+                    }
                     let _ = events.send(Event::FannedOut(key, outcome));
                 });
             }

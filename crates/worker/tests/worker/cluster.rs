@@ -15,7 +15,7 @@ use pubhook_worker::consumer::Consumer;
 use pubhook_worker::WorkerConfig;
 
 use crate::helpers::{eventually, test_config, World};
-use crate::shards::reads_are_fair_between_shards;
+use crate::shards::{paced_reads_serve_every_shard, reads_are_fair_between_shards};
 
 const SHARDS: u16 = 16;
 
@@ -308,4 +308,10 @@ async fn a_job_that_keeps_failing_goes_to_its_own_shards_dead_letters() {
 async fn reads_are_fair_between_shards_on_a_cluster() {
     let world = cluster_world().await;
     reads_are_fair_between_shards(world.store.clone()).await;
+}
+
+#[tokio::test]
+async fn paced_reads_serve_every_shard_on_a_cluster() {
+    let world = cluster_world().await;
+    paced_reads_serve_every_shard(world.store.clone()).await;
 }

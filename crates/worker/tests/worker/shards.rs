@@ -75,13 +75,101 @@ pub async fn reads_are_fair_between_shards(store: Store) {
     assert!(started.elapsed() >= Duration::from_millis(140));
 }
 
+/// The waits that pace reads while shards are idle or sparse never leave a shard unserved:
+/// after an idle spell (the next read waits on one shard) a job in any shard is found by the
+/// next read, and after a sparse read (it waits on one shard again) one job in every shard is
+/// found by one read, beside a busy shard's backlog.
+pub async fn paced_reads_serve_every_shard(store: Store) {
+    let consumer = Consumer::new(store.clone(), "reader".into(), Duration::from_secs(30));
+    consumer.ensure_group().await.unwrap();
+    let shards: Vec<Shard> = store.keys().shards().collect();
+    // Idle: empty reads grow the wait to its longest.
+    for _ in 0..3 {
+        let idle = consumer.read(50, Duration::from_millis(120)).await.unwrap();
+        assert!(idle.is_empty());
+    }
+    for &shard in &shards {
+        fill(&store, shard, 1).await;
+        let read = consumer.read(50, Duration::from_millis(400)).await.unwrap();
+        assert_eq!(read.len(), 1, "after an idle spell, {shard}'s job is read");
+        assert_eq!(read[0].shard, shard);
+    }
+    // The last read found one job for many shards asked: a sparse round, so the next read
+    // waits on one shard first; every shard's job is still in that read.
+    let busy = shards[2];
+    fill(&store, busy, 200).await;
+    for &shard in &shards {
+        fill(&store, shard, 1).await;
+    }
+    let read = consumer.read(64, Duration::from_millis(400)).await.unwrap();
+    assert_eq!(read.len(), 64, "a paced read still fills up");
+    for &shard in &shards {
+        assert!(
+            count_in(&read, shard) >= 1,
+            "{shard} is served beside the busy one"
+        );
+    }
+    // The busy shard's backlog drains without keeping the others' new jobs out.
+    let quiet = shards[9];
+    fill(&store, quiet, 1).await;
+    let read = consumer.read(64, Duration::from_millis(400)).await.unwrap();
+    assert_eq!(count_in(&read, quiet), 1);
+}
+
+/// Between two paced rounds only hinted shards are read, and never more than the read asked
+/// for: every entry read (pending for this consumer) is one the read returned.
 #[tokio::test]
-async fn reads_are_fair_between_shards_on_one_redis() {
+async fn a_read_between_paced_rounds_takes_no_more_than_it_returns() {
+    let store = sixteen_shards().await;
+    let consumer = Consumer::new(store.clone(), "reader".into(), Duration::from_secs(30));
+    consumer.ensure_group().await.unwrap();
+    let shards: Vec<Shard> = store.keys().shards().collect();
+    let mut returned = 0;
+    // One job for sixteen shards asked: a sparse round, so the next full round is paced.
+    fill(&store, shards[0], 1).await;
+    returned += consumer
+        .read(50, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .len();
+    for &shard in &shards[3..6] {
+        fill(&store, shard, 5).await;
+        consumer.hint(shard);
+    }
+    let read = consumer.read(2, Duration::from_millis(300)).await.unwrap();
+    assert!(!read.is_empty() && read.len() <= 2, "{}", read.len());
+    returned += read.len();
+    let mut pending = 0;
+    let mut conn = store.connection().await.unwrap();
+    for &shard in &shards {
+        let summary: (usize, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
+            .arg(store.keys().jobs(shard))
+            .arg(pubhook_core::queue::CONSUMER_GROUP)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        pending += summary.0;
+    }
+    assert_eq!(pending, returned, "nothing was read and left unreturned");
+}
+
+/// A store on the shared Redis with 16 queue shards, under a fresh prefix.
+async fn sixteen_shards() -> Store {
     let store = Store::connect(shared_redis().await.url(), &random_prefix(), 4)
         .unwrap()
         .with_queue_shards(16);
     store.settle_queue_shards().await.unwrap();
-    reads_are_fair_between_shards(store).await;
+    store
+}
+
+#[tokio::test]
+async fn paced_reads_serve_every_shard_on_one_redis() {
+    paced_reads_serve_every_shard(sixteen_shards().await).await;
+}
+
+#[tokio::test]
+async fn reads_are_fair_between_shards_on_one_redis() {
+    reads_are_fair_between_shards(sixteen_shards().await).await;
 }
 
 #[tokio::test]
@@ -173,10 +261,7 @@ async fn with_a_short_retention_many_triggers_leave_a_bounded_number_of_records(
 
 #[tokio::test]
 async fn a_read_of_one_entry_finds_the_only_busy_shard_without_waiting() {
-    let store = Store::connect(shared_redis().await.url(), &random_prefix(), 4)
-        .unwrap()
-        .with_queue_shards(16);
-    store.settle_queue_shards().await.unwrap();
+    let store = sixteen_shards().await;
     let consumer = Consumer::new(store.clone(), "reader".into(), Duration::from_secs(30));
     consumer.ensure_group().await.unwrap();
     let shards: Vec<Shard> = store.keys().shards().collect();
