@@ -267,7 +267,7 @@ static KEYS: &[KeyDoc] = &[
         name: "runtime_threads",
         env: "PUBHOOK_RUNTIME_THREADS",
         default: "auto",
-        description: "threads of the process's async runtime (the worker's deliveries, the store's connections), `auto` for one fewer than the CPU cores, at least 1",
+        description: "threads of the process's async runtime (the worker's deliveries, the store's connections), `auto` for one per CPU core",
         apply: |s, raw| {
             s.runtime_threads = if raw.trim().eq_ignore_ascii_case("auto") {
                 None

@@ -261,15 +261,12 @@ pub const MAX_QUEUE_SHARDS: u16 = 1024;
 pub const MAX_RUNTIME_THREADS: usize = 1024;
 
 impl Settings {
-    /// The threads of the async runtime: `runtime_threads`, or by default one fewer than the
-    /// machine's `cores`, at least one. A worker shares its machine with more than its own
-    /// threads (the API's, in `standalone`; often Redis; the kernel's network work), and one
-    /// runtime thread fewer than the cores keeps its tasks from being moved and woken across
-    /// threads that compete for the same cores (docs/performance.md).
+    /// The threads of the async runtime: `runtime_threads`, or by default one per core of the
+    /// machine (`cores`), at least one. Fewer leave cores to what shares the machine (Redis, the
+    /// API's own threads in `standalone`); on the 2-core benchmark machine one thread instead of
+    /// two delivered 10–20% less (docs/performance.md).
     pub fn runtime_threads_for(&self, cores: usize) -> usize {
-        self.runtime_threads
-            .unwrap_or_else(|| cores.saturating_sub(1))
-            .max(1)
+        self.runtime_threads.unwrap_or(cores).max(1)
     }
 
     /// The number of queue shards to run with: `queue_shards`, or by default 1 on one Redis and

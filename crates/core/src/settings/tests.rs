@@ -451,12 +451,12 @@ fn queue_shards_default_to_the_deployment_and_take_a_number_or_auto() {
 }
 
 #[test]
-fn runtime_threads_default_to_one_fewer_than_the_cores_and_take_a_number_or_auto() {
+fn runtime_threads_default_to_the_cores_and_take_a_number_or_auto() {
     let settings = load(None, &[], &[]);
     assert_eq!(settings.runtime_threads, None);
-    assert_eq!(settings.runtime_threads_for(1), 1);
-    assert_eq!(settings.runtime_threads_for(2), 1);
-    assert_eq!(settings.runtime_threads_for(8), 7);
+    assert_eq!(settings.runtime_threads_for(0), 1);
+    assert_eq!(settings.runtime_threads_for(2), 2);
+    assert_eq!(settings.runtime_threads_for(8), 8);
     let settings = load(None, &[("PUBHOOK_RUNTIME_THREADS", "3")], &[]);
     assert_eq!(settings.runtime_threads_for(2), 3);
     assert_eq!(
