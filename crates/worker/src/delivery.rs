@@ -27,8 +27,8 @@ use pubhook_core::keys::Shard;
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::{Job, Target, CONSUMER_GROUP};
 use pubhook_core::store::{
-    redacted_endpoint, redacted_url, AttemptOutcome, AttemptRecord, Batch, FailureClass, Store,
-    StoreError, MAX_ATTEMPTS_PER_SUBSCRIPTION, STATE_FIELD,
+    redacted_endpoint, redacted_url, AttemptOutcome, AttemptRecord, Batch, Connection,
+    FailureClass, Store, StoreError, MAX_ATTEMPTS_PER_SUBSCRIPTION, STATE_FIELD,
 };
 use tracing::instrument;
 
@@ -679,42 +679,33 @@ pub async fn record(
     let retention_ms = ctx.retention.as_millis();
     let conn = ctx.store.connection().await?;
 
-    // The subscriber's side: plain commands rather than a script, in one pipeline on one
-    // Redis. Each subscription's record goes in with `ZADD` and its expiry is renewed with
-    // `EXPIRE` after it (they run in this order on one Redis; on a cluster they are sent
-    // together, and an `EXPIRE` that overtook the first `ZADD` of a set leaves that set
-    // without an expiry until the subscription's next attempt: it is still trimmed by count,
-    // and deleted with its subscription). One attempt in `TRIM_EVERY` also trims by age and
-    // count.
-    let retention_s = ctx.retention.as_secs();
-    let mut own = Batch::new();
+    // The subscriber's side: each attempt in full in its subscription's records by the
+    // own-attempt script (the record, the set's retention renewed, and one attempt in
+    // `TRIM_EVERY` a trim by age and count), all in one pipeline on one Redis.
+    let mut own = Vec::with_capacity(results.len());
     let mut outcomes = Vec::with_capacity(results.len());
     for result in results {
         let score = (result.record.epoch * 1000.0) as u64;
         outcomes.push((score, record_json(&result.record.outcome_only())));
-        let key = keys.subscription_deliveries(result.target.subscription_id);
-        let mut add = redis::cmd("ZADD");
-        add.arg(&key).arg(score).arg(record_json(&result.record));
-        own.add(add);
-        if retention_s > 0 {
-            let mut expire = redis::cmd("EXPIRE");
-            expire.arg(&key).arg(retention_s);
-            own.add(expire);
-        }
-        if rand::random::<u64>() % TRIM_EVERY == 0 {
-            if retention_ms > 0 {
-                let before = u128::from(score).saturating_sub(retention_ms);
-                let mut by_age = redis::cmd("ZREMRANGEBYSCORE");
-                by_age.arg(&key).arg("-inf").arg(format!("({before}"));
-                own.add(by_age);
-            }
-            let mut by_count = redis::cmd("ZREMRANGEBYRANK");
-            by_count
-                .arg(&key)
-                .arg(0)
-                .arg(-i64::try_from(MAX_ATTEMPTS_PER_SUBSCRIPTION).unwrap_or(i64::MAX) - 1);
-            own.add(by_count);
-        }
+        let trim_before = if rand::random::<u64>() % TRIM_EVERY != 0 {
+            String::new()
+        } else if retention_ms == 0 {
+            // Kept for ever: trimmed by count only.
+            "0".to_owned()
+        } else {
+            u128::from(score).saturating_sub(retention_ms).to_string()
+        };
+        let mut write = redis::cmd("EVALSHA");
+        write
+            .arg(scripts::OWN_ATTEMPT.get_hash())
+            .arg(1)
+            .arg(keys.subscription_deliveries(result.target.subscription_id))
+            .arg(score)
+            .arg(record_json(&result.record))
+            .arg(ctx.retention.as_secs())
+            .arg(trim_before)
+            .arg(MAX_ATTEMPTS_PER_SUBSCRIPTION);
+        own.push(write);
     }
     let failed_counts: Vec<_> = accounts
         .iter()
@@ -731,7 +722,7 @@ pub async fn record(
             async move { invocation.invoke_async::<i64>(&mut conn).await }
         })
     });
-    let written = until_available(patience, || conn.send_batch::<redis::Value>(&own));
+    let written = write_own_attempts(patience, &conn, own);
     let (_, counts) =
         futures_util::future::try_join(written, futures_util::future::try_join_all(counts)).await?;
     let counts = &counts[..];
@@ -769,6 +760,42 @@ pub async fn record(
         crate::ordered::end_turn(ctx, job, &result.outcome, retry).await?;
     }
     Ok(())
+}
+
+/// Runs the own-attempt script calls `writes` (`EVALSHA`s) in one batch; where Redis does not
+/// have the script yet (after a restart or `SCRIPT FLUSH`, or on a cluster node that never ran
+/// it), loads it and sends the batch again. Writing a record twice leaves one: it is the same
+/// member of the set.
+async fn write_own_attempts(
+    patience: Duration,
+    conn: &Connection,
+    writes: Vec<redis::Cmd>,
+) -> Result<(), StoreError> {
+    let batch: Batch = writes.into_iter().collect();
+    let mut loaded = false;
+    loop {
+        let sent = until_available(patience, || conn.send_batch::<redis::Value>(&batch)).await;
+        match sent {
+            Err(StoreError::Internal(e)) if !loaded && is_no_script(&e) => {
+                let _: String = until_available(patience, || {
+                    let mut conn = conn.clone();
+                    async move { scripts::OWN_ATTEMPT.load_async(&mut conn).await }
+                })
+                .await?;
+                loaded = true;
+            }
+            sent => return sent.map(drop),
+        }
+    }
+}
+
+/// Whether a store error is Redis answering that it does not have a script.
+fn is_no_script(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<redis::RedisError>()
+            .is_some_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+    })
 }
 
 /// Keeps the set of subscribers at `max_failed_count` in step (see `pubhook_core::store`

@@ -11,6 +11,8 @@ pub(crate) static SUBSCRIBER_PAGE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/subscriber_page.lua")));
 pub(crate) static RECORD: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/record.lua")));
+pub(crate) static OWN_ATTEMPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/own_attempt.lua")));
 pub(crate) static FAILED_COUNT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/failed_count.lua")));
 pub(crate) static PROMOTE: LazyLock<Script> =

@@ -284,3 +284,44 @@ async fn a_slow_endpoint_cannot_hold_up_the_others() {
         10
     );
 }
+
+/// The subscriber's records are written by a script sent in one batch; a Redis that lost its
+/// scripts (a restart, `SCRIPT FLUSH`) gets it loaded again, and no record is lost.
+#[tokio::test]
+async fn records_are_written_after_redis_lost_its_scripts() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let owner = world.account("owner", &receiver.url()).await;
+    let a = world.account("a", &format!("{}/a", receiver.url())).await;
+    let b = world.account("b", &format!("{}/b", receiver.url())).await;
+    let reg = world.registration(owner.id, "e", "{}").await;
+    let subscriptions = [
+        world.subscribe(a.id, reg).await,
+        world.subscribe(b.id, reg).await,
+    ];
+    let _worker = world.start_worker(test_config());
+    let mut conn = world.store.connection().await.unwrap();
+    for round in 1..=2 {
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let triggered = world.trigger(reg).await;
+        world
+            .wait_for_summary(triggered, Duration::from_secs(10), |s| {
+                s.delivered == 2 && s.pending == 0
+            })
+            .await;
+        for subscription in subscriptions {
+            let own = world
+                .store
+                .subscription_attempts(subscription, 0, 10)
+                .await
+                .unwrap();
+            assert_eq!(own.items.len(), round, "round {round}");
+            assert_eq!(own.items[0].triggered_id, triggered);
+        }
+    }
+    assert_eq!(receiver.posts().len(), 4);
+}
