@@ -269,18 +269,7 @@ static KEYS: &[KeyDoc] = &[
         default: "auto",
         description: "threads of the process's async runtime (the worker's deliveries, the store's connections), `auto` for one per CPU core",
         apply: |s, raw| {
-            s.runtime_threads = if raw.trim().eq_ignore_ascii_case("auto") {
-                None
-            } else {
-                let threads: usize = at_least(parse_whole_number(raw)?, 1)?;
-                if threads > super::MAX_RUNTIME_THREADS {
-                    return Err(ValueError::new(format!(
-                        "must be auto or at most {}, not {threads}",
-                        super::MAX_RUNTIME_THREADS
-                    )));
-                }
-                Some(threads)
-            };
+            s.runtime_threads = auto_or_count(raw, super::MAX_RUNTIME_THREADS)?;
             Ok(())
         },
     },
@@ -310,18 +299,7 @@ static KEYS: &[KeyDoc] = &[
         default: "auto",
         description: "shards of the job queue, `auto` for 1 on one Redis and 16 on a Redis Cluster; fixed for a key prefix once used (a start with another number is refused)",
         apply: |s, raw| {
-            s.queue_shards = if raw.trim().eq_ignore_ascii_case("auto") {
-                None
-            } else {
-                let shards: u16 = at_least(parse_whole_number(raw)?, 1)?;
-                if shards > super::MAX_QUEUE_SHARDS {
-                    return Err(ValueError::new(format!(
-                        "must be auto or at most {}, not {shards}",
-                        super::MAX_QUEUE_SHARDS
-                    )));
-                }
-                Some(shards)
-            };
+            s.queue_shards = auto_or_count(raw, super::MAX_QUEUE_SHARDS)?;
             Ok(())
         },
     },
@@ -516,6 +494,23 @@ static KEYS: &[KeyDoc] = &[
         },
     },
 ];
+
+/// `auto` (`None`), or a whole number from 1 to `most`.
+fn auto_or_count<T>(raw: &str, most: T) -> Result<Option<T>, ValueError>
+where
+    T: std::str::FromStr + PartialOrd + From<u8> + std::fmt::Display,
+{
+    if raw.trim().eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    let count: T = at_least(parse_whole_number(raw)?, T::from(1))?;
+    if count > most {
+        return Err(ValueError::new(format!(
+            "must be auto or at most {most}, not {count}"
+        )));
+    }
+    Ok(Some(count))
+}
 
 #[cfg(test)]
 mod tests {
