@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pubhook_core::domain::{
-    now_millis, now_seconds, AccountId, RegistrationId, SignatureStyles, TriggeredId,
+    now_millis, now_seconds, AccountId, RegistrationId, SignatureStyles, SubscriptionId,
+    TriggeredId,
 };
 use pubhook_core::keys::Shard;
 use pubhook_core::outbound::OutboundClient;
@@ -114,6 +115,39 @@ pub struct DeliveryContext {
     /// How long an ordered subscription's turn is held without news of its holder (see
     /// `crate::ordered`); the worker uses the visibility timeout.
     pub order_lease: Duration,
+    /// When this worker last renewed each subscription's attempt records' expiry.
+    pub renewals: Renewals,
+}
+
+/// When this worker last renewed the expiry of each subscription's attempt records (see
+/// [`record`]). Shared by the clones of a [`DeliveryContext`]; taken once per job.
+#[derive(Clone, Default)]
+pub struct Renewals(Arc<std::sync::Mutex<crate::Map<SubscriptionId, Instant>>>);
+
+/// Most subscriptions [`Renewals`] remembers; past it, it forgets them all (each is then
+/// renewed once more at its next attempt).
+const MOST_RENEWALS_KEPT: usize = 100_000;
+
+impl Renewals {
+    /// Whether the records of `subscription` need their expiry renewed now: not renewed by this
+    /// worker within `every`. Notes the renewal when they do.
+    fn due(
+        map: &mut crate::Map<SubscriptionId, Instant>,
+        subscription: SubscriptionId,
+        every: Duration,
+        now: Instant,
+    ) -> bool {
+        match map.get(&subscription) {
+            Some(at) if now.duration_since(*at) < every => false,
+            _ => {
+                if map.len() >= MOST_RENEWALS_KEPT {
+                    map.clear();
+                }
+                map.insert(subscription, now);
+                true
+            }
+        }
+    }
 }
 
 /// The deliveries of one job.
@@ -679,33 +713,57 @@ pub async fn record(
     let retention_ms = ctx.retention.as_millis();
     let conn = ctx.store.connection().await?;
 
-    // The subscriber's side: each attempt in full in its subscription's records by the
-    // own-attempt script (the record, the set's retention renewed, and one attempt in
-    // `TRIM_EVERY` a trim by age and count), all in one pipeline on one Redis.
+    // The subscriber's side, all in one pipeline on one Redis: each attempt in full in its
+    // subscription's records. The set's expiry is renewed, with the record by the own-attempt
+    // script, at a subscription's first attempt by this worker and then once per half of the
+    // retention, to one and a half times the retention: so every record lives at least its
+    // retention, and an idle set goes at most half a retention later. The attempts in between
+    // are a plain `ZADD` (one attempt in `TRIM_EVERY` also trims by age and count).
+    let renew_every = ctx.retention / 2;
+    let renewed_expiry = ctx.retention.as_secs() + ctx.retention.as_secs() / 2;
     let mut own = Vec::with_capacity(results.len());
     let mut outcomes = Vec::with_capacity(results.len());
-    for result in results {
-        let score = (result.record.epoch * 1000.0) as u64;
-        outcomes.push((score, record_json(&result.record.outcome_only())));
-        let trim_before = if rand::random::<u64>() % TRIM_EVERY != 0 {
-            String::new()
-        } else if retention_ms == 0 {
-            // Kept for ever: trimmed by count only.
-            "0".to_owned()
-        } else {
-            u128::from(score).saturating_sub(retention_ms).to_string()
-        };
-        let mut write = redis::cmd("EVALSHA");
-        write
-            .arg(scripts::OWN_ATTEMPT.get_hash())
-            .arg(1)
-            .arg(keys.subscription_deliveries(result.target.subscription_id))
-            .arg(score)
-            .arg(record_json(&result.record))
-            .arg(ctx.retention.as_secs())
-            .arg(trim_before)
-            .arg(MAX_ATTEMPTS_PER_SUBSCRIPTION);
-        own.push(write);
+    {
+        let mut renewals = ctx
+            .renewals
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        for result in results {
+            let score = (result.record.epoch * 1000.0) as u64;
+            outcomes.push((score, record_json(&result.record.outcome_only())));
+            let subscription = result.target.subscription_id;
+            let key = keys.subscription_deliveries(subscription);
+            let trim = rand::random::<u64>() % TRIM_EVERY == 0;
+            let renew =
+                retention_ms > 0 && Renewals::due(&mut renewals, subscription, renew_every, now);
+            if !renew {
+                let mut add = redis::cmd("ZADD");
+                add.arg(&key).arg(score).arg(record_json(&result.record));
+                own.push(add);
+                if trim {
+                    own.extend(trims(&key, score, retention_ms));
+                }
+                continue;
+            }
+            let trim_before = if !trim {
+                String::new()
+            } else {
+                u128::from(score).saturating_sub(retention_ms).to_string()
+            };
+            let mut write = redis::cmd("EVALSHA");
+            write
+                .arg(scripts::OWN_ATTEMPT.get_hash())
+                .arg(1)
+                .arg(key)
+                .arg(score)
+                .arg(record_json(&result.record))
+                .arg(renewed_expiry)
+                .arg(trim_before)
+                .arg(MAX_ATTEMPTS_PER_SUBSCRIPTION);
+            own.push(write);
+        }
     }
     let failed_counts: Vec<_> = accounts
         .iter()
@@ -762,7 +820,27 @@ pub async fn record(
     Ok(())
 }
 
-/// Runs the own-attempt script calls `writes` (`EVALSHA`s) in one batch; where Redis does not
+/// The trims of a subscription's attempt records at `key`, written at `score`: by age (when
+/// they have a retention) and by count.
+fn trims(key: &str, score: u64, retention_ms: u128) -> Vec<redis::Cmd> {
+    let mut trims = Vec::with_capacity(2);
+    if retention_ms > 0 {
+        let before = u128::from(score).saturating_sub(retention_ms);
+        let mut by_age = redis::cmd("ZREMRANGEBYSCORE");
+        by_age.arg(key).arg("-inf").arg(format!("({before}"));
+        trims.push(by_age);
+    }
+    let mut by_count = redis::cmd("ZREMRANGEBYRANK");
+    by_count
+        .arg(key)
+        .arg(0)
+        .arg(-i64::try_from(MAX_ATTEMPTS_PER_SUBSCRIPTION).unwrap_or(i64::MAX) - 1);
+    trims.push(by_count);
+    trims
+}
+
+/// Runs the subscriber-side `writes` (`ZADD`s, trims and own-attempt `EVALSHA`s) in one batch;
+/// where Redis does not
 /// have the script yet (after a restart or `SCRIPT FLUSH`, or on a cluster node that never ran
 /// it), loads it and sends the batch again. Writing a record twice leaves one: it is the same
 /// member of the set.

@@ -137,6 +137,7 @@ impl Worker {
             record_patience: config.visibility_timeout / 2,
             probes: config.probes,
             order_lease: config.visibility_timeout,
+            renewals: Default::default(),
         };
         Self {
             consumer,

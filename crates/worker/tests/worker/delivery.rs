@@ -96,7 +96,9 @@ async fn two_subscribers_each_get_one_post_with_both_signatures_valid() {
         .await
         .unwrap();
     assert!((3500..=3600).contains(&ttl), "TTL {ttl}");
-    // Each subscriber's own record of its attempt, kept for the same period.
+    // Each subscriber's own record of its attempt: its set's expiry is renewed to one and a
+    // half times the retention, so that the attempts until the next renewal (half a retention
+    // later) are kept for their retention too.
     for subscription in [sub_a, sub_b] {
         let own = world
             .store
@@ -111,8 +113,51 @@ async fn two_subscribers_each_get_one_post_with_both_signatures_valid() {
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert!((3500..=3600).contains(&ttl), "TTL {ttl}");
+        assert!((5300..=5400).contains(&ttl), "TTL {ttl}");
     }
+}
+
+/// A subscription's records have their expiry renewed at its first attempt, not at every one:
+/// the next attempts within half the retention leave it running down.
+#[tokio::test]
+async fn the_expiry_of_a_subscriptions_records_is_renewed_once_per_half_retention() {
+    let world = World::new().await;
+    let receiver = Receiver::start().await;
+    let owner = world.account("owner", &receiver.url()).await;
+    let sub = world.account("sub", &receiver.url()).await;
+    let reg = world.registration(owner.id, "e", "{}").await;
+    let subscription = world.subscribe(sub.id, reg).await;
+    let _worker = world.start_worker(test_config());
+    let key = world.store.keys().subscription_deliveries(subscription);
+    let mut conn = world.store.connection().await.unwrap();
+    let mut ttls = Vec::new();
+    for round in 1..=3 {
+        let triggered = world.trigger(reg).await;
+        world
+            .wait_for_summary(triggered, Duration::from_secs(10), |s| {
+                s.delivered == 1 && s.pending == 0
+            })
+            .await;
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        ttls.push(pttl);
+        let kept = world
+            .store
+            .subscription_attempts(subscription, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(kept.items.len(), round);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // An hour's retention in the test configuration: 1.5 h at the first attempt, then less.
+    assert!(ttls[0] > 5_300_000 && ttls[0] <= 5_400_000, "{ttls:?}");
+    assert!(
+        ttls[1] < ttls[0] - 250 && ttls[2] < ttls[1] - 250,
+        "not renewed again: {ttls:?}"
+    );
 }
 
 #[tokio::test]

@@ -293,6 +293,7 @@ async fn a_job_recorded_twice_is_counted_once() {
         record_patience: Duration::from_secs(1),
         probes: pubhook_worker::ProbePolicy::default(),
         order_lease: Duration::from_secs(3),
+        renewals: Default::default(),
     };
     for _ in 0..2 {
         let job = DeliveryJob {
