@@ -718,7 +718,7 @@ pub async fn record(
     // script, at a subscription's first attempt by this worker and then once per half of the
     // retention, to one and a half times the retention: so every record lives at least its
     // retention, and an idle set goes at most half a retention later. The attempts in between
-    // are a plain `ZADD` (one attempt in `TRIM_EVERY` also trims by age and count).
+    // are a plain `ZADD`; one attempt in `TRIM_EVERY` also trims the set by age and count.
     let renew_every = ctx.retention / 2;
     let renewed_expiry = ctx.retention.as_secs() + ctx.retention.as_secs() / 2;
     let mut own = Vec::with_capacity(results.len());
@@ -735,34 +735,25 @@ pub async fn record(
             outcomes.push((score, record_json(&result.record.outcome_only())));
             let subscription = result.target.subscription_id;
             let key = keys.subscription_deliveries(subscription);
-            let trim = rand::random::<u64>() % TRIM_EVERY == 0;
+            // No expiry for records kept for ever, nor for one under a second (EXPIRE 0 would
+            // delete the set).
             let renew =
-                retention_ms > 0 && Renewals::due(&mut renewals, subscription, renew_every, now);
-            if !renew {
-                let mut add = redis::cmd("ZADD");
-                add.arg(&key).arg(score).arg(record_json(&result.record));
-                own.push(add);
-                if trim {
-                    own.extend(trims(&key, score, retention_ms));
-                }
-                continue;
-            }
-            let trim_before = if !trim {
-                String::new()
+                renewed_expiry > 0 && Renewals::due(&mut renewals, subscription, renew_every, now);
+            let mut write = if renew {
+                let mut write = redis::cmd("EVALSHA");
+                write.arg(scripts::OWN_ATTEMPT.get_hash()).arg(1);
+                write
             } else {
-                u128::from(score).saturating_sub(retention_ms).to_string()
+                redis::cmd("ZADD")
             };
-            let mut write = redis::cmd("EVALSHA");
-            write
-                .arg(scripts::OWN_ATTEMPT.get_hash())
-                .arg(1)
-                .arg(key)
-                .arg(score)
-                .arg(record_json(&result.record))
-                .arg(renewed_expiry)
-                .arg(trim_before)
-                .arg(MAX_ATTEMPTS_PER_SUBSCRIPTION);
+            write.arg(&key).arg(score).arg(record_json(&result.record));
+            if renew {
+                write.arg(renewed_expiry);
+            }
             own.push(write);
+            if rand::random::<u64>() % TRIM_EVERY == 0 {
+                own.extend(trims(&key, score, retention_ms));
+            }
         }
     }
     let failed_counts: Vec<_> = accounts
@@ -783,9 +774,8 @@ pub async fn record(
     let written = write_own_attempts(patience, &conn, own);
     let (_, counts) =
         futures_util::future::try_join(written, futures_util::future::try_join_all(counts)).await?;
-    let counts = &counts[..];
-    note_disabled_changes(ctx, &accounts, counts).await?;
-    schedule_probes(ctx, results, &accounts, counts).await?;
+    note_disabled_changes(ctx, &accounts, &counts).await?;
+    schedule_probes(ctx, results, &accounts, &counts).await?;
 
     // The trigger's side, with the acknowledgement.
     let mut invocation = record_invocation(ctx, shard, job.triggered, entry_id);
@@ -840,9 +830,8 @@ fn trims(key: &str, score: u64, retention_ms: u128) -> Vec<redis::Cmd> {
 }
 
 /// Runs the subscriber-side `writes` (`ZADD`s, trims and own-attempt `EVALSHA`s) in one batch;
-/// where Redis does not
-/// have the script yet (after a restart or `SCRIPT FLUSH`, or on a cluster node that never ran
-/// it), loads it and sends the batch again. Writing a record twice leaves one: it is the same
+/// where Redis does not have the script yet (after a restart or `SCRIPT FLUSH`, or on a cluster
+/// node that never ran it), loads it and sends the batch again. Writing a record twice leaves one: it is the same
 /// member of the set.
 async fn write_own_attempts(
     patience: Duration,
