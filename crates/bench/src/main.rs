@@ -39,7 +39,7 @@ use crate::scenarios::{Env, Outcome, PlotData};
 /// Figures printed on the progress line after each scenario.
 const HEADLINES: &[&str] = &[
     "round_trips_per_s",
-    "pooled_client_round_trips_per_s",
+    "outbound_client_round_trips_per_s",
     "deliveries_per_s",
     "deliveries_per_s_of_ceiling",
     "in_flight_median",

@@ -12,14 +12,16 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt as _, Full};
-use hyper_rustls::HttpsConnector;
+use hyper::body::Body as _;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use url::{Host, Url};
+use url::{Host, Position, Url};
 
 use super::policy::{BlockedDestination, DestinationPolicy};
+use super::pool::{Pool, SendError};
+
+/// How long an unused keep-alive connection is kept open.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the client behaves.
 #[derive(Debug, Clone)]
@@ -107,19 +109,16 @@ impl OutboundError {
     }
 }
 
-/// The HTTP client under [`OutboundClient`]: hyper's pooled client over our checking resolver,
-/// with rustls for https.
-type Http = Client<HttpsConnector<HttpConnector<CheckingResolver>>, Full<Bytes>>;
-
 /// The outbound HTTP client. Cheap to clone: clones share one connection pool.
 ///
-/// Built on hyper's pooled client rather than reqwest: deliveries are the hot path, and on the
-/// benchmark machine reqwest's extra layers (per-request timer, URL and header handling,
-/// redirect machinery) held a bare keep-alive POST loop to about half of what hyper's client
-/// does (docs/performance.md).
+/// Built on hyper's HTTP/1 connections, kept per origin by [`Pool`], rather than reqwest or
+/// hyper-util's pooled client: deliveries are the hot path, and on the benchmark machine
+/// reqwest's extra layers (per-request timer, URL and header handling, redirect machinery) held
+/// a bare keep-alive POST loop to about half of what hyper does, and the pooled client's
+/// per-request task to about three quarters (docs/performance.md).
 #[derive(Clone)]
 pub struct OutboundClient {
-    http: Http,
+    pool: Pool,
     policy: Arc<DestinationPolicy>,
     timeout: Duration,
     max_response_bytes: usize,
@@ -129,6 +128,10 @@ pub struct OutboundClient {
 impl OutboundClient {
     /// Builds the client.
     pub fn new(config: OutboundConfig) -> anyhow::Result<Self> {
+        Self::with_idle_timeout(config, IDLE_TIMEOUT)
+    }
+
+    fn with_idle_timeout(config: OutboundConfig, idle_timeout: Duration) -> anyhow::Result<Self> {
         let policy = Arc::new(config.policy);
         let mut connector = HttpConnector::new_with_resolver(CheckingResolver {
             policy: policy.clone(),
@@ -141,12 +144,8 @@ impl OutboundClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_timer(TokioTimer::new())
-            .build(https);
         Ok(Self {
-            http,
+            pool: Pool::new(https, idle_timeout),
             policy,
             timeout: config.timeout,
             max_response_bytes: config.max_response_bytes,
@@ -236,23 +235,27 @@ impl OutboundClient {
         body: Bytes,
     ) -> Result<Answer, OutboundError> {
         self.check_literal(endpoint)?;
-        let uri: Uri = endpoint
-            .as_str()
-            .parse()
-            .map_err(|_| OutboundError::InvalidUrl("the URL is not a valid URI"))?;
+        let target = Target::of(endpoint)?;
         headers
             .entry(USER_AGENT)
             .or_insert_with(|| self.user_agent.clone());
-        headers.remove(HOST);
+        headers.insert(HOST, target.host);
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
-        *request.uri_mut() = uri;
+        *request.uri_mut() = target.path;
         *request.headers_mut() = headers;
         let exchange = async {
-            let response = self.http.request(request).await.map_err(classify)?;
+            let (response, lease) = self
+                .pool
+                .send(target.origin, request)
+                .await
+                .map_err(classify)?;
             let status = response.status().as_u16();
             let (parts, body) = response.into_parts();
-            let body = self.read_capped(body).await?;
+            let (body, whole) = self.read_capped(body).await?;
+            if whole {
+                lease.release();
+            }
             Ok(Answer {
                 status,
                 headers: parts.headers,
@@ -279,9 +282,12 @@ impl OutboundClient {
         self.policy.check(ip).map_err(OutboundError::Blocked)
     }
 
-    /// Reads at most `max_response_bytes` of `body`; the rest is never read (the connection is
-    /// then closed rather than reused).
-    async fn read_capped(&self, mut body: hyper::body::Incoming) -> Result<Vec<u8>, OutboundError> {
+    /// Reads at most `max_response_bytes` of `body`, and says whether that was all of it. The
+    /// rest is never read, and the connection is then closed rather than reused.
+    async fn read_capped(
+        &self,
+        mut body: hyper::body::Incoming,
+    ) -> Result<(Vec<u8>, bool), OutboundError> {
         let mut read = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame =
@@ -292,10 +298,42 @@ impl OutboundClient {
             let room = self.max_response_bytes.saturating_sub(read.len());
             read.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if chunk.len() >= room {
-                break;
+                return Ok((read, body.is_end_stream()));
             }
         }
-        Ok(read)
+        Ok((read, true))
+    }
+}
+
+/// Where a request goes, in the forms an HTTP/1 connection needs.
+struct Target {
+    /// `scheme://host:port`: the pool's key, and what the connector connects to.
+    origin: String,
+    /// The `Host` header: the host, and the port unless it is the scheme's default.
+    host: HeaderValue,
+    /// The request target in origin form: the path and the query (a fragment is not sent).
+    path: Uri,
+}
+
+impl Target {
+    fn of(endpoint: &Url) -> Result<Self, OutboundError> {
+        let invalid = || OutboundError::InvalidUrl("the URL is not a valid URI");
+        let host = endpoint
+            .host_str()
+            .ok_or(OutboundError::InvalidUrl("the URL has no host"))?;
+        let port = endpoint.port_or_known_default().ok_or_else(invalid)?;
+        let host_header = match endpoint.port() {
+            Some(port) => HeaderValue::from_str(&format!("{host}:{port}")),
+            None => HeaderValue::from_str(host),
+        }
+        .map_err(|_| invalid())?;
+        Ok(Self {
+            origin: format!("{}://{host}:{port}", endpoint.scheme()),
+            host: host_header,
+            path: endpoint[Position::BeforePath..Position::AfterQuery]
+                .parse()
+                .map_err(|_| invalid())?,
+        })
     }
 }
 
@@ -309,7 +347,7 @@ struct Answer {
 /// Resolves names with the system resolver and keeps only the addresses the policy allows. The
 /// connector connects to what this returns and nothing else, so there is no second lookup.
 #[derive(Clone)]
-struct CheckingResolver {
+pub(super) struct CheckingResolver {
     policy: Arc<DestinationPolicy>,
 }
 
@@ -363,9 +401,13 @@ impl tower_service::Service<Name> for CheckingResolver {
     }
 }
 
-/// Maps a client error to a failure class, finding our resolver's verdict in its causes.
-fn classify(err: hyper_util::client::legacy::Error) -> OutboundError {
-    let mut source: Option<&(dyn StdError + 'static)> = err.source();
+/// Maps a send's error to a failure class, finding our resolver's verdict in its causes.
+fn classify(err: SendError) -> OutboundError {
+    let err: &(dyn StdError + 'static) = match &err {
+        SendError::Connect(err) => err.as_ref(),
+        SendError::Exchange(err) => err,
+    };
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(cause) = source {
         if let Some(Refused(blocked)) = cause.downcast_ref::<Refused>() {
             return OutboundError::Blocked(blocked.clone());
@@ -383,12 +425,12 @@ fn classify(err: hyper_util::client::legacy::Error) -> OutboundError {
         }
         source = cause.source();
     }
-    OutboundError::Connect(root_cause(&err))
+    OutboundError::Connect(root_cause(err))
 }
 
 /// The innermost cause's message: says "connection refused" rather than a wrapper's, and never
 /// the URL.
-fn root_cause(err: &hyper_util::client::legacy::Error) -> String {
+fn root_cause(err: &(dyn StdError + 'static)) -> String {
     let mut last: &(dyn StdError + 'static) = err;
     while let Some(next) = last.source() {
         last = next;

@@ -18,6 +18,7 @@
 
 mod client;
 mod policy;
+mod pool;
 
 pub use client::{KeyKind, OutboundClient, OutboundConfig, OutboundError, PostResponse};
 pub use policy::{classify, BlockedDestination, DestinationPolicy};
