@@ -28,8 +28,8 @@ use pubhook_core::keys::Shard;
 use pubhook_core::outbound::OutboundClient;
 use pubhook_core::queue::{Job, Target, CONSUMER_GROUP};
 use pubhook_core::store::{
-    redacted_endpoint, redacted_url, AttemptOutcome, AttemptRecord, Batch, Connection,
-    FailureClass, Store, StoreError, MAX_ATTEMPTS_PER_SUBSCRIPTION, STATE_FIELD,
+    is_no_script, redacted_endpoint, redacted_url, AttemptOutcome, AttemptRecord, Batch,
+    Connection, FailureClass, Store, StoreError, MAX_ATTEMPTS_PER_SUBSCRIPTION, STATE_FIELD,
 };
 use tracing::instrument;
 
@@ -831,8 +831,8 @@ fn trims(key: &str, score: u64, retention_ms: u128) -> Vec<redis::Cmd> {
 
 /// Runs the subscriber-side `writes` (`ZADD`s, trims and own-attempt `EVALSHA`s) in one batch;
 /// where Redis does not have the script yet (after a restart or `SCRIPT FLUSH`, or on a cluster
-/// node that never ran it), loads it and sends the batch again. Writing a record twice leaves one: it is the same
-/// member of the set.
+/// node that never ran it), loads it and sends the batch again. Writing a record twice leaves
+/// one: it is the same member of the set.
 async fn write_own_attempts(
     patience: Duration,
     conn: &Connection,
@@ -843,7 +843,7 @@ async fn write_own_attempts(
     loop {
         let sent = until_available(patience, || conn.send_batch::<redis::Value>(&batch)).await;
         match sent {
-            Err(StoreError::Internal(e)) if !loaded && is_no_script(&e) => {
+            Err(StoreError::Internal(e)) if !loaded && caused_by_no_script(&e) => {
                 let _: String = until_available(patience, || {
                     let mut conn = conn.clone();
                     async move { scripts::OWN_ATTEMPT.load_async(&mut conn).await }
@@ -857,11 +857,11 @@ async fn write_own_attempts(
 }
 
 /// Whether a store error is Redis answering that it does not have a script.
-fn is_no_script(error: &anyhow::Error) -> bool {
+fn caused_by_no_script(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause
             .downcast_ref::<redis::RedisError>()
-            .is_some_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+            .is_some_and(is_no_script)
     })
 }
 

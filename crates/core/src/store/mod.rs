@@ -52,6 +52,7 @@ pub use records::{
 };
 pub use redeliveries::{RedeliveryRefusal, RedeliveryReport, RedeliveryScope};
 pub use redrive::RedriveRefusal;
+pub use scripts::is_no_script;
 pub use status::ShardStatus;
 pub use subscriptions::{SubscribeOptions, SubscribeRefusal};
 pub use triggered::{TriggerExtras, TriggerRefusal};

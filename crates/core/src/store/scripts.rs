@@ -83,12 +83,18 @@ pub(super) async fn invoke_once_copied<T: redis::FromRedisValue>(
         cmd.arg(*arg);
     }
     match cmd.query_async(conn).await {
-        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+        Err(e) if is_no_script(&e) => {
             script.prepare_invoke().load_async(conn).await?;
             cmd.query_async(conn).await
         }
         result => result,
     }
+}
+
+/// Whether Redis answered that it does not have the script (after a restart or `SCRIPT FLUSH`,
+/// or on a cluster node that never ran it): loading it and sending again is the cure.
+pub fn is_no_script(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
 /// Runs `invocations` as one pipeline on one Redis, which runs them in the order given: one
@@ -110,7 +116,7 @@ pub(super) async fn invoke_in_order(
         pipe.ignore_errors().query_async(conn).await?;
     for (invocation, reply) in invocations.iter().zip(replies) {
         match reply {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            Err(e) if is_no_script(&e) => {
                 let _: redis::Value = invocation.invoke_async(conn).await?;
             }
             Err(e) => return Err(e),
